@@ -1,0 +1,101 @@
+"""Tensors of a (possibly sharded) safetensors checkpoint, read lazily through `safe_open`.
+
+Sharded checkpoints are found through `model.safetensors.index.json`; without an index every
+`*.safetensors` file in the folder is read. Nothing is loaded until a tensor is asked for.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from export.errors import CheckpointError
+
+INDEX_NAME = "model.safetensors.index.json"
+
+
+class TensorStore:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._where: dict[str, Path] = {}
+        self._handles: dict[Path, object] = {}
+        index = self.directory / INDEX_NAME
+        if index.exists():
+            self._read_index(index)
+        else:
+            files = sorted(self.directory.glob("*.safetensors"))
+            if not files:
+                raise CheckpointError("no *.safetensors file and no " + INDEX_NAME, file=str(self.directory))
+            for f in files:
+                for name in self._open(f).keys():
+                    if name in self._where:
+                        raise CheckpointError(
+                            f"is also in {self._where[name].name}; each tensor must be in one file",
+                            file=str(f), tensor=name,
+                        )
+                    self._where[name] = f
+
+    def _read_index(self, index: Path) -> None:
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            if not isinstance(weight_map, dict):
+                raise TypeError
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CheckpointError("expected JSON with a 'weight_map' object", file=str(index)) from None
+        shards = {}
+        for name, shard in weight_map.items():
+            path = shards.setdefault(shard, self.directory / shard)
+            if not path.is_file():
+                raise CheckpointError(f"names shard '{shard}' (for tensor '{name}'), which does not exist",
+                                      file=str(index))
+            self._where[name] = path
+        for path in shards.values():
+            present = set(self._open(path).keys())
+            for name, p in self._where.items():
+                if p == path and name not in present:
+                    raise CheckpointError(f"index {index.name} lists it in this shard but it is not there",
+                                          file=str(path), tensor=name)
+
+    def _open(self, path: Path):
+        handle = self._handles.get(path)
+        if handle is None:
+            try:
+                handle = safe_open(str(path), framework="pt", device="cpu")
+            except (SafetensorError, OSError, ValueError) as e:
+                raise CheckpointError(f"not a readable safetensors file ({_first_line(e)})", file=str(path)) from None
+            self._handles[path] = handle
+        return handle
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where
+
+    def file_of(self, name: str) -> Path:
+        return self._where[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        path = self._where.get(name)
+        if path is None:
+            raise CheckpointError("missing tensor", file=str(self.directory), tensor=name)
+        try:
+            return self._open(path).get_tensor(name)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"cannot be read ({_first_line(e)})", file=str(path), tensor=name) from None
+
+    def shape(self, name: str) -> list[int]:
+        path = self._where[name]
+        return list(self._open(path).get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> str:
+        """safetensors dtype string, e.g. 'U8', 'F8_E4M3', 'F32' (read from the header only)."""
+        path = self._where[name]
+        return self._open(path).get_slice(name).get_dtype()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,75 @@
+"""Two torch references for one NVFP4 linear layer (docs/op-contract.md, "Formula").
+
+- `nvfp4_linear_emulation`: bit-faithful to vLLM's `EmulationNvFp4LinearKernel`: the weight is
+  dequantized as (e2m1 * (fp32(scale) * global)).to(dtype), the activation fake-quantized as
+  (q * (s / G)).to(dtype), the matmul runs in x.dtype and bias is added after.
+- `nvfp4_linear_exact`: what FP4 tensor-core hardware computes: exact products of the FP4*FP8
+  operands, float64 accumulation, alpha = input_global_scale * weight_global_scale applied last,
+  bias added in float32, one rounding to x.dtype.
+
+W4A16 (layer.input_global_scale is None): the activation is used as is.
+Both accept x of shape [..., K] and return [..., N] in x.dtype.
+"""
+from __future__ import annotations
+
+import torch
+
+from export.layer import GROUP_SIZE, NVFP4LinearWeights
+from export.nvfp4 import (
+    dequantize_weight,
+    e2m1_decode,
+    fake_quantize_activation,
+    quantize_activation,
+    unpack_fp4,
+)
+
+
+def _check_input(x: torch.Tensor, layer: NVFP4LinearWeights) -> None:
+    if x.shape[-1] != layer.in_features:
+        raise ValueError(
+            f"{layer.name}: x has last dimension {x.shape[-1]}, expected in_features={layer.in_features}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{layer.name}: x must be a floating-point tensor, got {x.dtype}")
+
+
+def nvfp4_linear_emulation(x: torch.Tensor, layer: NVFP4LinearWeights) -> torch.Tensor:
+    _check_input(x, layer)
+    dtype = x.dtype
+    x2 = x.reshape(-1, layer.in_features)
+    if layer.w4a4:
+        x2 = fake_quantize_activation(x2, layer.input_global_scale_inv)
+    w = dequantize_weight(layer.weight_packed, layer.weight_scale, layer.weight_global_scale, dtype=dtype)
+    out = torch.matmul(x2, w.t())
+    if layer.bias is not None:
+        out = out + layer.bias.to(dtype)
+    return out.reshape(*x.shape[:-1], layer.out_features)
+
+
+def _weight_operand_f64(layer: NVFP4LinearWeights) -> torch.Tensor:
+    """e2m1(code) * fp8val(block scale), exact, without the global scale: [N, K] float64."""
+    codes = unpack_fp4(layer.weight_packed)
+    n, k = codes.shape
+    vals = e2m1_decode(codes).double().reshape(n, k // GROUP_SIZE, GROUP_SIZE)
+    return (vals * layer.weight_scale.double().unsqueeze(-1)).reshape(n, k)
+
+
+def nvfp4_linear_exact(x: torch.Tensor, layer: NVFP4LinearWeights) -> torch.Tensor:
+    _check_input(x, layer)
+    dtype = x.dtype
+    x2 = x.reshape(-1, layer.in_features)
+    w_g = layer.weight_global_scale.to(torch.float32)
+    if layer.w4a4:
+        q, s = quantize_activation(x2, layer.input_global_scale_inv)
+        m, k = q.shape
+        # q * s is exact (2 + 4 significant bits), so float64 loses nothing.
+        a = (q.double().reshape(m, k // GROUP_SIZE, GROUP_SIZE) * s.double().unsqueeze(-1)).reshape(m, k)
+        alpha = layer.input_global_scale.to(torch.float32) * w_g  # float32, as the contract says
+    else:
+        a = x2.double()  # x * w-hat is exact in float64 (24 + 5 significant bits)
+        alpha = w_g
+    acc = torch.matmul(a, _weight_operand_f64(layer).t())
+    y = (acc * alpha.double()).to(torch.float32)
+    if layer.bias is not None:
+        y = y + layer.bias.to(torch.float32)
+    return y.to(dtype).reshape(*x.shape[:-1], layer.out_features)

@@ -1,0 +1,73 @@
+"""Shared session-scoped fixtures: seeded tiny HF models and tiny NVFP4 checkpoints.
+
+- `make_tiny_hf(family="llama", dtype=torch.float32, tie_word_embeddings=None, seed=0) -> Path`
+- `make_tiny_checkpoint(fmt, family="llama", w4a16=False, dtype=torch.float32, seed=0,
+   exclude=("lm_head",), max_shard_bytes=None) -> Path` (made by export.quantize)
+- `tiny_llama_dir`: the fp32 tiny llama; `tiny_checkpoint`: (format, path) for each of the three
+  layouts (W4A4, tiny llama), parametrized.
+Every folder is made once per session, under pytest's session temp dir.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export.checkpoint import FORMATS  # noqa: E402
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@pytest.fixture(scope="session")
+def make_tiny_hf(tmp_path_factory):
+    from export.tiny_models import make_tiny_hf_model
+
+    cache: dict[tuple, Path] = {}
+
+    def make(family: str = "llama", dtype: torch.dtype = torch.float32, tie_word_embeddings=None, seed: int = 0):
+        key = (family, dtype, tie_word_embeddings, seed)
+        if key not in cache:
+            tie = {None: "default", True: "tied", False: "untied"}[tie_word_embeddings]
+            out = tmp_path_factory.mktemp(f"hf-{family}-{_dtype_name(dtype)}-{tie}-s{seed}")
+            cache[key] = make_tiny_hf_model(family, out, seed=seed, dtype=dtype,
+                                            tie_word_embeddings=tie_word_embeddings)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_tiny_checkpoint(tmp_path_factory, make_tiny_hf):
+    from export.quantize import quantize_checkpoint
+
+    cache: dict[tuple, Path] = {}
+
+    def make(fmt: str, family: str = "llama", w4a16: bool = False, dtype: torch.dtype = torch.float32,
+             seed: int = 0, exclude=("lm_head",), max_shard_bytes=None):
+        key = (fmt, family, w4a16, dtype, seed, tuple(exclude), max_shard_bytes)
+        if key not in cache:
+            src = make_tiny_hf(family, dtype=dtype, seed=seed)
+            mode = "w4a16" if w4a16 else "w4a4"
+            out = tmp_path_factory.mktemp(f"nvfp4-{fmt}-{family}-{mode}-{_dtype_name(dtype)}") / "ckpt"
+            quantize_checkpoint(src, out, fmt, w4a16=w4a16, seed=seed, exclude=tuple(exclude),
+                                max_shard_bytes=max_shard_bytes)
+            cache[key] = out
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(make_tiny_hf):
+    return make_tiny_hf("llama")
+
+
+@pytest.fixture(scope="session", params=FORMATS)
+def tiny_checkpoint(request, make_tiny_checkpoint):
+    return request.param, make_tiny_checkpoint(request.param)
