@@ -1,0 +1,110 @@
+"""scripts/build_engine.py: trtexec command lines, input checks, and the real build where TensorRT is installed."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_triton_repo import make_plugin_stub_library, make_toy_export, run_script  # noqa: E402
+
+from plugins.tensorrt_build import DeployError, elf_dynamic_symbols  # noqa: E402
+
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("build")
+    return {"onnx": make_toy_export(d, num_layers=1), "plugin": make_plugin_stub_library(d), "dir": d}
+
+
+def parse_shapes(flag_value: str) -> dict[str, list[int]]:
+    out = {}
+    for item in flag_value.split(","):
+        name, dims = item.rsplit(":", 1)
+        out[name] = [int(d) for d in dims.split("x")]
+    return out
+
+
+def test_print_trtexec_has_both_plugin_styles_and_sidecar_profile(toy):
+    plan = toy["dir"] / "m.plan"
+    r = run_script("build_engine.py", str(toy["onnx"]), "--plugin", str(toy["plugin"]), "-o", str(plan), "--print-trtexec")
+    assert r.returncode == 0, r.stderr
+    commands = [shlex.split(line) for line in r.stdout.splitlines() if line.startswith("trtexec")]
+    assert len(commands) == 2
+    side = json.loads(Path(str(toy["onnx"]) + ".json").read_text())
+    lib = str(toy["plugin"].resolve())
+    styles = set()
+    for argv in commands:
+        flags = dict(a[2:].split("=", 1) for a in argv[1:])
+        assert flags["onnx"] == str(toy["onnx"].resolve()) and flags["saveEngine"] == str(plan.resolve())
+        styles |= {k for k in ("dynamicPlugins", "staticPlugins") if flags.get(k) == lib}
+        for key, which in (("minShapes", "min"), ("optShapes", "opt"), ("maxShapes", "max")):
+            assert parse_shapes(flags[key]) == {s["name"]: s[which] for s in side["inputs"]}
+        assert not {"fp16", "bf16", "int8", "best"} & set(flags)  # TensorRT 11 trtexec is strongly typed
+    assert styles == {"dynamicPlugins", "staticPlugins"}
+    assert not plan.exists()
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="the full TensorRT builder is installed here")
+def test_build_without_tensorrt_builder_says_so_and_exits_2(toy):
+    plan = toy["dir"] / "none.plan"
+    r = run_script("build_engine.py", str(toy["onnx"]), "--plugin", str(toy["plugin"]), "-o", str(plan))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "import tensorrt" in r.stderr
+    assert not plan.exists()
+
+
+def test_bad_inputs_exit_2(toy, tmp_path):
+    no_entry = make_plugin_stub_library(tmp_path, export_entry_point=False)
+    r = run_script("build_engine.py", str(toy["onnx"]), "--plugin", str(no_entry), "--print-trtexec")
+    assert r.returncode == 2 and "getCreators" in r.stderr
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(toy["onnx"].read_bytes())
+    r = run_script("build_engine.py", str(lonely), "--plugin", str(toy["plugin"]), "--print-trtexec")
+    assert r.returncode == 2 and "sidecar" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    side = json.loads(Path(str(toy["onnx"]) + ".json").read_text())
+    side["inputs"][0]["name"] = "tokens"  # a sidecar that disagrees with the graph
+    Path(str(lonely) + ".json").write_text(json.dumps(side))
+    r = run_script("build_engine.py", str(lonely), "--plugin", str(toy["plugin"]), "--print-trtexec")
+    assert r.returncode == 2 and "do not match the ONNX graph" in r.stderr
+
+
+def test_elf_symbol_reader(toy, tmp_path):
+    assert "getCreators" in elf_dynamic_symbols(toy["plugin"])
+    not_elf = tmp_path / "x.so"
+    not_elf.write_bytes(b"hello")
+    with pytest.raises(DeployError, match="not an ELF"):
+        elf_dynamic_symbols(not_elf)
+
+
+@pytest.mark.skipif(not HAVE_TENSORRT, reason="needs the full TensorRT builder (`import tensorrt`) and a GPU; "
+                                               "only the lean runtime installs from PyPI here")
+def test_real_build_runs_and_matches_torch_reference(tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT is installed but no CUDA GPU is visible")
+    plugin = ROOT / "build" / "libnvfp4_trt_plugin.so"
+    example = ROOT / "examples" / "tiny-llama-nvfp4"
+    if not plugin.is_file() or not (example / "config.json").is_file():
+        pytest.skip("needs build/libnvfp4_trt_plugin.so and examples/tiny-llama-nvfp4")
+    onnx_path = tmp_path / "tiny.onnx"
+    r = run_script("export.py", str(example), str(onnx_path), "--dtype", "float32")
+    assert r.returncode == 0, r.stderr
+    plan = tmp_path / "tiny.plan"
+    r = run_script("build_engine.py", str(onnx_path), "--plugin", str(plugin), "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    # One engine run per data-loader case, compared with the exact torch reference.
+    r = run_script("verify.py", str(onnx_path), "--model", str(example), "--engine", str(plan), "--runner", "trt",
+                   "--plugin", str(plugin))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASSED" in r.stdout
