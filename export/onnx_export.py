@@ -1,0 +1,526 @@
+"""Whole-model ONNX export of an NVFP4 checkpoint, and the CPU verification of the result.
+
+Pipeline (`export_model`):
+ 1. `export.modeling.build_model(checkpoint, dtype, reference="onnx", defer_casts=True)`: NVFP4
+    weights stay views of the checkpoint's (memory-mapped) tensors.
+ 2. The TorchScript exporter (`torch.onnx.export(..., dynamo=False)`, chosen for speed, see
+    docs/export.md) traces the graph only: weights are passed as inputs, custom ops skip their
+    arithmetic, and each `nvfp4::linear` call becomes one `trt.plugins::NVFP4Linear` node
+    (export/torch_ops.py). The weights then become initializers over the model's own tensors.
+ 3. The ONNX IR model is tidied: interface I/O names and dim names, node names = module paths,
+    IR version; `--format qdq` rewrites the plugin nodes (export/qdq.py).
+ 4. onnx_ir saves it, streaming initializers into external data when asked or when the model is
+    larger than protobuf's 2 GB; every file is written under a temporary folder in the output's
+    folder and renamed into place, so a failure leaves no partial output.
+ 5. The sidecar JSON (export/sidecar.py).
+
+`verify_export` runs the written graph on CPU (plugin: ONNX Runtime with the project's custom-op
+library; qdq: onnx.reference with export.qdq's TRT_FP4DynamicQuantize) for a prefill and one
+decode step and compares every output with the `exact` torch reference.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from export import sidecar as sidecar_mod
+from export.errors import CheckpointError
+from export.modeling import NVFP4CausalLM, build_model, decoder_config
+from export.torch_ops import NVFP4Linear, op_contract, register_onnx_symbolic, shape_only_tracing
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+FORMATS = ("plugin", "qdq")
+DEFAULT_OPSET = {"plugin": 21, "qdq": 23}
+OPSET_RANGE = {"plugin": (17, 23), "qdq": (23, 23)}  # IR <= 10 for plugin, 11 for qdq
+PLUGIN_IR_VERSION = 10
+# Above this many initializer bytes the weights go to OUT.onnx.data: a single protobuf file cannot
+# exceed 2 GB, and serializing in memory would hold the weights twice (docs/export.md).
+EXTERNAL_DATA_THRESHOLD = 256 * 1024**2
+
+
+class ExportError(Exception):
+    """A one-line, user-facing export failure (bad arguments or output path)."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    data_path: Path | None
+    sidecar_path: Path
+    format: str
+    dtype: str
+    opset: int
+    quantized_layers: int
+    excluded_layers: list[str]
+    parameters: int
+    bytes_written: int
+    seconds: float
+    sidecar: dict = field(repr=False, default_factory=dict)
+
+    def summary(self) -> str:
+        files = [self.onnx_path] + ([self.data_path] if self.data_path else []) + [self.sidecar_path]
+        return "\n".join([
+            f"exported {self.onnx_path} ({self.format}, {self.dtype}, opset {self.opset}) in {self.seconds:.1f} s",
+            f"  layers: {self.quantized_layers} NVFP4, {len(self.excluded_layers)} excluded"
+            + (f" ({', '.join(self.excluded_layers[:4])}{', ...' if len(self.excluded_layers) > 4 else ''})" if self.excluded_layers else ""),
+            f"  parameters: {self.parameters:,}",
+            f"  bytes written: {self.bytes_written:,} in {', '.join(p.name for p in files)}",
+        ])
+
+
+def open_any(model_dir_or_checkpoint):
+    """A Checkpoint from a folder, or the object itself if it already is one (tests)."""
+    if hasattr(model_dir_or_checkpoint, "layer") and hasattr(model_dir_or_checkpoint, "quantized_names"):
+        return model_dir_or_checkpoint
+    from export.checkpoint import open_checkpoint
+
+    return open_checkpoint(model_dir_or_checkpoint)
+
+
+# --- tracing ---------------------------------------------------------------------------------------
+
+def example_inputs(model: NVFP4CausalLM, batch: int = 2, seq: int = 3, past: int = 4):
+    """Inputs for tracing; sizes > 1 and distinct so no dimension is specialized."""
+    c = model.config
+    ids = torch.zeros(batch, seq, dtype=torch.int64)
+    pos = torch.arange(past, past + seq, dtype=torch.int64).expand(batch, seq).contiguous()
+    mask = torch.ones(batch, past + seq, dtype=torch.int64)
+    kv = [(torch.zeros(batch, c.num_kv_heads, past, c.head_dim, dtype=model.dtype),
+           torch.zeros(batch, c.num_kv_heads, past, c.head_dim, dtype=model.dtype)) for _ in range(c.num_layers)]
+    return ids, pos, mask, kv
+
+
+def dynamic_axes(num_layers: int) -> dict:
+    in_names, out_names = _io_names(num_layers)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "position_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "total_sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    axes.update({n: {0: "batch", 2: "past_sequence"} for n in in_names[3:]})
+    axes.update({n: {0: "batch", 2: "total_sequence"} for n in out_names[1:]})
+    return axes
+
+
+# The TorchScript exporter's newest opset; a higher requested opset is stamped afterwards
+# (the graph uses no operator whose semantics changed after it).
+TORCHSCRIPT_MAX_OPSET = 20
+
+
+def _as_ir_tensor(t: torch.Tensor, name: str):
+    """An onnx_ir tensor over the torch tensor's memory (no copy; bf16/fp8 through int views)."""
+    import ml_dtypes
+    import onnx_ir as ir
+
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    special = {torch.bfloat16: (torch.int16, ml_dtypes.bfloat16, ir.DataType.BFLOAT16),
+               torch.float8_e4m3fn: (torch.uint8, ml_dtypes.float8_e4m3fn, ir.DataType.FLOAT8E4M3FN)}
+    if t.dtype in special:
+        view, np_type, dtype = special[t.dtype]
+        return ir.Tensor(t.view(view).numpy().view(np_type), dtype=dtype, name=name)
+    return ir.Tensor(t.numpy(), name=name)
+
+
+class _WeightsAsInputs(torch.nn.Module):
+    """The model with every weight passed as a forward argument. Traced this way the weights are
+    graph inputs, not parameters, so the TorchScript exporter never serializes them (its shape
+    inference would otherwise put a copy of every weight into a protobuf). While it is in use
+    (a context manager) the model's buffers are emptied; they are put back on exit."""
+
+    def __init__(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]):
+        super().__init__()
+        self.inner = [model]  # a list: not a submodule, so its (emptied) state is not traced
+        self.weights = weights
+        self.owners = []
+        for name in weights:
+            path, _, attr = name.rpartition(".")
+            self.owners.append((model.get_submodule(path) if path else model, attr))
+
+    def _set(self, tensors) -> None:
+        for (module, attr), t in zip(self.owners, tensors):
+            module._buffers[attr] = t
+
+    def __enter__(self):
+        self._set([None] * len(self.owners))
+        return self
+
+    def __exit__(self, *exc):
+        self._set(list(self.weights.values()))
+
+    def forward(self, input_ids, position_ids, attention_mask, past_key_values, *weights):
+        self._set(weights)
+        try:
+            return self.inner[0](input_ids, position_ids, attention_mask, past_key_values)
+        finally:
+            self._set([None] * len(self.owners))
+
+
+def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
+    """TorchScript export of the graph only, then each weight becomes an initializer that wraps
+    the model's own tensor (a view of the checkpoint: nothing is copied before it is written)."""
+    import io
+
+    import onnx
+    import onnx_ir as ir
+
+    register_onnx_symbolic()
+    c = model.config
+    in_names, out_names = _io_names(c.num_layers)
+    weights = dict(model.named_buffers())  # tied weights appear once
+    buf = io.BytesIO()
+    threads = torch.get_num_threads()
+    # One thread: the traced ops are tiny, and on a busy machine intra-op threads make each of them
+    # take up to a second (bfloat16 matmuls on 2 loaded cores, measured).
+    torch.set_num_threads(1)
+    try:
+        example = example_inputs(model)
+        with warnings.catch_warnings(), torch.no_grad(), shape_only_tracing(), _WeightsAsInputs(model, weights) as wrapped:
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapped, (*example, *weights.values()), buf,
+                dynamo=False, export_params=False, input_names=in_names + list(weights),
+                output_names=out_names, dynamic_axes=dynamic_axes(c.num_layers),
+                opset_version=min(opset, TORCHSCRIPT_MAX_OPSET), custom_opsets={op_contract()["domain"]: 1},
+                do_constant_folding=False,  # folded below, without touching weights
+            )
+    finally:
+        torch.set_num_threads(threads)
+    model_ir = ir.from_proto(onnx.load_from_string(buf.getvalue()))
+    model_ir.opset_imports[""] = opset
+    graph = model_ir.graph
+    deferred = getattr(model, "deferred_casts", {})
+    # Deferred conversions first: each converted copy is written and freed before the other
+    # weights' pages are read.
+    values = sorted(graph.inputs[len(in_names):], key=lambda v: v.name not in deferred)
+    for value in values:
+        graph.inputs.remove(value)
+        if value.name not in weights:
+            raise RuntimeError(f"traced graph input {value.name!r} is not a tensor of the model")
+        if not value.uses():
+            continue
+        if value.name in deferred:
+            src, name = deferred[value.name], value.name
+            value.const_value = ir.LazyTensor(lambda src=src, name=name: _as_ir_tensor(src.to(model.dtype), name),
+                                              dtype=value.type.dtype, shape=ir.Shape(src.shape), name=name)
+        else:
+            value.const_value = _as_ir_tensor(weights[value.name], value.name)
+        graph.register_initializer(value)
+    import onnxscript.optimizer
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    # Fold shape arithmetic, never an op on a weight (that would store a second, transformed copy).
+    # Only constant folding: onnxscript's full optimize() pattern-matches its rewrite rules over the
+    # whole graph, which took minutes for a 16-layer model.
+    onnxscript.optimizer.fold_constants(
+        model_ir, should_fold=lambda node: False if any(v is not None and v.name in weights for v in node.inputs) else None)
+    RemoveUnusedNodesPass()(model_ir)
+    return model_ir
+
+
+def _io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    ins = ["input_ids", "position_ids", "attention_mask"]
+    outs = ["logits"]
+    for i in range(num_layers):
+        ins += [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
+        outs += [f"present.{i}.key", f"present.{i}.value"]
+    return ins, outs
+
+
+def finalize_graph(model_ir, cfg, source: str) -> None:
+    """Interface names and dims for the graph I/O, readable node names, metadata."""
+    import onnx_ir as ir
+
+    graph = model_ir.graph
+    in_names, out_names = _io_names(cfg.num_layers)
+    if len(graph.inputs) != len(in_names) or len(graph.outputs) != len(out_names):
+        raise RuntimeError(f"traced graph has {len(graph.inputs)} inputs / {len(graph.outputs)} outputs, "
+                           f"expected {len(in_names)} / {len(out_names)}")
+    kv, hd = cfg.num_kv_heads, cfg.head_dim
+    for v, name in zip(graph.inputs, in_names):
+        v.name = name
+        if name in ("input_ids", "position_ids"):
+            v.shape = ir.Shape(["batch", "sequence"])
+        elif name == "attention_mask":
+            v.shape = ir.Shape(["batch", "total_sequence"])
+        else:
+            v.shape = ir.Shape(["batch", kv, "past_sequence", hd])
+    for v, name in zip(graph.outputs, out_names):
+        v.name = name
+        v.shape = ir.Shape(["batch", "sequence", cfg.vocab_size] if name == "logits" else ["batch", kv, "total_sequence", hd])
+
+    contract = op_contract()
+    for node in graph:
+        node.metadata_props.clear()  # the tracer's stack traces: large, of no use downstream
+        if node.domain == contract["domain"] and node.op_type == contract["name"]:
+            w = node.inputs[1].name  # "<module path>.weight"
+            node.name = w[: -len(".weight")] if w.endswith(".weight") else w
+    model_ir.producer_name = "nvfp4-export"
+    model_ir.producer_version = "0.1.0"
+    model_ir.metadata_props["nvfp4.source_checkpoint"] = source
+    model_ir.opset_imports[contract["domain"]] = 1
+    model_ir.ir_version = PLUGIN_IR_VERSION
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Logical parameters: N*K per NVFP4 weight (not its bytes or scales), numel elsewhere."""
+    total, seen = 0, set()
+    for module in model.modules():
+        for name, buf in module.named_buffers(recurse=False):
+            if buf is None or id(buf) in seen or name == "inv_freq":
+                continue
+            seen.add(id(buf))
+            if isinstance(module, NVFP4Linear):
+                if name == "weight":
+                    total += module.in_features * module.out_features
+                elif name == "bias":
+                    total += buf.numel()
+            else:
+                total += buf.numel()
+    return total
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def check_output_path(out_path: Path, force: bool) -> None:
+    if out_path.suffix != ".onnx":
+        raise ExportError(f"{out_path}: the output file name must end in .onnx")
+    if not out_path.parent.is_dir():
+        raise ExportError(f"{out_path}: the output folder {out_path.parent} does not exist")
+    if out_path.exists() and not force:
+        raise ExportError(f"{out_path}: already exists (pass --force to overwrite)")
+    if out_path.is_dir():
+        raise ExportError(f"{out_path}: is a folder")
+
+
+def initializer_bytes(model_ir) -> int:
+    return sum(v.const_value.nbytes for v in model_ir.graph.initializers.values() if v.const_value is not None)
+
+
+def save_atomic(model_ir, out_path: Path, *, external_data: bool, sidecar: dict,
+                progress: bool = True) -> tuple[Path | None, int]:
+    """Write OUT.onnx (+ OUT.onnx.data) + OUT.onnx.json: everything goes to a temporary folder in
+    the output's folder, then each file is renamed into place (data first, so a reader never sees
+    an .onnx whose data is missing). Returns (data path or None, bytes written)."""
+    import json
+
+    import onnx_ir as ir
+    from tqdm import tqdm
+
+    out_path = Path(out_path)
+    data_name = out_path.name + ".data"
+    side = sidecar_mod.sidecar_path(out_path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent))
+    try:
+        total = initializer_bytes(model_ir)
+        with tqdm(total=total, unit="B", unit_scale=True, desc="writing", disable=not progress, leave=False) as bar:
+            def callback(tensor, info):
+                bar.update(tensor.nbytes)
+
+            ir.save(model_ir, tmp / out_path.name, external_data=data_name if external_data else None,
+                    callback=callback if external_data else None)
+        (tmp / side.name).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        written = sum(f.stat().st_size for f in tmp.iterdir())
+        if external_data:
+            os.replace(tmp / data_name, out_path.parent / data_name)
+        os.replace(tmp / out_path.name, out_path)
+        os.replace(tmp / side.name, side)
+        stale = out_path.parent / data_name
+        if not external_data and stale.exists():  # an earlier --force'd export's data
+            stale.unlink()
+        return (out_path.parent / data_name if external_data else None), written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, fmt: str = "plugin",
+                 dtype: str = "float16", opset: int | None = None, force: bool = False,
+                 external_data: bool | None = None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> ExportResult:
+    """Export the checkpoint in `model_dir` to `out_path`. external_data None = only when needed.
+    Raises ExportError or CheckpointError (one line) for bad input."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    out_path = Path(out_path)
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    opset = DEFAULT_OPSET[fmt] if opset is None else int(opset)
+    lo, hi = OPSET_RANGE[fmt]
+    if not lo <= opset <= hi:
+        raise ExportError(f"--opset {opset} is not supported for --format {fmt} (allowed: {lo}..{hi})")
+    check_output_path(out_path, force)
+
+    checkpoint = open_any(model_dir)
+    cfg = decoder_config(checkpoint)
+    with tqdm(total=cfg.num_layers, desc="layers", unit="layer", disable=not progress, leave=False) as bar:
+        model = build_model(checkpoint, DTYPES[dtype], reference="onnx", progress=lambda i: bar.update(1),
+                            defer_casts=True)
+    quantized = sum(isinstance(m, NVFP4Linear) for m in model.modules())
+    parameters = count_parameters(model)
+
+    model_ir = trace_to_onnx_ir(model, opset)
+    finalize_graph(model_ir, cfg, str(checkpoint.directory))
+    if fmt == "qdq":
+        from export.qdq import rewrite_to_qdq
+
+        rewrite_to_qdq(model_ir)
+    if external_data is None:
+        external_data = initializer_bytes(model_ir) > EXTERNAL_DATA_THRESHOLD
+
+    side = sidecar_mod.build_sidecar(
+        fmt=fmt, dtype=dtype, architecture=cfg.architecture, num_layers=cfg.num_layers,
+        num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, vocab_size=cfg.vocab_size,
+        max_position_embeddings=cfg.max_position_embeddings, quantized_layers=quantized,
+        excluded_layers=sorted(checkpoint.excluded), source_checkpoint=str(checkpoint.directory),
+        checkpoint_format=checkpoint.format,
+    )
+    data_path, written = save_atomic(model_ir, out_path, external_data=external_data, sidecar=side, progress=progress)
+    return ExportResult(
+        onnx_path=out_path, data_path=data_path, sidecar_path=sidecar_mod.sidecar_path(out_path),
+        format=fmt, dtype=dtype, opset=opset, quantized_layers=quantized,
+        excluded_layers=sorted(checkpoint.excluded), parameters=parameters, bytes_written=written,
+        seconds=time.perf_counter() - t0, sidecar=side,
+    )
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+# --verify tolerance per output: max(VERIFY_RTOL[dtype] * max(max|ref|, 1), NOISE_FACTOR * floor),
+# where floor = max|emulation - exact| of the two torch references in the same dtype. W4A4 is
+# discontinuous (a rounding difference can move an activation across an FP4/FP8 rounding
+# boundary), so in float16/bfloat16 two correct implementations of the contract differ by far more
+# than one rounding of T; vLLM's emulation is such a second implementation and measures it.
+VERIFY_RTOL = {"float32": 1e-3, "float16": 1e-2, "bfloat16": 3e-2}
+NOISE_FACTOR = 3.0
+
+
+@dataclass
+class OutputError:
+    name: str
+    max_abs: float
+    mean_abs: float
+    ref_max: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_abs)) and self.max_abs <= self.tolerance
+
+
+@dataclass
+class VerifyReport:
+    steps: dict[str, list[OutputError]]
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for errs in self.steps.values() for e in errs)
+
+    def table(self) -> str:
+        lines = [f"{'step':8} {'output':28} {'max abs err':>12} {'mean abs err':>12} {'tolerance':>10}  ok"]
+        for step, errs in self.steps.items():
+            for e in errs:
+                lines.append(f"{step:8} {e.name:28} {e.max_abs:12.3e} {e.mean_abs:12.3e} {e.tolerance:10.2e}  {'yes' if e.ok else 'NO'}")
+        return "\n".join(lines)
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def _to_f64(a) -> np.ndarray:
+    return np.asarray(a).astype(np.float64)
+
+
+def make_runner(onnx_path: Path, fmt: str, library: str | None = None) -> Callable[[dict], dict]:
+    """A function feeds -> outputs (by name) running the ONNX file on CPU."""
+    if fmt == "plugin":
+        from plugins.ort import make_session
+
+        try:
+            sess = make_session(str(onnx_path), library=library, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT reports missing kernels as a generic error
+            if "NOT_IMPLEMENTED" not in str(e):
+                raise
+            raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime's CPU provider "
+                              f"({str(e).split(':')[-1].strip()}); CPU verification needs --dtype float32 or float16") from None
+        names = [o.name for o in sess.get_outputs()]
+        return lambda feeds: dict(zip(names, sess.run(None, feeds)))
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    from export.qdq import reference_ops
+
+    evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)), new_ops=reference_ops())
+    names = list(evaluator.output_names)
+    return lambda feeds: dict(zip(names, evaluator.run(None, feeds)))
+
+
+def verify_export(onnx_path: str | os.PathLike, model_dir: str | os.PathLike, *, fmt: str, dtype: str,
+                  batch: int = 2, prefill: int = 6, seed: int = 0, library: str | None = None) -> VerifyReport:
+    """Prefill (with a left-padded row) + one decode step through the ONNX graph and through the
+    `exact` torch reference; per-output max/mean abs errors against the reference."""
+    onnx_path = Path(onnx_path)
+    checkpoint = open_any(model_dir)
+    ref = build_model(checkpoint, DTYPES[dtype], reference="exact")
+    emu = build_model(checkpoint, DTYPES[dtype], reference="emulation")
+    cfg = ref.config
+    run = make_runner(onnx_path, fmt, library)
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, cfg.vocab_size, (batch, prefill), generator=gen)
+    mask = torch.ones(batch, prefill, dtype=torch.int64)
+    if batch > 1 and prefill > 2:
+        mask[-1, :2] = 0  # left padding in the last row
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    in_names, out_names = _io_names(cfg.num_layers)
+    tol_frac = VERIFY_RTOL[dtype]
+
+    def feeds(ids, pos, mask, cache_np):
+        f = {"input_ids": ids.numpy(), "position_ids": pos.numpy(), "attention_mask": mask.numpy()}
+        f.update(zip(in_names[3:], cache_np))
+        return f
+
+    steps = {}
+    cache_t = cache_e = ref.empty_cache(batch)
+    cache_np = [_to_numpy(t) for kv in cache_t for t in kv]
+    for step in ("prefill", "decode"):
+        with torch.no_grad():
+            logits, presents = ref(ids, pos, mask, cache_t)
+            logits_e, presents_e = emu(ids, pos, mask, cache_e)
+        got = run(feeds(ids, pos, mask, cache_np))
+        want = [logits] + [t for kv in presents for t in kv]
+        second = [logits_e] + [t for kv in presents_e for t in kv]
+        errs = []
+        for name, w, e in zip(out_names, want, second):
+            w64, g64 = w.double().numpy(), _to_f64(got[name])
+            floor = float((w.double() - e.double()).abs().max()) if w.numel() else 0.0
+            if w64.shape != g64.shape:
+                raise AssertionError(f"{onnx_path}: output {name} has shape {g64.shape}, reference {w64.shape}")
+            d = np.abs(w64 - g64)
+            ref_max = float(np.abs(w64).max()) if w64.size else 0.0
+            errs.append(OutputError(name, float(d.max()) if d.size else 0.0, float(d.mean()) if d.size else 0.0,
+                                    ref_max, max(tol_frac * max(ref_max, 1.0), NOISE_FACTOR * floor)))
+        steps[step] = errs
+        # Next step: one new token per row, each side continuing from its own cache.
+        cache_t, cache_e = presents, presents_e
+        cache_np = [got[n] for n in out_names[1:]]
+        ids = torch.randint(0, cfg.vocab_size, (batch, 1), generator=gen)
+        pos = pos[:, -1:] + 1
+        mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.int64)], dim=1)
+    return VerifyReport(steps)

@@ -1,0 +1,170 @@
+"""`--format qdq`: rewrite each NVFP4Linear node into the standard ONNX Q/DQ form that TensorRT
+(>= 10.8, FP4 on Blackwell) compiles natively, as NVIDIA ModelOpt emits it:
+
+    weight:      DQ(weight_scale FP8 [N,K/16], weight_global_scale FP32)            -> s_w  FP32
+                 DQ(weight FP4 [N,K], s_w, axis=1, block_size=16)                   -> W    FP32
+                 Transpose -> (Cast to T)                                           -> W^T  [K,N]
+    activation:  trt::TRT_FP4DynamicQuantize(x, input_global_scale; axis=-1,
+                                             block_size=16, scale_type=FLOAT8E4M3FN) -> x_f4, s_x_f8
+    (w4a4)       DQ(s_x_f8, input_global_scale) -> s_x FP32;  DQ(x_f4, s_x, axis=-1, block_size=16)
+                 -> (Cast to T)                                                     -> x^
+    y = MatMul(x^, W^T) (+ bias)
+
+DQ cannot take an FP8 x_scale at any opset (onnx-ort-polygraphy-facts.md §1), hence the two DQ
+nodes per operand. FLOAT4E2M1 needs opset >= 23 (IR 11). The FP4 initializer holds the
+checkpoint's packed bytes unchanged (ONNX also stores element 2j in the low nibble).
+
+Also here: `TRT_FP4DynamicQuantize`, an `onnx.reference` implementation of TensorRT's
+DynamicQuantize for running the rewritten graph on CPU. TensorRT gets only the dequant-direction
+double-quant scale d; the block scales follow the op contract's activation math with
+G = fp32(1/d). For ModelOpt and Quark checkpoints that is exactly the G vLLM uses (G = 1/d);
+for compressed-tensors (G stored, d = fp32(1/G)) fp32(1/d) can differ from G by one ulp.
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import onnx_ir as ir
+import torch
+
+from export.layer import GROUP_SIZE
+from export.torch_ops import op_contract
+
+QDQ_MIN_OPSET = 23  # FLOAT4E2M1 in DequantizeLinear
+QDQ_IR_VERSION = 11
+TRT_DOMAIN = "trt"
+
+
+def _as_numpy(tensor) -> np.ndarray:
+    """The initializer's bytes as a numpy array, without a copy where possible."""
+    return tensor.numpy()
+
+
+def _attr(node: ir.Node, name: str):
+    return node.attributes[name].value
+
+
+def _retype_initializer(value: ir.Value, array: np.ndarray, dtype: ir.DataType, shape) -> None:
+    if dtype in (ir.DataType.FLOAT4E2M1,):
+        tensor = ir.PackedTensor(array, dtype, shape=shape, name=value.name)
+    else:
+        tensor = ir.Tensor(array, dtype=dtype, shape=ir.Shape(shape), name=value.name)
+    value.const_value = tensor
+    value.type = ir.TensorType(dtype)
+    value.shape = ir.Shape(shape)
+
+
+def _scalar_initializer(graph: ir.Graph, name: str, x: float) -> ir.Value:
+    value = ir.Value(name=name, const_value=ir.tensor(np.array(x, dtype=np.float32), name=name),
+                     type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([]))
+    graph.register_initializer(value)
+    return value
+
+
+def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
+    x, weight, weight_scale, global_scale = node.inputs[:4]
+    bias = node.inputs[4] if len(node.inputs) > 4 else None
+    n, k = _attr(node, "out_features"), _attr(node, "in_features")
+    mode = _attr(node, "mode")
+    name = node.name or f"nvfp4_linear_{counter}"
+    out = node.outputs[0]
+    act_type = x.type.dtype if x.type is not None else out.type.dtype
+    for v, what in ((weight, "weight"), (weight_scale, "weight_scale"), (global_scale, "weight_global_scale")):
+        if v is None or v.const_value is None:
+            raise ValueError(f"{name}: input {what} is not an initializer; the qdq rewrite needs constant weights")
+
+    _retype_initializer(weight, _as_numpy(weight.const_value).view(np.uint8), ir.DataType.FLOAT4E2M1, [n, k])
+    _retype_initializer(weight_scale, _as_numpy(weight_scale.const_value).view(ml_dtypes.float8_e4m3fn),
+                        ir.DataType.FLOAT8E4M3FN, [n, k // GROUP_SIZE])
+    g = _as_numpy(global_scale.const_value).astype(np.float32).reshape(-1)
+    per_channel = g.size > 1
+    _retype_initializer(global_scale, g if per_channel else g.reshape(()), ir.DataType.FLOAT,
+                        [n] if per_channel else [])
+
+    nodes = []
+
+    def add(op_type, inputs, attributes=None, domain="", num_outputs=1, suffix=""):
+        nd = ir.node(op_type, inputs, attributes or {}, domain=domain, num_outputs=num_outputs,
+                     name=f"{name}/{suffix or op_type}")
+        for i, o in enumerate(nd.outputs):
+            o.name = f"{name}/{suffix or op_type}_out{i}"
+        nodes.append(nd)
+        return nd.outputs if num_outputs > 1 else nd.outputs[0]
+
+    s_w = add("DequantizeLinear", [weight_scale, global_scale], {"axis": 0} if per_channel else {},
+              suffix="weight_scale_dq")
+    w = add("DequantizeLinear", [weight, s_w], {"axis": 1, "block_size": GROUP_SIZE}, suffix="weight_dq")
+    wt = add("Transpose", [w], {"perm": [1, 0]}, suffix="weight_t")
+    if act_type != ir.DataType.FLOAT:
+        wt = add("Cast", [wt], {"to": act_type}, suffix="weight_cast")
+    a = x
+    if mode == "w4a4":
+        d = _scalar_initializer(graph, f"{name}.input_global_scale", _attr(node, "input_global_scale"))
+        x_f4, s_x8 = add("TRT_FP4DynamicQuantize", [x, d],
+                         {"axis": -1, "block_size": GROUP_SIZE, "scale_type": int(ir.DataType.FLOAT8E4M3FN)},
+                         domain=TRT_DOMAIN, num_outputs=2, suffix="input_quantize")
+        s_x = add("DequantizeLinear", [s_x8, d], suffix="input_scale_dq")
+        a = add("DequantizeLinear", [x_f4, s_x], {"axis": -1, "block_size": GROUP_SIZE}, suffix="input_dq")
+        if act_type != ir.DataType.FLOAT:
+            a = add("Cast", [a], {"to": act_type}, suffix="input_cast")
+    y = add("MatMul", [a, wt], suffix="matmul")
+    if bias is not None:
+        y = add("Add", [y, bias], suffix="bias")
+    graph.insert_before(node, nodes)
+    y.type, y.shape = out.type, out.shape  # same tensor as the node's output
+    if out.is_graph_output():  # keep the graph's output name
+        name = out.name
+        out.name = f"{name}/replaced"
+        y.name = name
+    out.replace_all_uses_with(y, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+
+
+def rewrite_to_qdq(model: ir.Model) -> int:
+    """Replace every NVFP4Linear node of `model` (in place) by its Q/DQ form; returns how many.
+    Sets the opset to at least 23 and the IR version to 11."""
+    contract = op_contract()
+    graph = model.graph
+    targets = [nd for nd in graph if nd.domain == contract["domain"] and nd.op_type == contract["name"]]
+    for i, nd in enumerate(targets):
+        _rewrite_node(graph, nd, i)
+    model.opset_imports.pop(contract["domain"], None)
+    if any(nd.domain == TRT_DOMAIN for nd in graph):
+        model.opset_imports[TRT_DOMAIN] = 1
+    if model.opset_imports.get("", 0) < QDQ_MIN_OPSET:
+        raise ValueError(f"--format qdq needs opset >= {QDQ_MIN_OPSET} (FLOAT4E2M1), got {model.opset_imports.get('')}")
+    model.ir_version = QDQ_IR_VERSION
+    return len(targets)
+
+
+# --- onnx.reference implementation of trt::TRT_FP4DynamicQuantize ---------------------------------
+
+def fp4_dynamic_quantize(x: np.ndarray, double_quant_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """x [..., K] -> (FP4 values as ml_dtypes.float4_e2m1fn [..., K], FP8 block scales as
+    ml_dtypes.float8_e4m3fn [..., K/16]), blocks of 16 along the last axis, per the op contract
+    with G = fp32(1/double_quant_scale)."""
+    from export.nvfp4 import quantize_activation
+
+    k = x.shape[-1]
+    d = np.float32(double_quant_scale)
+    g = torch.tensor(np.float32(1.0) / d, dtype=torch.float32)
+    x2 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(-1, k))
+    q, s = quantize_activation(x2, g)
+    q_np = q.numpy().reshape(x.shape).astype(ml_dtypes.float4_e2m1fn)
+    s_np = s.numpy().reshape(*x.shape[:-1], k // GROUP_SIZE).astype(ml_dtypes.float8_e4m3fn)
+    return q_np, s_np
+
+
+def reference_ops() -> list:
+    """Custom ops for `onnx.reference.ReferenceEvaluator(model, new_ops=reference_ops())`."""
+    from onnx.reference.op_run import OpRun
+
+    class TRT_FP4DynamicQuantize(OpRun):  # noqa: N801 - the ONNX op's name
+        op_domain = TRT_DOMAIN
+
+        def _run(self, x, scale, axis=-1, block_size=GROUP_SIZE, scale_type=None):
+            if block_size != GROUP_SIZE or axis not in (-1, x.ndim - 1):
+                raise ValueError(f"TRT_FP4DynamicQuantize: only block_size={GROUP_SIZE} along the last axis is implemented")
+            return fp4_dynamic_quantize(x, float(np.asarray(scale).reshape(())))
+
+    return [TRT_FP4DynamicQuantize]

@@ -1,0 +1,106 @@
+"""scripts/export.py: the README's main command, and bad input (one line, exit 2, nothing left)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "tiny-llama-nvfp4"
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location("export_cli", ROOT / "scripts" / "export.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def _ort_or_skip():
+    from plugins.library import find_ort_library
+
+    try:
+        find_ort_library()
+    except FileNotFoundError as e:
+        pytest.skip(f"--verify of the plugin format needs the ORT custom-op library: {e}")
+
+
+def test_main_command_with_verify(tmp_path, capsys):
+    _ort_or_skip()
+    out = tmp_path / "out.onnx"
+    assert _cli()([str(EXAMPLE), str(out), "--verify", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "verify: PASSED" in text and "14 NVFP4, 1 excluded" in text and "bytes written" in text
+    for step in ("prefill", "decode"):
+        assert any(line.split()[:2] == [step, "logits"] for line in text.splitlines())
+    side = json.loads((tmp_path / "out.onnx.json").read_text())
+    assert side["dtype"] == "float16" and side["architecture"] == "LlamaForCausalLM" and side["num_layers"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "out.onnx.json"]
+    # An existing output needs --force.
+    assert _cli()([str(EXAMPLE), str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--force" in err and "\n" not in err
+
+
+def _broken_copy(tmp_path, edit) -> Path:
+    src = tmp_path / "ckpt"
+    shutil.copytree(EXAMPLE, src)
+    cfg = json.loads((src / "config.json").read_text())
+    edit(cfg)
+    (src / "config.json").write_text(json.dumps(cfg))
+    return src
+
+
+def _set(key, value):
+    def edit(cfg):
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    return edit
+
+
+@pytest.mark.parametrize("case, edit, needle", [
+    ("architecture", _set("architectures", ["GPT2LMHeadModel"]), "supported: LlamaForCausalLM"),
+    ("missing-field", _set("hidden_size", None), "hidden_size"),
+    ("bad-field", _set("num_key_value_heads", 3), "num_key_value_heads"),
+    ("shape", _set("intermediate_size", 256), "config.json"),
+])
+def test_bad_checkpoint(tmp_path, capsys, case, edit, needle):
+    src = _broken_copy(tmp_path, edit)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert _cli()([str(src), str(out_dir / "m.onnx"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and "\n" not in err, err
+    assert list(out_dir.iterdir()) == []  # no partial .onnx, .data or temporary
+
+
+def test_bad_output_paths(tmp_path, capsys):
+    main = _cli()
+    assert main([str(EXAMPLE), str(tmp_path / "missing" / "m.onnx"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and "\n" not in err
+    assert main([str(tmp_path / "no-such-model"), str(tmp_path / "m.onnx"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error:")
+    assert main([str(EXAMPLE), str(tmp_path / "m.onnx"), "--format", "qdq", "--opset", "21", "--quiet"]) == 2
+    assert "--opset 21" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_during_write_leaves_nothing(tmp_path, monkeypatch):
+    """A crash while writing (here: in onnx_ir.save) removes every temporary file."""
+    import onnx_ir
+
+    from export.onnx_export import export_model
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(onnx_ir, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        export_model(EXAMPLE, tmp_path / "m.onnx", external_data=True, progress=False)
+    assert list(tmp_path.iterdir()) == []
