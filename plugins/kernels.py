@@ -1,0 +1,165 @@
+"""ctypes access to the NVFP4Linear CUDA kernels (build/libnvfp4_kernels.so) on CUDA torch tensors.
+
+    y = nvfp4_linear(x, weight, weight_scale, weight_global_scale, bias=None, mode="w4a4",
+                     input_global_scale=s_in, input_global_scale_inv=G, out=None, workspace=None)
+
+Operands follow docs/op-contract.md: x [..., K] float32/float16/bfloat16; weight [N, K/2] int8 or
+uint8 (packed E2M1, element 2j in the low nibble); weight_scale [N, K/16] int8/uint8 bit patterns or
+float8_e4m3fn; weight_global_scale float32 [] / [1] / [N] (dequant direction). Everything runs on
+torch's current CUDA stream. With `out` and `workspace` given nothing is allocated, so the call can
+be captured in a CUDA graph. Errors raise RuntimeError (CUDA status) or ValueError (bad argument).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import torch
+
+from plugins.library import find_kernels_library
+
+_ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_MODES = ("w4a4", "w4a16")
+# nvfp4_force_kernel values (nvfp4KernelsCApi.h).
+KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4}
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str | None = None) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(find_kernels_library(path)))
+    i64, i32, f32, vp, sz = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t
+    lib.nvfp4_workspace_size.argtypes = [i64, i64, i64, i32, i32]
+    lib.nvfp4_workspace_size.restype = sz
+    lib.nvfp4_linear_launch.argtypes = [vp, vp, vp, vp, i32, vp, vp, i64, i64, i64, i32, f32, f32, i32, vp, sz, vp]
+    lib.nvfp4_linear_launch.restype = i32
+    lib.nvfp4_quantize_activation.argtypes = [vp, i64, i64, i32, f32, vp, vp, vp]
+    lib.nvfp4_quantize_activation.restype = i32
+    lib.nvfp4_force_kernel.argtypes = [i32]
+    lib.nvfp4_force_kernel.restype = i32
+    lib.nvfp4_error_string.argtypes = [i32]
+    lib.nvfp4_error_string.restype = ctypes.c_char_p
+    return lib
+
+
+def library() -> ctypes.CDLL:
+    """The loaded kernels library ($NVFP4_KERNELS_LIB or build/libnvfp4_kernels.so)."""
+    return _load(os.environ.get("NVFP4_KERNELS_LIB") or None)
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        name = library().nvfp4_error_string(status).decode()
+        raise RuntimeError(f"{what}: CUDA error {status} ({name})")
+
+
+def _act_type(dtype: torch.dtype) -> int:
+    if dtype not in _ACT_TYPES:
+        raise ValueError(f"activation dtype {dtype} not supported; expected float32, float16 or bfloat16")
+    return _ACT_TYPES[dtype]
+
+
+def _mode_flag(mode: str) -> int:
+    if mode not in _MODES:
+        raise ValueError(f"mode {mode!r}: expected 'w4a4' or 'w4a16'")
+    return 1 if mode == "w4a4" else 0
+
+
+def workspace_size(M: int, N: int, K: int, mode: str, dtype: torch.dtype) -> int:
+    """Bytes of workspace nvfp4_linear needs for any M' <= M."""
+    return int(library().nvfp4_workspace_size(M, N, K, _mode_flag(mode), _act_type(dtype)))
+
+
+def force_kernel(path: str) -> None:
+    """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma')
+    process-wide."""
+    if path not in KERNEL_PATHS:
+        raise ValueError(f"kernel path {path!r}: expected one of {sorted(KERNEL_PATHS)}")
+    _check(library().nvfp4_force_kernel(KERNEL_PATHS[path]), "nvfp4_force_kernel")
+
+
+def _bytes_view(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.dtype in (torch.int8, torch.uint8):
+        return t
+    if t.dtype == torch.float8_e4m3fn:
+        return t.view(torch.uint8)
+    raise ValueError(f"{name}: dtype {t.dtype} not supported; expected int8/uint8 bytes")
+
+
+def _require_cuda(t: torch.Tensor, name: str, device: torch.device) -> None:
+    if not t.is_cuda or t.device != device:
+        raise ValueError(f"{name}: expected a CUDA tensor on {device}, got {t.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name}: expected a contiguous tensor")
+
+
+def nvfp4_linear(x, weight_int8, weight_scale_int8, weight_global_scale, bias=None, *, mode="w4a4",
+                 input_global_scale=1.0, input_global_scale_inv=1.0, out=None, workspace=None):
+    """y[..., N] = NVFP4Linear(x[..., K]) on torch's current stream (see module docstring)."""
+    device = x.device
+    act = _act_type(x.dtype)
+    flag = _mode_flag(mode)
+    weight = _bytes_view(weight_int8, "weight")
+    scale = _bytes_view(weight_scale_int8, "weight_scale")
+    if weight.ndim != 2:
+        raise ValueError(f"weight: expected [N, K/2], got shape {tuple(weight.shape)}")
+    N, K = int(weight.shape[0]), int(weight.shape[1]) * 2
+    if x.shape[-1] != K:
+        raise ValueError(f"x: last dimension {x.shape[-1]} != in_features {K} (from weight [N, K/2])")
+    if K % 16 != 0:
+        raise ValueError(f"weight: in_features {K} must be a multiple of 16")
+    if tuple(scale.shape) != (N, K // 16):
+        raise ValueError(f"weight_scale: expected shape {(N, K // 16)}, got {tuple(scale.shape)}")
+    wgs = weight_global_scale
+    if not isinstance(wgs, torch.Tensor) or wgs.dtype != torch.float32:
+        raise ValueError("weight_global_scale: expected a float32 CUDA tensor of 1 or N elements")
+    wgs = wgs.reshape(-1)
+    if wgs.numel() not in (1, N):
+        raise ValueError(f"weight_global_scale: {wgs.numel()} elements, expected 1 or N={N}")
+    x2 = x.reshape(-1, K)
+    M = int(x2.shape[0])
+    for t, name in ((x2, "x"), (weight, "weight"), (scale, "weight_scale"), (wgs, "weight_global_scale")):
+        _require_cuda(t, name, device)
+    if bias is not None:
+        if bias.dtype != x.dtype or tuple(bias.shape) != (N,):
+            raise ValueError(f"bias: expected {x.dtype} [{N}], got {bias.dtype} {tuple(bias.shape)}")
+        _require_cuda(bias, "bias", device)
+    if out is None:
+        out = torch.empty(*x.shape[:-1], N, dtype=x.dtype, device=device)
+    else:
+        if out.dtype != x.dtype or out.numel() != M * N:
+            raise ValueError(f"out: expected {x.dtype} with {M * N} elements, got {out.dtype} {tuple(out.shape)}")
+        _require_cuda(out, "out", device)
+    need = workspace_size(M, N, K, mode, x.dtype)
+    if workspace is None:
+        workspace = torch.empty(max(need, 256), dtype=torch.uint8, device=device)
+    else:
+        _require_cuda(workspace, "workspace", device)
+        if workspace.numel() * workspace.element_size() < need:
+            raise ValueError(f"workspace: {workspace.numel() * workspace.element_size()} bytes < {need} needed")
+    stream = torch.cuda.current_stream(device).cuda_stream
+    status = library().nvfp4_linear_launch(
+        x2.data_ptr(), weight.data_ptr(), scale.data_ptr(), wgs.data_ptr(), wgs.numel(),
+        bias.data_ptr() if bias is not None else None, out.data_ptr(), M, N, K, flag,
+        float(input_global_scale), float(input_global_scale_inv), act,
+        workspace.data_ptr(), workspace.numel() * workspace.element_size(), stream)
+    _check(status, f"nvfp4_linear_launch(M={M}, N={N}, K={K}, mode={mode}, dtype={x.dtype})")
+    return out.reshape(*x.shape[:-1], N)
+
+
+def quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
+    """The kernels' w4a4 activation quantization alone: (x_hat float16 [M, K] = q * s_B,
+    block scales float8_e4m3fn [M, K/16]) for x [M, K] on CUDA."""
+    if x.ndim != 2:
+        raise ValueError(f"x: expected [M, K], got shape {tuple(x.shape)}")
+    M, K = (int(d) for d in x.shape)
+    if K % 16 != 0:
+        raise ValueError(f"x: K={K} must be a multiple of 16")
+    _require_cuda(x, "x", x.device)
+    xhat = torch.empty(M, K, dtype=torch.float16, device=x.device)
+    scales = torch.empty(M, K // 16, dtype=torch.uint8, device=x.device)
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    _check(library().nvfp4_quantize_activation(x.data_ptr(), M, K, _act_type(x.dtype), float(input_global_scale_inv),
+                                               xhat.data_ptr(), scales.data_ptr(), stream),
+           "nvfp4_quantize_activation")
+    return xhat, scales.view(torch.float8_e4m3fn)

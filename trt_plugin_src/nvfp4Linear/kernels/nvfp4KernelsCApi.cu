@@ -1,0 +1,88 @@
+// C API over the NVFP4Linear kernels (see nvfp4KernelsCApi.h).
+#include "nvfp4KernelsCApi.h"
+#include "nvfp4KernelsInternal.cuh"
+
+using nvfp4::ActType;
+
+namespace
+{
+
+bool validActType(int32_t t)
+{
+    return t >= 0 && t <= 2;
+}
+
+} // namespace
+
+extern "C" {
+
+size_t nvfp4_workspace_size(int64_t M, int64_t N, int64_t K, int32_t mode_w4a4, int32_t act_type)
+{
+    if (!validActType(act_type))
+    {
+        return 0;
+    }
+    return nvfp4::workspaceSize(M, N, K, mode_w4a4 != 0, static_cast<ActType>(act_type));
+}
+
+int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weight_scale,
+    float const* weight_global_scale, int32_t wgs_len, void const* bias, void* y, int64_t M, int64_t N, int64_t K,
+    int32_t mode_w4a4, float input_global_scale, float input_global_scale_inv, int32_t act_type, void* workspace,
+    size_t workspace_bytes, void* stream)
+{
+    if (!validActType(act_type))
+    {
+        return cudaErrorInvalidValue;
+    }
+    bool const w4a4 = mode_w4a4 != 0;
+    if (workspace_bytes < nvfp4::workspaceSize(M, N, K, w4a4, static_cast<ActType>(act_type)))
+    {
+        return cudaErrorInvalidValue;
+    }
+    nvfp4::LinearParams p;
+    p.x = x;
+    p.weight = static_cast<int8_t const*>(weight);
+    p.weightScale = static_cast<int8_t const*>(weight_scale);
+    p.weightGlobalScale = weight_global_scale;
+    p.weightGlobalScaleLen = wgs_len;
+    p.bias = bias;
+    p.y = y;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.w4a4 = w4a4;
+    p.inputGlobalScale = input_global_scale;
+    p.inputGlobalScaleInv = input_global_scale_inv;
+    p.actType = static_cast<ActType>(act_type);
+    p.workspace = workspace;
+    return nvfp4::launchLinear(p, static_cast<cudaStream_t>(stream));
+}
+
+int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t act_type,
+    float input_global_scale_inv, void* xhat_fp16, void* scale_fp8, void* stream)
+{
+    if (!validActType(act_type) || M < 0 || K <= 0 || K % 16 != 0 || x == nullptr || xhat_fp16 == nullptr
+        || reinterpret_cast<uintptr_t>(xhat_fp16) % 16 != 0)
+    {
+        return cudaErrorInvalidValue;
+    }
+    return nvfp4::detail::launchQuantizeActivation(x, static_cast<ActType>(act_type), M, K, input_global_scale_inv,
+        static_cast<__half*>(xhat_fp16), static_cast<uint8_t*>(scale_fp8), static_cast<cudaStream_t>(stream));
+}
+
+int32_t nvfp4_force_kernel(int32_t path)
+{
+    if (path < 0 || path > 4)
+    {
+        return cudaErrorInvalidValue;
+    }
+    nvfp4::detail::forcedPath() = static_cast<nvfp4::detail::KernelPath>(path);
+    return cudaSuccess;
+}
+
+char const* nvfp4_error_string(int32_t code)
+{
+    return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+} // extern "C"

@@ -1,0 +1,46 @@
+// C API over the NVFP4Linear CUDA kernels, for ctypes (plugins/kernels.py), tests and benchmarks.
+// Every pointer is a device pointer except where noted; `stream` is a cudaStream_t (NULL = legacy
+// default stream). Functions return a cudaError_t value (0 = success); nvfp4_error_string() names it.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define NVFP4_CAPI __declspec(dllexport)
+#else
+#define NVFP4_CAPI __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// act_type: 0 = float32, 1 = float16, 2 = bfloat16 (nvfp4::ActType). mode_w4a4: 1 = w4a4, 0 = w4a16.
+NVFP4_CAPI size_t nvfp4_workspace_size(int64_t M, int64_t N, int64_t K, int32_t mode_w4a4, int32_t act_type);
+
+// y[M, N] = NVFP4Linear(x[M, K]) (docs/op-contract.md). weight_global_scale has wgs_len = 1 or N
+// elements; bias may be NULL; workspace: >= nvfp4_workspace_size(...) bytes, 256-byte aligned.
+// Allocates nothing, so it can be captured in a CUDA graph.
+NVFP4_CAPI int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weight_scale,
+    float const* weight_global_scale, int32_t wgs_len, void const* bias, void* y, int64_t M, int64_t N, int64_t K,
+    int32_t mode_w4a4, float input_global_scale, float input_global_scale_inv, int32_t act_type, void* workspace,
+    size_t workspace_bytes, void* stream);
+
+// The activation quantization alone (w4a4): xhat_fp16[M, K] = q * s_B (exact in fp16) and, if
+// scale_fp8 is not NULL, the block scales [M, K/16] as float8_e4m3fn bits.
+NVFP4_CAPI int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t act_type,
+    float input_global_scale_inv, void* xhat_fp16, void* scale_fp8, void* stream);
+
+// Testing/benchmarking: force one kernel family for every later launch in this process
+// (0 = automatic dispatch, 1 = SIMT, 2 = GEMV (M <= 16), 3 = tiled mma.sync, 4 = wgmma (sm_90a)).
+// A forced family that
+// cannot run the problem makes nvfp4_linear_launch return cudaErrorNotSupported.
+NVFP4_CAPI int32_t nvfp4_force_kernel(int32_t path);
+
+// Human-readable name of a cudaError_t value (static string).
+NVFP4_CAPI char const* nvfp4_error_string(int32_t code);
+
+#ifdef __cplusplus
+}
+#endif

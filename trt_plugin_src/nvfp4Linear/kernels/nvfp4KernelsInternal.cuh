@@ -1,0 +1,367 @@
+// Shared pieces of the NVFP4Linear CUDA kernels (not part of the public API): operand decoding,
+// the epilogue, and the launchers that nvfp4LinearKernels.cu dispatches to.
+//
+// Numerics (docs/op-contract.md): every tensor-core path multiplies 16-bit operands whose products
+// are exact in float32 and accumulates in float32:
+//   * activation operand: x-hat = q * s_B (w4a4, <= 5 significant bits, |x-hat| in [2^-10, 2688]:
+//     exact in fp16), or x itself (w4a16, fp16 or bf16);
+//   * weight operand: w' = e2m1 * s_w * 2^-7 (<= 5 significant bits, |w'| in [2^-17, 21]: exact in
+//     fp16 and bf16). The 2^-7 keeps s_w * 2^7 (the multiplier of the bit-decoded nibble) below the
+//     fp16 maximum; the epilogue multiplies by alpha * 2^7 instead of alpha (exact power of two).
+#pragma once
+
+#include "nvfp4LinearKernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <utility>
+
+#include "../../common/nvfp4Math.h"
+
+namespace nvfp4
+{
+namespace detail
+{
+
+constexpr float kWeightOperandScale = 128.0f; // w' = ŵ / 2^7, undone in the epilogue
+
+// Kernel families that launchLinear can pick (also the values of nvfp4_force_kernel in the C API).
+enum class KernelPath : int32_t
+{
+    kAuto = 0,
+    kSimt = 1,  // FFMA, any shape/alignment/arch; the only path for fp32 w4a16 and for sm < 80
+    kGemv = 2,  // M <= 16: mma.sync, weights streamed straight into registers, split-K
+    kTiled = 3, // mma.sync tiled GEMM with cp.async pipeline, optional split-K
+    kWgmma = 4, // sm_90a: wgmma (warpgroup MMA) with the weight tile decoded into shared memory
+};
+
+// Process-wide override used by tests/benchmarks (C API); kAuto = normal dispatch.
+KernelPath& forcedPath();
+
+// Activation operand buffer: fp16 x-hat [M, K] (w4a4), at the start of the workspace.
+size_t actOperandBytes(int64_t M, int64_t K, bool w4a4);
+// Split-K partial sums: float [splits, M, N], after the activation operand.
+size_t partialBytes(int64_t M, int64_t N);
+constexpr int kMaxSplitsGemv = 8;
+constexpr int kMaxSplitsTiled = 4;
+constexpr int64_t kMaxSplitM = 256; // split-K only for M <= this
+
+inline size_t alignUp(size_t v, size_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device helpers.
+
+template <typename T>
+__device__ __forceinline__ float toFloat(T v);
+template <>
+__device__ __forceinline__ float toFloat<float>(float v)
+{
+    return v;
+}
+template <>
+__device__ __forceinline__ float toFloat<__half>(__half v)
+{
+    return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float toFloat<__nv_bfloat16>(__nv_bfloat16 v)
+{
+    return __bfloat162float(v);
+}
+
+template <typename T>
+__device__ __forceinline__ T fromFloat(float v);
+template <>
+__device__ __forceinline__ float fromFloat<float>(float v)
+{
+    return v;
+}
+template <>
+__device__ __forceinline__ __half fromFloat<__half>(float v)
+{
+    return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+
+// alpha[n] * 2^scaleShift as the epilogue multiplier (float32, as the contract forms alpha).
+__device__ __forceinline__ float epilogueAlpha(
+    float const* wgs, int32_t wgsLen, int64_t n, bool w4a4, float inputGlobalScale, float extra)
+{
+    float const w = wgs[wgsLen == 1 ? 0 : n];
+    float const alpha = w4a4 ? __fmul_rn(inputGlobalScale, w) : w;
+    return __fmul_rn(alpha, extra);
+}
+
+// y = acc * alphaX + bias, rounded to T.
+template <typename T>
+__device__ __forceinline__ void storeOutput(T* y, int64_t idx, float acc, float alphaX, T const* bias, int64_t n)
+{
+    float v = __fmul_rn(acc, alphaX);
+    if (bias != nullptr)
+    {
+        v = __fadd_rn(v, toFloat<T>(bias[n]));
+    }
+    y[idx] = fromFloat<T>(v);
+}
+
+// Weight operand decoding for mma.sync: one byte (two E2M1 nibbles, low = even element) into a
+// 16-bit pair holding e2m1 * 2^-14 (fp16) or e2m1 * 2^-126 (bf16) exactly: the nibble's 3 magnitude
+// bits land in the low exponent bits + top mantissa bit (subnormal for code 1 = 0.5, as it must),
+// its sign bit in bit 15. `w` holds 4 bytes, `w4` = w >> 4; byteIdx picks the byte.
+// fp16: `u` = w << 1 and `u4` = w >> 3, computed once per word. The permute puts byte ByteIdx of u
+// (low nibble at bits 1..4) into bits 8..15 and of u4 (high nibble at bits 1..4) into bits 24..31,
+// so the magnitudes already sit at bits 9..11 / 25..27 and the signs at 12 / 28 (moved to 15 / 31).
+template <int ByteIdx>
+__device__ __forceinline__ uint32_t fp4PairToHalfBits(uint32_t u, uint32_t u4)
+{
+    uint32_t const v = __byte_perm(u, u4, (ByteIdx << 4) | ((ByteIdx + 4) << 12));
+    return (v & 0x0E000E00u) | ((v << 3) & 0x80008000u);
+}
+
+template <int ByteIdx>
+__device__ __forceinline__ uint32_t fp4PairToBf16Bits(uint32_t w, uint32_t w4)
+{
+    uint32_t const v = __byte_perm(w, w4, ByteIdx | ((ByteIdx + 4) << 8));
+    return ((v << 6) & 0x01C001C0u) | ((v << 12) & 0x80008000u);
+}
+
+// 16-bit operand traits: fp16 (w4a4 x-hat and fp16 w4a16) or bf16 (bf16 w4a16).
+struct HalfOperand
+{
+    using Elem = __half;
+    // s_w * 2^7 as a broadcast fp16 pair (exact: s_w <= 448 -> <= 57344).
+    static __device__ __forceinline__ uint32_t scalePair(uint32_t scaleBits)
+    {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+        // Hardware FP8x2 -> f16x2 conversion (exact, NaN kept), then the power-of-two factor.
+        __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
+            static_cast<__nv_fp8x2_storage_t>((scaleBits & 0xFFu) * 0x101u), __NV_E4M3);
+        __half2 const h = __hmul2(__half2(raw), __float2half2_rn(128.0f));
+#else
+        __half2 const h = __float2half2_rn(math::fp8e4m3ToFloat(static_cast<uint8_t>(scaleBits)) * 128.0f);
+#endif
+        return *reinterpret_cast<uint32_t const*>(&h);
+    }
+    // Per-word preparation for weightPair.
+    static __device__ __forceinline__ void prepareWord(uint32_t w, uint32_t& u, uint32_t& u4)
+    {
+        u = w << 1;
+        u4 = w >> 3;
+    }
+    template <int ByteIdx>
+    static __device__ __forceinline__ uint32_t weightPair(uint32_t u, uint32_t u4, uint32_t scale)
+    {
+        uint32_t const raw = fp4PairToHalfBits<ByteIdx>(u, u4);
+        __half2 const r = __hmul2(*reinterpret_cast<__half2 const*>(&raw), *reinterpret_cast<__half2 const*>(&scale));
+        return *reinterpret_cast<uint32_t const*>(&r);
+    }
+    static __device__ __forceinline__ void mma(float (&c)[4], uint32_t const (&a)[4], uint32_t b0, uint32_t b1)
+    {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        asm(
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+    }
+};
+
+struct Bf16Operand
+{
+    using Elem = __nv_bfloat16;
+    // s_w * 2^119 (bf16 holds it: <= 448 * 2^119 < 2^128); times e2m1 * 2^-126 gives ŵ * 2^-7.
+    static __device__ __forceinline__ uint32_t scalePair(uint32_t scaleBits)
+    {
+        float const s = math::fp8e4m3ToFloat(static_cast<uint8_t>(scaleBits)) * 6.64613997892457936e35f; // 2^119
+        __nv_bfloat162 const h = __float2bfloat162_rn(s);
+        return *reinterpret_cast<uint32_t const*>(&h);
+    }
+    static __device__ __forceinline__ void prepareWord(uint32_t w, uint32_t& w0, uint32_t& w4)
+    {
+        w0 = w;
+        w4 = w >> 4;
+    }
+    template <int ByteIdx>
+    static __device__ __forceinline__ uint32_t weightPair(uint32_t w, uint32_t w4, uint32_t scale)
+    {
+        uint32_t const raw = fp4PairToBf16Bits<ByteIdx>(w, w4);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        __nv_bfloat162 const r = __hmul2(
+            *reinterpret_cast<__nv_bfloat162 const*>(&raw), *reinterpret_cast<__nv_bfloat162 const*>(&scale));
+        return *reinterpret_cast<uint32_t const*>(&r);
+#else
+        return raw;
+#endif
+    }
+    static __device__ __forceinline__ void mma(float (&c)[4], uint32_t const (&a)[4], uint32_t b0, uint32_t b1)
+    {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        asm(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+    }
+};
+
+// One k-chunk of 64 elements for one n8 tile and one m16 tile, with the thread mapping shared by
+// the GEMV and tiled kernels (decodeWeightWord). Lane = 4*g + t. Thread t of a quad owns the 16 contiguous K elements
+// [16t, 16t+16) of the chunk: one block (one scale) and 8 weight bytes. MMA step s (0..3) pairs
+// logical k (2t, 2t+1) with physical 16t+4s+{0,1} and logical (2t+8, 2t+9) with 16t+4s+{2,3};
+// A and B agree, so the dot product is unchanged. Consequences:
+//   A regs for step s, row r: {x[r][16t+4s], x[r][16t+4s+1]} and {x[r][16t+4s+2], x[r][16t+4s+3]}
+//     = words (2s) and (2s+1) of the thread's 32 contiguous bytes of row r;
+//   B regs for step s: bytes 2s and 2s+1 of the thread's 8 weight bytes, each decoded to a pair.
+template <typename Op>
+__device__ __forceinline__ void decodeWeightWord(uint32_t w, uint32_t scale, uint32_t (&b)[4])
+{
+    uint32_t u, u4;
+    Op::prepareWord(w, u, u4);
+    b[0] = Op::template weightPair<0>(u, u4, scale);
+    b[1] = Op::template weightPair<1>(u, u4, scale);
+    b[2] = Op::template weightPair<2>(u, u4, scale);
+    b[3] = Op::template weightPair<3>(u, u4, scale);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cp.async (sm_80+): 16- and 4-byte copies global -> shared; `valid` false zero-fills.
+
+// Below sm_80 (where these kernels are never dispatched) plain copies keep the code compiling.
+__device__ __forceinline__ void cpAsync16(void* smem, void const* gmem, bool valid)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint32_t const s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    int const n = valid ? 16 : 0; // 0: zero-fill
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+#else
+    *static_cast<uint4*>(smem) = valid ? *static_cast<uint4 const*>(gmem) : make_uint4(0, 0, 0, 0);
+#endif
+}
+
+__device__ __forceinline__ void cpAsync4(void* smem, void const* gmem, bool valid)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint32_t const s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    int const n = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+#else
+    *static_cast<uint32_t*>(smem) = valid ? *static_cast<uint32_t const*>(gmem) : 0u;
+#endif
+}
+
+__device__ __forceinline__ void cpAsyncCommit()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+template <int N>
+__device__ __forceinline__ void cpAsyncWait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+// Programmatic dependent launch (sm_90+): wait until the preceding kernel in the stream (launched
+// with the PDL attribute on this one) has finished and its writes are visible. A no-op otherwise.
+__device__ __forceinline__ void waitPrimaryGrid()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Let the next kernel (if launched with the PDL attribute) start now; it still waits in
+// waitPrimaryGrid() for this grid to complete.
+__device__ __forceinline__ void allowDependentLaunch()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Launch with the programmatic-stream-serialization attribute when `pdl` (the kernel must call
+// waitPrimaryGrid() before touching what the preceding kernel writes or reads).
+template <typename... Params, typename... Args>
+cudaError_t launchKernel(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+    Args&&... args)
+{
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = pdl ? &attr : nullptr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+// Split-K count for a tiled kernel: fill whole waves of resident CTAs; each split costs its
+// partial sums (written + read) and the reduction launch.
+inline int64_t chooseTileSplits(int64_t tilesN, int64_t tilesM, int ctasPerSm, int smCount, int64_t M, int64_t N,
+    int64_t K, int maxSplits)
+{
+    int64_t const numChunks = K / 64;
+    int64_t const ctas = tilesN * tilesM;
+    double const resident = static_cast<double>(ctasPerSm) * smCount;
+    double const work = static_cast<double>(N) * K * 0.5625 + static_cast<double>(tilesN) * M * K * 2.0;
+    int64_t best = 1;
+    double bestCost = 0;
+    int64_t const maxS = std::min<int64_t>(maxSplits, std::max<int64_t>(1, numChunks / 4));
+    for (int64_t s = 1; s <= maxS; ++s)
+    {
+        double const total = static_cast<double>(ctas * s);
+        double const eff = total / (std::ceil(total / resident) * resident);
+        double const cost = work / eff + (s > 1 ? 8.0 * s * M * N + 2.5e6 : 0.0);
+        if (s == 1 || cost < bestCost)
+        {
+            best = s;
+            bestCost = cost;
+        }
+    }
+    return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launchers (each returns the launch status).
+
+// x [M, K] (T) -> x-hat fp16 [M, K] (and, if scaleOut != nullptr, the FP8 block scales [M, K/16]).
+cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv,
+    __half* xhat, uint8_t* scaleOut, cudaStream_t stream);
+
+// The three GEMM families. `a` is the 16-bit activation operand (x-hat, or x for fp16/bf16 w4a16)
+// or, for the SIMT kernel, either x-hat (fp16, w4a4) or x (actType).
+cudaError_t launchSimt(LinearParams const& p, void const* a, bool aIsXhat, cudaStream_t stream);
+// pdl: the activation operand is written by the kernel just before (w4a4 quantization, sm_90+).
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
+cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
+cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
+
+// Sum of split-K partials [splits, M, N] + epilogue.
+// pdl: may start while the split kernel before it drains (sm_90+).
+cudaError_t launchReduceSplits(LinearParams const& p, float const* partial, int splits, cudaStream_t stream,
+    bool pdl = false);
+
+} // namespace detail
+} // namespace nvfp4

@@ -1,0 +1,170 @@
+// Entry points of the NVFP4Linear kernels: argument checks, workspace layout and dispatch by
+// compute capability and M (rules and measurements: docs/perf/dispatch.md).
+#include "nvfp4KernelsInternal.cuh"
+
+#include <algorithm>
+#include <cmath>
+
+namespace nvfp4
+{
+namespace detail
+{
+
+KernelPath& forcedPath()
+{
+    static KernelPath path = KernelPath::kAuto;
+    return path;
+}
+
+size_t actOperandBytes(int64_t M, int64_t K, bool w4a4)
+{
+    return w4a4 ? alignUp(static_cast<size_t>(M) * static_cast<size_t>(K) * sizeof(__half), 256) : 0;
+}
+
+size_t partialBytes(int64_t M, int64_t N)
+{
+    // Largest splits * M' over every M' <= M (GEMV: M' <= 16; tiled: M' <= kMaxSplitM).
+    int64_t const gemvRows = kMaxSplitsGemv * std::min<int64_t>(M, 16);
+    int64_t const tiledRows = M > 16 ? kMaxSplitsTiled * std::min<int64_t>(M, kMaxSplitM) : 0;
+    return alignUp(static_cast<size_t>(std::max(gemvRows, tiledRows)) * static_cast<size_t>(N) * sizeof(float), 256);
+}
+
+namespace
+{
+
+struct DeviceInfo
+{
+    int sm = 0;
+    int smCount = 0;
+};
+
+cudaError_t queryDevice(DeviceInfo& info)
+{
+    int dev = 0;
+    cudaError_t err = cudaGetDevice(&dev);
+    int major = 0, minor = 0;
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&info.smCount, cudaDevAttrMultiProcessorCount, dev);
+    info.sm = major * 10 + minor;
+    return err;
+}
+
+bool aligned(void const* p, size_t a)
+{
+    return reinterpret_cast<uintptr_t>(p) % a == 0;
+}
+
+bool positiveFinite(float v)
+{
+    return std::isfinite(v) && v > 0.0f;
+}
+
+} // namespace
+} // namespace detail
+
+size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType /*actType*/)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+    {
+        return 0;
+    }
+    return detail::actOperandBytes(M, K, w4a4) + detail::partialBytes(M, N);
+}
+
+cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
+{
+    using namespace detail;
+    if (p.M < 0 || p.N <= 0 || p.K <= 0 || p.K % 16 != 0)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (p.actType != ActType::kFLOAT && p.actType != ActType::kHALF && p.actType != ActType::kBF16)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (p.weightGlobalScaleLen != 1 && p.weightGlobalScaleLen != p.N)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (p.w4a4 && !(positiveFinite(p.inputGlobalScale) && positiveFinite(p.inputGlobalScaleInv)))
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (p.M == 0)
+    {
+        return cudaSuccess;
+    }
+    if (p.x == nullptr || p.weight == nullptr || p.weightScale == nullptr || p.weightGlobalScale == nullptr
+        || p.y == nullptr)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (p.workspace == nullptr || !aligned(p.workspace, 256))
+    {
+        return cudaErrorInvalidValue;
+    }
+
+    DeviceInfo dev;
+    cudaError_t err = queryDevice(dev);
+    if (err != cudaSuccess)
+    {
+        return err;
+    }
+    int const sm = p.smVersion > 0 ? p.smVersion : dev.sm;
+
+    void const* a = p.x;
+    if (p.w4a4)
+    {
+        auto* xhat = static_cast<__half*>(p.workspace);
+        err = launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, xhat, nullptr, stream);
+        if (err != cudaSuccess)
+        {
+            return err;
+        }
+        a = xhat;
+    }
+
+    // Tensor-core paths: exact 16-bit operands (x-hat, or fp16/bf16 x), whole 64-element K chunks,
+    // 16-byte aligned rows (K % 64 == 0 makes every weight/scale/activation row aligned).
+    bool const exactOperands = p.w4a4 || p.actType != ActType::kFLOAT;
+    bool const mmaOk = sm >= 80 && exactOperands && p.K % 64 == 0 && aligned(a, 16) && aligned(p.weight, 16)
+        && aligned(p.weightScale, 16);
+    bool const bf16Operand = !p.w4a4 && p.actType == ActType::kBF16;
+
+    // wgmma needs the sm_90a image (built by default); Blackwell and Ada/Ampere use mma.sync.
+#ifndef NVFP4_NO_WGMMA_DISPATCH
+    bool const wgmmaOk = mmaOk && sm == 90;
+#else
+    bool const wgmmaOk = false;
+#endif
+    KernelPath path = forcedPath();
+    if (path == KernelPath::kAuto)
+    {
+        path = !mmaOk ? KernelPath::kSimt
+                      : (p.M <= 16 ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
+    }
+    switch (path)
+    {
+    case KernelPath::kSimt: return launchSimt(p, a, p.w4a4, stream);
+    case KernelPath::kGemv:
+        if (!mmaOk || p.M > 16)
+            return cudaErrorNotSupported;
+        // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
+        return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
+    case KernelPath::kTiled:
+        if (!mmaOk)
+            return cudaErrorNotSupported;
+        return launchTiled(p, a, bf16Operand, dev.smCount, stream);
+    case KernelPath::kWgmma:
+        if (!mmaOk || sm != 90)
+            return cudaErrorNotSupported;
+        return launchWgmma(p, a, bf16Operand, dev.smCount, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+} // namespace nvfp4
