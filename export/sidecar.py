@@ -3,12 +3,11 @@
 ONNX file. Its schema is fixed by the project's interfaces (docs/export.md shows an example)."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.torch_ops import op_contract
+from export.contract import op_contract
 
 
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
@@ -75,7 +74,3 @@ def build_sidecar(*, fmt: str, dtype: str, architecture: str, num_layers: int, n
         "source_checkpoint": source_checkpoint, "checkpoint_format": checkpoint_format,
     }
 
-
-def read_sidecar(onnx_path: str | os.PathLike) -> dict:
-    with open(sidecar_path(onnx_path), encoding="utf-8") as f:
-        return json.load(f)

@@ -12,32 +12,20 @@ types them INT8 because TensorRT rejects UINT8 plugin inputs.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from export.contract import CONTRACT_YAML, op_contract
 from export.layer import GROUP_SIZE, NVFP4LinearWeights
 from export.reference import nvfp4_linear_emulation, nvfp4_linear_exact
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONTRACT_YAML = REPO_ROOT / "trt_plugin_src" / "nvfp4Linear" / "NVFP4Linear_PluginConfig.yaml"
-
 REFERENCES = ("exact", "emulation", "onnx")
 
-
-@functools.lru_cache(maxsize=None)
-def op_contract() -> dict[str, Any]:
-    """The op contract YAML as a dict (read once)."""
-    with open(CONTRACT_YAML, encoding="utf-8") as f:
-        contract = yaml.safe_load(f)
-    if contract.get("group_size") != GROUP_SIZE:
-        raise RuntimeError(f"{CONTRACT_YAML}: group_size {contract.get('group_size')} != {GROUP_SIZE}")
-    return contract
+if op_contract().get("group_size") != GROUP_SIZE:
+    raise RuntimeError(f"{CONTRACT_YAML}: group_size {op_contract().get('group_size')} != {GROUP_SIZE}")
 
 
 def node_attributes(

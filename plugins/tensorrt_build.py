@@ -16,6 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.sidecar import sidecar_path
+from plugins.tensorrt_registry import import_tensorrt as import_tensorrt_module
+
 # A serialized TensorRT engine starts with these four bytes (what torch-tensorrt and Ultralytics
 # test before handing bytes to `deserialize_cuda_engine`).
 PLAN_MAGIC = b"ftrt"
@@ -36,10 +39,6 @@ class TensorRTUnavailable(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Sidecar JSON (written by scripts/export.py next to OUT.onnx as OUT.onnx.json)
 # --------------------------------------------------------------------------------------------
-
-
-def sidecar_path(onnx_path: str | os.PathLike) -> Path:
-    return Path(str(onnx_path) + ".json")
 
 
 def load_sidecar(onnx_path: str | os.PathLike) -> dict:
@@ -218,21 +217,14 @@ def _looks_like_onnx(path: Path) -> bool:
 
 def import_tensorrt():
     """The full TensorRT module, or TensorRTUnavailable with the reason."""
-    try:
-        import tensorrt  # noqa: F401  (the builder and ONNX parser live only in the full package)
-    except ImportError:
-        lean = ""
-        try:
-            import tensorrt_lean_bindings  # noqa: F401
-
-            lean = " (only the lean runtime `tensorrt_lean_bindings` is installed; it cannot build engines)"
-        except ImportError:
-            pass
+    # The builder and the ONNX parser live only in the full package.
+    tensorrt = import_tensorrt_module("full")
+    if tensorrt is None:
+        lean = (" (only the lean runtime `tensorrt_lean_bindings` is installed; it cannot build engines)"
+                if import_tensorrt_module("lean") is not None else "")
         raise TensorRTUnavailable("the TensorRT builder is not installed: `import tensorrt` failed" + lean +
                                   "; install TensorRT >= 10.1 (pip install tensorrt-cu13 from NVIDIA's index) "
-                                  "or use the trtexec command printed by --print-trtexec") from None
-    import tensorrt
-
+                                  "or use the trtexec command printed by --print-trtexec")
     if not hasattr(tensorrt, "Builder"):
         raise TensorRTUnavailable("`import tensorrt` has no Builder (a runtime-only package); install the full TensorRT")
     return tensorrt

@@ -11,24 +11,15 @@ package (builder + ONNX parser) exposes the same registry API.
 """
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-import yaml
 
-from plugins.library import REPO_ROOT, find_plugin_library
-
-CONTRACT_YAML = REPO_ROOT / "trt_plugin_src" / "nvfp4Linear" / "NVFP4Linear_PluginConfig.yaml"
-
-
-@functools.lru_cache(maxsize=None)
-def op_contract() -> dict[str, Any]:
-    with open(CONTRACT_YAML, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+from export.contract import op_contract
+from plugins.library import find_plugin_library
 
 
 def import_tensorrt(prefer: str = "any") -> ModuleType | None:
