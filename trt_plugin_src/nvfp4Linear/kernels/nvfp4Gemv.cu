@@ -1,4 +1,12 @@
 // Small-M NVFP4 linear (M <= 16, decode): memory-bound on the weights (0.5625 B per weight).
+// Two kernels (dispatch in launchGemvTyped):
+//  * gemvWideKernel (K % 128 == 0, the common case; measured in docs/perf/notes-kernels.md, v3):
+//    the weights are the MMA's A operand, 16-byte weight loads, 32 rows per warp, in-CTA split-K
+//    over 4 warps reduced in shared memory, fast fp16 decode. Compile-time knobs (defaults = the
+//    measured build): NVFP4_GEMV_DEPTH1/2 (weight ring depth, M <= 8 / M > 8), NVFP4_GEMV_MT (m16
+//    tiles per warp), NVFP4_GEMV_WIDE_CTAS / NVFP4_GEMV_NT2_CTAS (launch-bounds CTAs per SM),
+//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_L2HINT (.L2::256B on the weight loads), NVFP4_GEMV_OLD (v2 only).
+//  * gemvMmaKernel (K = 64 mod 128), described here:
 // Each warp streams 8*NT weight rows (NT = 1 for M <= 8, 2 above, so the activation fragments are
 // reused across more rows when there are more of them) straight from global memory into a ring of
 // registers (8-byte coalesced loads, Ring chunks of 64 along K in flight, L1 bypassed), long runs
@@ -12,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace nvfp4
 {
@@ -245,9 +254,388 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
     return err;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Wide GEMV (K % 128 == 0, the common case): the weights are the MMA's A operand (m16 = 16 weight
+// rows, so one MMA covers 256 weights) and the activation the B operand (n8 = activation rows
+// 0..7, a second n8 tile for M > 8). Thread t of a quad owns 32 contiguous K elements of a
+// 128-chunk (two FP8 blocks, 16 weight bytes per row: one 16-byte load, the two scales one 16-bit
+// load); MMA step s (0..7) pairs logical k (2t, 2t+1) with physical 32t+4s+{0,1} and (2t+8, 2t+9)
+// with 32t+4s+{2,3}, identically for the activation (4 x 16-byte loads per row per chunk).
+// A warp owns 32 rows (two m16 tiles) over a quarter of the CTA's K range; the CTA's 4 warps sum
+// their partial results in shared memory in a fixed order (no extra launch, deterministic).
+// The weights stream through a register ring of kDepth chunks (16-byte loads, L1 bypassed); the
+// activation (L1/L2-resident) is loaded at the start of each chunk, ahead of that chunk's decode.
+#ifndef NVFP4_GEMV_DEPTH1
+#define NVFP4_GEMV_DEPTH1 2
+#endif
+#ifndef NVFP4_GEMV_DEPTH2
+#define NVFP4_GEMV_DEPTH2 2
+#endif
+#ifndef NVFP4_GEMV_FASTDEC
+#define NVFP4_GEMV_FASTDEC 1 // fp16 operand: strided-pair weight decode (decodeWordStrided)
+#endif
+#ifndef NVFP4_GEMV_NT2_CTAS
+#define NVFP4_GEMV_NT2_CTAS 4
+#endif
+#ifndef NVFP4_GEMV_WIDE_CTAS
+#define NVFP4_GEMV_WIDE_CTAS 4
+#endif
+constexpr int kWideWarps = 4;  // warps per CTA = ways of the in-CTA K split
+#ifndef NVFP4_GEMV_MT
+#define NVFP4_GEMV_MT 2
+#endif
+constexpr int kWideMT = NVFP4_GEMV_MT; // m16 tiles (16 weight rows each) per warp
+constexpr int kWideRows = 16 * kWideMT;
+constexpr int kWideCtasPerSm = NVFP4_GEMV_WIDE_CTAS;
+
+template <int NT>
+struct WideShape
+{
+    static constexpr int kDepth = NT == 1 ? NVFP4_GEMV_DEPTH1 : NVFP4_GEMV_DEPTH2;
+    static constexpr int kMinCtas = NT == 1 ? kWideCtasPerSm : NVFP4_GEMV_NT2_CTAS;
+};
+
+__device__ __forceinline__ uint4 loadStreaming16(void const* p)
+{
+    uint4 v;
+#ifdef NVFP4_GEMV_L2HINT
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+#else
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+#endif
+    return v;
+}
+
+__device__ __forceinline__ uint32_t loadScalePair(void const* p)
+{
+    unsigned short v;
+    asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];\n" : "=h"(v) : "l"(p));
+    return v;
+}
+
+// fp16 weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
+// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: each nibble is first formatted
+// as the high byte of an fp16 (sign -> bit 7, magnitude -> bits 1..3: e2m1 * 2^-14 exactly, as
+// fp4PairToHalfBits), low nibbles in L, high nibbles in H; one byte permute with a zero register
+// then builds each pair (11 integer ops + 4 HMUL2 per 8 weights; the natural decode: 18 + 4).
+__device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, uint32_t (&b)[4])
+{
+    uint32_t const l = ((w << 1) & 0x0E0E0E0Eu) | ((w << 4) & 0x80808080u);
+    uint32_t const h = ((w >> 3) & 0x0E0E0E0Eu) | (w & 0x80808080u);
+    uint32_t const raw[4] = {__byte_perm(l, 0u, 0x1404), __byte_perm(l, 0u, 0x3424), __byte_perm(h, 0u, 0x1404),
+        __byte_perm(h, 0u, 0x3424)};
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+    {
+        __half2 const r
+            = __hmul2(*reinterpret_cast<__half2 const*>(&raw[i]), *reinterpret_cast<__half2 const*>(&scale));
+        b[i] = *reinterpret_cast<uint32_t const*>(&r);
+    }
+}
+
+template <typename Op, typename T, int NT>
+__global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
+    typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
+    float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
+    T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
+{
+    constexpr int kDepth = WideShape<NT>::kDepth;
+    constexpr int MT = kWideMT;
+    // fp16 operand: strided-pair decode, and w' = ŵ * 2^-14 (the scale pair straight from the FP8
+    // conversion, no x 2^7): exact in fp16 (>= 2^-24, <= 6 significant bits, <= 0.17); the epilogue
+    // multiplies by alpha * 2^14.
+    constexpr bool kFast = NVFP4_GEMV_FASTDEC && std::is_same<Op, HalfOperand>::value;
+    constexpr float kOperandScale = kFast ? kWeightOperandScale * kWeightOperandScale : kWeightOperandScale;
+    __shared__ float red[kWideWarps][MT * NT * 4][32];
+
+    int const warp = threadIdx.x / 32;
+    int const lane = threadIdx.x % 32;
+    int const g = lane / 4;
+    int const t = lane % 4;
+    int64_t const nBase = static_cast<int64_t>(blockIdx.x) * kWideRows;
+    int64_t const numChunks = K / 128;
+    int64_t const cSplit = static_cast<int64_t>(blockIdx.y) * chunksPerSplit;
+    int const splitLen = static_cast<int>(max(int64_t{0}, min(numChunks, cSplit + chunksPerSplit) - cSplit));
+    int const per = (splitLen + kWideWarps - 1) / kWideWarps;
+    int const cW = min(splitLen, warp * per);
+    int const nLocal = min(splitLen, cW + per) - cW;
+    int64_t const c0 = cSplit + cW;
+
+    // Rows >= N read row N-1 and activation rows >= M read row M-1 (valid memory, no predicates):
+    // they only feed accumulator entries that are never stored.
+    uint8_t const* wRow[MT][2];
+    uint8_t const* sRow[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+    {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+        {
+            int64_t const n = min(nBase + mt * 16 + h * 8 + g, N - 1);
+            wRow[mt][h] = w + n * (K / 2) + c0 * 64 + t * 16;
+            sRow[mt][h] = ws + n * (K / 16) + c0 * 8 + t * 2;
+        }
+    }
+    uint4 const* aRow[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+    {
+        int const m = min(j * 8 + g, M - 1);
+        aRow[j] = reinterpret_cast<uint4 const*>(a + static_cast<int64_t>(m) * K + c0 * 128 + t * 32);
+    }
+
+    uint4 wv[kDepth][MT][2];
+    uint32_t sv[kDepth][MT][2];
+    // Chunk `i` relative to the running pointers.
+    auto loadWeights = [&](int slot, int i) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+        {
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+            {
+                wv[slot][mt][h] = loadStreaming16(wRow[mt][h] + i * 64);
+                sv[slot][mt][h] = loadScalePair(sRow[mt][h] + i * 8);
+            }
+        }
+    };
+
+#pragma unroll
+    for (int p = 0; p < kDepth; ++p)
+    {
+        if (p < nLocal)
+        {
+            loadWeights(p, p);
+        }
+    }
+    // The weight ring is in flight; only now wait for the kernel that wrote the activation operand
+    // (w4a4 quantization as a programmatic dependent launch; else a no-op).
+    waitPrimaryGrid();
+
+    float acc[MT][NT][4] = {};
+    for (int i0 = 0; i0 < nLocal; i0 += kDepth)
+    {
+#pragma unroll
+        for (int p = 0; p < kDepth; ++p)
+        {
+            if (i0 + p < nLocal) // uniform across the warp
+            {
+                uint4 aCur[NT][4];
+#pragma unroll
+                for (int j = 0; j < NT; ++j)
+                {
+#pragma unroll
+                    for (int q = 0; q < 4; ++q)
+                    {
+                        aCur[j][q] = __ldg(aRow[j] + p * 16 + q);
+                    }
+                }
+                uint32_t sc[MT][2][2];
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+                {
+#pragma unroll
+                    for (int h = 0; h < 2; ++h)
+                    {
+                        if constexpr (kFast)
+                        {
+                            // Both block scales in one FP8x2 -> f16x2 conversion (exact, NaN kept).
+                            __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
+                                static_cast<__nv_fp8x2_storage_t>(sv[p][mt][h]), __NV_E4M3);
+                            uint32_t const both = static_cast<uint32_t>(raw.x) | (static_cast<uint32_t>(raw.y) << 16);
+                            sc[mt][h][0] = __byte_perm(both, 0u, 0x1010);
+                            sc[mt][h][1] = __byte_perm(both, 0u, 0x3232);
+                        }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+                        else if constexpr (std::is_same<Op, Bf16Operand>::value)
+                        {
+                            // s_w * 2^119 as bf16 pairs (Bf16Operand::scalePair without its software
+                            // FP8 decode): FP8x2 -> f16x2 -> f32 (exact), x 2^119 (exact), -> bf16 (exact).
+                            __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
+                                static_cast<__nv_fp8x2_storage_t>(sv[p][mt][h]), __NV_E4M3);
+                            float2 const f = __half22float2(__half2(raw));
+                            __nv_bfloat162 const s0 = __float2bfloat162_rn(__fmul_rn(f.x, 6.64613997892457936e35f));
+                            __nv_bfloat162 const s1 = __float2bfloat162_rn(__fmul_rn(f.y, 6.64613997892457936e35f));
+                            sc[mt][h][0] = *reinterpret_cast<uint32_t const*>(&s0);
+                            sc[mt][h][1] = *reinterpret_cast<uint32_t const*>(&s1);
+                        }
+#endif
+                        else
+                        {
+                            sc[mt][h][0] = Op::scalePair(sv[p][mt][h] & 0xFFu);
+                            sc[mt][h][1] = Op::scalePair(sv[p][mt][h] >> 8);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int q = 0; q < 4; ++q) // word q of each row's 16 bytes: MMA steps 2q, 2q+1
+                {
+                    uint32_t b[MT][2][4];
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt)
+                    {
+#pragma unroll
+                        for (int h = 0; h < 2; ++h)
+                        {
+                            uint4 const& v = wv[p][mt][h];
+                            uint32_t const word = q == 0 ? v.x : (q == 1 ? v.y : (q == 2 ? v.z : v.w));
+                            if constexpr (kFast)
+                            {
+                                decodeWordStrided(word, sc[mt][h][q >> 1], b[mt][h]);
+                            }
+                            else
+                            {
+                                decodeWeightWord<Op>(word, sc[mt][h][q >> 1], b[mt][h]);
+                            }
+                        }
+                    }
+#pragma unroll
+                    for (int e = 0; e < 2; ++e)
+                    {
+                        // Step s = 2q+e covers the word's elements 4e..4e+3 (activation words 2s, 2s+1).
+                        // Natural pairing: weight bytes 2e (k, k+1) and 2e+1 (k+8, k+9). Strided (fast
+                        // fp16 decode): weight pairs (4e, 4e+2) and (4e+1, 4e+3), the activation
+                        // pairs permuted alike.
+#pragma unroll
+                        for (int j = 0; j < NT; ++j)
+                        {
+                            uint4 const& av = aCur[j][q];
+                            uint32_t b0 = e ? av.z : av.x;
+                            uint32_t b1 = e ? av.w : av.y;
+                            if constexpr (kFast)
+                            {
+                                uint32_t const lo = b0;
+                                b0 = __byte_perm(lo, b1, 0x5410);
+                                b1 = __byte_perm(lo, b1, 0x7632);
+                            }
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt)
+                            {
+                                uint32_t const af[4] = {b[mt][0][kFast ? e : 2 * e], b[mt][1][kFast ? e : 2 * e],
+                                    b[mt][0][kFast ? 2 + e : 2 * e + 1], b[mt][1][kFast ? 2 + e : 2 * e + 1]};
+                                Op::mma(acc[mt][j], af, b0, b1);
+                            }
+                        }
+                    }
+                }
+                if (i0 + p + kDepth < nLocal)
+                {
+                    loadWeights(p, p + kDepth);
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+        {
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+            {
+                wRow[mt][h] += kDepth * 64;
+                sRow[mt][h] += kDepth * 8;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+        {
+            aRow[j] += kDepth * 16;
+        }
+    }
+
+    allowDependentLaunch(); // the split-K reduction may launch (it waits for this grid to finish)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+    {
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+        {
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+            {
+                red[warp][(mt * NT + j) * 4 + r][lane] = acc[mt][j][r];
+            }
+        }
+    }
+    __syncthreads();
+    // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
+    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
+    {
+        int const idx = e / 32;
+        int const l = e % 32;
+        int const r = idx % 4;
+        int const j = (idx / 4) % NT;
+        int const mt = idx / (4 * NT);
+        int const m = j * 8 + 2 * (l % 4) + (r & 1);
+        int64_t const n = nBase + mt * 16 + l / 4 + (r >= 2 ? 8 : 0);
+        if (m >= M || n >= N)
+        {
+            continue;
+        }
+        float v = red[0][idx][l];
+#pragma unroll
+        for (int ww = 1; ww < kWideWarps; ++ww) // fixed order: deterministic
+        {
+            v += red[ww][idx][l];
+        }
+        if (gridDim.y == 1)
+        {
+            storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kOperandScale), bias, n);
+        }
+        else
+        {
+            // The reduction applies alpha * 2^7: bring the fast path's 2^-14 operand to 2^-7 (exact).
+            partial[(static_cast<int64_t>(blockIdx.y) * M + m) * N + n]
+                = kFast ? __fmul_rn(v, kOperandScale / kWeightOperandScale) : v;
+        }
+    }
+}
+
+template <typename Op, typename T, int NT>
+cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
+{
+    int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
+    int64_t const numChunks = p.K / 128;
+    // Split K across CTAs only until ~0.8 of a wave of resident CTAs is reached; every warp keeps
+    // >= 2 chunks.
+    int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
+    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
+    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, numChunks / (2 * kWideWarps)));
+    int64_t splits = std::max<int64_t>(1, std::min(wanted, cap));
+    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
+    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
+
+    float* partial = nullptr;
+    if (splits > 1)
+    {
+        partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
+    }
+    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(splits));
+    cudaError_t err = launchKernel(pdl, gemvWideKernel<Op, T, NT>, grid, dim3(kWideWarps * 32), 0, stream,
+        static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
+        reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), partial, static_cast<int>(p.M), p.N,
+        p.K, static_cast<int>(chunksPerSplit));
+    if (err == cudaSuccess && splits > 1)
+    {
+        err = launchReduceSplits(p, partial, static_cast<int>(splits), stream, pdl);
+    }
+    return err;
+}
+
 template <typename Op, typename T>
 cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
+#ifndef NVFP4_GEMV_OLD
+    if (p.K % 128 == 0)
+    {
+        return p.M > 8 ? launchGemvWide<Op, T, 2>(p, a, smCount, pdl, stream)
+                       : launchGemvWide<Op, T, 1>(p, a, smCount, pdl, stream);
+    }
+#endif
+    // K = 64 (mod 128): the 64-chunk kernel.
     return p.M > 8 ? launchGemvShape<Op, T, true>(p, a, smCount, pdl, stream)
                    : launchGemvShape<Op, T, false>(p, a, smCount, pdl, stream);
 }
