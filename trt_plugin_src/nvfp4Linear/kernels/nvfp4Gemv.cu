@@ -1,6 +1,8 @@
-// Small-M NVFP4 linear (M <= 16, decode): memory-bound on the weights (0.5625 B per weight).
-// Two kernels (dispatch in launchGemvTyped):
-//  * gemvWideKernel (K % 128 == 0, the common case; measured in docs/perf/notes-kernels.md, v3):
+// Small-M NVFP4 linear (M <= 64 when K % 128 == 0, else M <= 16; decode): memory-bound on the
+// weights (0.5625 B per weight) at small M. Two kernels (dispatch in launchGemvTyped):
+//  * gemvWideKernel (K % 128 == 0, the common case; measured in docs/perf/notes-kernels.md, v3,
+//    and v4 for 16 < M <= 64: NT = ceil(M / 8) activation n8 tiles per warp, NVFP4_GEMV_NT3_CTAS,
+//    NVFP4_GEMV_NT4_CTAS, NVFP4_GEMV_NT8_CTAS, NVFP4_GEMV_DEPTH4/8, NVFP4_GEMV_MAXNT):
 //    the weights are the MMA's A operand, 16-byte weight loads, 32 rows per warp, in-CTA split-K
 //    over 4 warps reduced in shared memory, fast fp16 decode. Compile-time knobs (defaults = the
 //    measured build): NVFP4_GEMV_DEPTH1/2 (weight ring depth, M <= 8 / M > 8), NVFP4_GEMV_MT (m16
@@ -257,7 +259,7 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
 // ---------------------------------------------------------------------------------------------
 // Wide GEMV (K % 128 == 0, the common case): the weights are the MMA's A operand (m16 = 16 weight
 // rows, so one MMA covers 256 weights) and the activation the B operand (n8 = activation rows
-// 0..7, a second n8 tile for M > 8). Thread t of a quad owns 32 contiguous K elements of a
+// 0..7, one more n8 tile per further 8 rows: NT = ceil(M / 8) <= 8). Thread t of a quad owns 32 contiguous K elements of a
 // 128-chunk (two FP8 blocks, 16 weight bytes per row: one 16-byte load, the two scales one 16-bit
 // load); MMA step s (0..7) pairs logical k (2t, 2t+1) with physical 32t+4s+{0,1} and (2t+8, 2t+9)
 // with 32t+4s+{2,3}, identically for the activation (4 x 16-byte loads per row per chunk).
@@ -288,11 +290,39 @@ constexpr int kWideMT = NVFP4_GEMV_MT; // m16 tiles (16 weight rows each) per wa
 constexpr int kWideRows = 16 * kWideMT;
 constexpr int kWideCtasPerSm = NVFP4_GEMV_WIDE_CTAS;
 
+// Mid M (16 < M <= 64, v4): NT = ceil(M / 8) n8 activation tiles per warp (3..8); the weight work
+// per chunk is unchanged, MMAs and activation loads grow with NT. Above 2 tiles the activation
+// words are loaded per 32-bit word group q (NT uint4 live instead of 4 NT) to bound registers.
+#ifndef NVFP4_GEMV_NT3_CTAS
+#define NVFP4_GEMV_NT3_CTAS 2 // NT 3 (M 17-24): 3 CTAs/SM fit 168 registers without spills, but were
+                              // 18 % slower on 4096->14336 (9 % faster on 14336->4096; notes-kernels v4)
+#endif
+#ifndef NVFP4_GEMV_NT4_CTAS
+#define NVFP4_GEMV_NT4_CTAS 2 // NT 4 (needs ~170 registers: 3 CTAs/SM spill)
+#endif
+#ifndef NVFP4_GEMV_NT8_CTAS
+#define NVFP4_GEMV_NT8_CTAS 2 // NT 5..8
+#endif
+#ifndef NVFP4_GEMV_DEPTH4
+#define NVFP4_GEMV_DEPTH4 2
+#endif
+#ifndef NVFP4_GEMV_DEPTH8
+#define NVFP4_GEMV_DEPTH8 2
+#endif
+#ifndef NVFP4_GEMV_MAXNT
+#define NVFP4_GEMV_MAXNT 8 // largest NT instantiated: the wide GEMV covers M <= 8 * NVFP4_GEMV_MAXNT
+#endif
+
 template <int NT>
 struct WideShape
 {
-    static constexpr int kDepth = NT == 1 ? NVFP4_GEMV_DEPTH1 : NVFP4_GEMV_DEPTH2;
-    static constexpr int kMinCtas = NT == 1 ? kWideCtasPerSm : NVFP4_GEMV_NT2_CTAS;
+    static constexpr int kDepth = NT == 1 ? NVFP4_GEMV_DEPTH1
+                                          : (NT == 2 ? NVFP4_GEMV_DEPTH2 : (NT <= 4 ? NVFP4_GEMV_DEPTH4 : NVFP4_GEMV_DEPTH8));
+    static constexpr int kMinCtas = NT == 1 ? kWideCtasPerSm
+                                            : (NT == 2 ? NVFP4_GEMV_NT2_CTAS
+                                                       : (NT == 3 ? NVFP4_GEMV_NT3_CTAS
+                                                                  : (NT == 4 ? NVFP4_GEMV_NT4_CTAS : NVFP4_GEMV_NT8_CTAS)));
+    static constexpr bool kActPerWord = NT > 2; // activation loaded per word group q
 };
 
 __device__ __forceinline__ uint4 loadStreaming16(void const* p)
@@ -424,14 +454,18 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         {
             if (i0 + p < nLocal) // uniform across the warp
             {
-                uint4 aCur[NT][4];
-#pragma unroll
-                for (int j = 0; j < NT; ++j)
+                constexpr bool kPerWord = WideShape<NT>::kActPerWord;
+                uint4 aCur[NT][kPerWord ? 1 : 4];
+                if constexpr (!kPerWord)
                 {
 #pragma unroll
-                    for (int q = 0; q < 4; ++q)
+                    for (int j = 0; j < NT; ++j)
                     {
-                        aCur[j][q] = __ldg(aRow[j] + p * 16 + q);
+#pragma unroll
+                        for (int q = 0; q < 4; ++q)
+                        {
+                            aCur[j][q] = __ldg(aRow[j] + p * 16 + q);
+                        }
                     }
                 }
                 uint32_t sc[MT][2][2];
@@ -474,6 +508,14 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
                 for (int q = 0; q < 4; ++q) // word q of each row's 16 bytes: MMA steps 2q, 2q+1
                 {
+                    if constexpr (kPerWord)
+                    {
+#pragma unroll
+                        for (int j = 0; j < NT; ++j)
+                        {
+                            aCur[j][0] = __ldg(aRow[j] + p * 16 + q);
+                        }
+                    }
                     uint32_t b[MT][2][4];
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt)
@@ -503,7 +545,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
                         for (int j = 0; j < NT; ++j)
                         {
-                            uint4 const& av = aCur[j][q];
+                            uint4 const& av = aCur[j][kPerWord ? 0 : q];
                             uint32_t b0 = e ? av.z : av.x;
                             uint32_t b1 = e ? av.w : av.y;
                             if constexpr (kFast)
@@ -631,10 +673,36 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 #ifndef NVFP4_GEMV_OLD
     if (p.K % 128 == 0)
     {
-        return p.M > 8 ? launchGemvWide<Op, T, 2>(p, a, smCount, pdl, stream)
-                       : launchGemvWide<Op, T, 1>(p, a, smCount, pdl, stream);
+        switch ((p.M + 7) / 8)
+        {
+        case 1: return launchGemvWide<Op, T, 1>(p, a, smCount, pdl, stream);
+        case 2: return launchGemvWide<Op, T, 2>(p, a, smCount, pdl, stream);
+#if NVFP4_GEMV_MAXNT >= 3
+        case 3: return launchGemvWide<Op, T, 3>(p, a, smCount, pdl, stream);
+#endif
+#if NVFP4_GEMV_MAXNT >= 4
+        case 4: return launchGemvWide<Op, T, 4>(p, a, smCount, pdl, stream);
+#endif
+#if NVFP4_GEMV_MAXNT >= 5
+        case 5: return launchGemvWide<Op, T, 5>(p, a, smCount, pdl, stream);
+#endif
+#if NVFP4_GEMV_MAXNT >= 6
+        case 6: return launchGemvWide<Op, T, 6>(p, a, smCount, pdl, stream);
+#endif
+#if NVFP4_GEMV_MAXNT >= 7
+        case 7: return launchGemvWide<Op, T, 7>(p, a, smCount, pdl, stream);
+#endif
+#if NVFP4_GEMV_MAXNT >= 8
+        case 8: return launchGemvWide<Op, T, 8>(p, a, smCount, pdl, stream);
+#endif
+        default: return cudaErrorInvalidValue;
+        }
     }
 #endif
+    if (p.M > 16)
+    {
+        return cudaErrorNotSupported; // the 64-chunk kernel covers M <= 16 only
+    }
     // K = 64 (mod 128): the 64-chunk kernel.
     return p.M > 8 ? launchGemvShape<Op, T, true>(p, a, smCount, pdl, stream)
                    : launchGemvShape<Op, T, false>(p, a, smCount, pdl, stream);
@@ -642,10 +710,21 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 
 } // namespace
 
+// Largest M the GEMV kernels take for this K (declared in nvfp4LinearKernels.cu for the dispatch
+// and the workspace size): the wide kernel (K % 128 == 0) up to 8 n8 tiles, the 64-chunk one 16.
+int64_t gemvMaxM(int64_t K)
+{
+#ifndef NVFP4_GEMV_OLD
+    return K % 128 == 0 ? 8 * NVFP4_GEMV_MAXNT : 16;
+#else
+    return 16;
+#endif
+}
+
 cudaError_t launchGemv(
     LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
 {
-    if (p.M > 16)
+    if (p.M > gemvMaxM(p.K))
     {
         return cudaErrorInvalidValue;
     }

@@ -36,7 +36,7 @@ enum class KernelPath : int32_t
 {
     kAuto = 0,
     kSimt = 1,  // FFMA, any shape/alignment/arch; the only path for fp32 w4a16 and for sm < 80
-    kGemv = 2,  // M <= 16: mma.sync, weights streamed straight into registers, split-K
+    kGemv = 2,  // M <= 16 (M <= 64 when K % 128 == 0): mma.sync, weights streamed into registers, split-K
     kTiled = 3, // mma.sync tiled GEMM with cp.async pipeline, optional split-K
     kWgmma = 4, // sm_90a: wgmma (warpgroup MMA) with the weight tile decoded into shared memory
 };

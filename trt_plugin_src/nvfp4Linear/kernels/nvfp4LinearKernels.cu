@@ -21,10 +21,19 @@ size_t actOperandBytes(int64_t M, int64_t K, bool w4a4)
     return w4a4 ? alignUp(static_cast<size_t>(M) * static_cast<size_t>(K) * sizeof(__half), 256) : 0;
 }
 
+// Largest M the GEMV kernels take for this K (nvfp4Gemv.cu): 64 when K % 128 == 0, else 16.
+int64_t gemvMaxM(int64_t K);
+// The automatic dispatch uses the GEMV up to this M (where it is measured faster than the tiled and
+// wgmma kernels; docs/perf/dispatch.md).
+#ifndef NVFP4_GEMV_AUTO_MAX_M
+#define NVFP4_GEMV_AUTO_MAX_M 64
+#endif
+constexpr int64_t kGemvAutoMaxM = NVFP4_GEMV_AUTO_MAX_M;
+
 size_t partialBytes(int64_t M, int64_t N)
 {
-    // Largest splits * M' over every M' <= M (GEMV: M' <= 16; tiled: M' <= kMaxSplitM).
-    int64_t const gemvRows = kMaxSplitsGemv * std::min<int64_t>(M, 16);
+    // Largest splits * M' over every M' <= M (GEMV: M' <= 64; tiled: M' <= kMaxSplitM).
+    int64_t const gemvRows = kMaxSplitsGemv * std::min<int64_t>(M, 64);
     int64_t const tiledRows = M > 16 ? kMaxSplitsTiled * std::min<int64_t>(M, kMaxSplitM) : 0;
     return alignUp(static_cast<size_t>(std::max(gemvRows, tiledRows)) * static_cast<size_t>(N) * sizeof(float), 256);
 }
@@ -144,14 +153,15 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     KernelPath path = forcedPath();
     if (path == KernelPath::kAuto)
     {
+        bool const gemv = p.M <= 16 || (p.M <= kGemvAutoMaxM && p.M <= gemvMaxM(p.K));
         path = !mmaOk ? KernelPath::kSimt
-                      : (p.M <= 16 ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
+                      : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
     switch (path)
     {
     case KernelPath::kSimt: return launchSimt(p, a, p.w4a4, stream);
     case KernelPath::kGemv:
-        if (!mmaOk || p.M > 16)
+        if (!mmaOk || p.M > gemvMaxM(p.K))
             return cudaErrorNotSupported;
         // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
         return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
