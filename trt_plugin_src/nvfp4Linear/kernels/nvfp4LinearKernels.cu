@@ -146,7 +146,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
 
     // wgmma needs the sm_90a image (built by default); Blackwell and Ada/Ampere use mma.sync.
 #ifndef NVFP4_NO_WGMMA_DISPATCH
-    bool const wgmmaOk = mmaOk && sm == 90;
+    bool const wgmmaOk = mmaOk && sm == 90 && wgmmaSupports(p);
 #else
     bool const wgmmaOk = false;
 #endif
@@ -172,7 +172,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     case KernelPath::kWgmma:
         if (!mmaOk || sm != 90)
             return cudaErrorNotSupported;
-        return launchWgmma(p, a, bf16Operand, dev.smCount, stream);
+        return launchWgmma(p, a, bf16Operand, dev.smCount, p.w4a4, stream);
     default: return cudaErrorInvalidValue;
     }
 }
