@@ -29,6 +29,11 @@ int64_t gemvMaxM(int64_t K);
 #define NVFP4_GEMV_AUTO_MAX_M 64
 #endif
 constexpr int64_t kGemvAutoMaxM = NVFP4_GEMV_AUTO_MAX_M;
+// ... and, where the wgmma kernel can run (sm_90a, K % 256 == 0), only up to this M.
+#ifndef NVFP4_GEMV_WGMMA_MAX_M
+#define NVFP4_GEMV_WGMMA_MAX_M 40
+#endif
+constexpr int64_t kGemvWgmmaMaxM = NVFP4_GEMV_WGMMA_MAX_M;
 
 size_t partialBytes(int64_t M, int64_t N)
 {
@@ -153,7 +158,9 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     KernelPath path = forcedPath();
     if (path == KernelPath::kAuto)
     {
-        bool const gemv = p.M <= 16 || (p.M <= kGemvAutoMaxM && p.M <= gemvMaxM(p.K));
+        // Above kGemvWgmmaMaxM the wgmma kernel is faster where it runs (v5, docs/perf/dispatch.md).
+        bool const gemv = p.M <= 16
+            || (p.M <= kGemvAutoMaxM && p.M <= gemvMaxM(p.K) && (p.M <= kGemvWgmmaMaxM || !wgmmaOk));
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }

@@ -11,9 +11,10 @@
 //     "full" (TMA bytes landed) and an "empty" (consumers done) mbarrier;
 //   * 2 consumer warpgroups (232 registers), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
-//     fragments (w' = e2m1 * s_w * 2^-7, exact in fp16/bf16, the helpers of nvfp4KernelsInternal.cuh)
+//     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4KernelsInternal.cuh's bit decode)
 //     and issues 4 asynchronous wgmmas; the decode of stage s+1 runs while stage s's wgmmas run.
-// Numerics as every tensor-core path: exact 16-bit products, fp32 accumulation, alpha * 2^7 last.
+// Numerics as every tensor-core path: exact 16-bit products, fp32 accumulation, alpha times the
+// operand's power of two (2^14 fp16, 2^7 bf16: RsScales) last.
 // Small grids split K across CTAs (fp32 partials + the deterministic reduceSplitsKernel).
 // Requires K % 256 == 0 (the scale tensor's 16-byte TMA rows and box starts) and 16-byte aligned operands; the
 // body exists only in the sm_90a image (elsewhere the kernel traps; launchLinear never picks it).
@@ -35,8 +36,6 @@ namespace
 constexpr int kBK = 64;         // K per stage (one 128-byte swizzle row of 16-bit activations)
 constexpr int kRowsPerCta = 128; // weight rows: 2 consumer warpgroups x 64
 constexpr int kThreads = 384;
-constexpr int kProducerRegs = 40;
-constexpr int kConsumerRegs = 232;
 
 template <int BN>
 struct RsConfig
@@ -47,8 +46,49 @@ struct RsConfig
     static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
     static constexpr int kStages = 200 * 1024 / kStageBytes < 8 ? 200 * 1024 / kStageBytes : 8;
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
-    static constexpr uint32_t kTxBytes = kStageBytes;
-    static constexpr int kAccRegs = BN / 2;
+};
+
+// Device helpers of the kernel body, which exists only in the sm_90a image.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+// The 4 per-block scale pairs of a stage (bytes of s4) as 16-bit operand multipliers, and the
+// power of two the epilogue multiplies alpha by.
+template <typename Op>
+struct RsScales;
+
+// fp16: the bit decode gives e2m1 * 2^-14, times s_w itself is w' = ŵ * 2^-14, exact in fp16
+// (a multiple of 2^-24 with at most 5 significant bits, below 6 * 448 * 2^-14); the hardware
+// converts two FP8 scales per instruction (exact, NaN kept).
+template <>
+struct RsScales<HalfOperand>
+{
+    static constexpr float kOperandScale = 16384.0f;
+    static __device__ __forceinline__ void pairs(uint32_t s4, uint32_t (&p)[4])
+    {
+        __half2_raw const lo = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(s4 & 0xFFFFu), __NV_E4M3);
+        __half2_raw const hi = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(s4 >> 16), __NV_E4M3);
+        uint32_t const l = *reinterpret_cast<uint32_t const*>(&lo);
+        uint32_t const h = *reinterpret_cast<uint32_t const*>(&hi);
+        p[0] = __byte_perm(l, 0, 0x1010);
+        p[1] = __byte_perm(l, 0, 0x3232);
+        p[2] = __byte_perm(h, 0, 0x1010);
+        p[3] = __byte_perm(h, 0, 0x3232);
+    }
+};
+
+// bf16: Bf16Operand's decode (e2m1 * 2^-126) times s_w * 2^119 = ŵ * 2^-7.
+template <>
+struct RsScales<Bf16Operand>
+{
+    static constexpr float kOperandScale = kWeightOperandScale;
+    static __device__ __forceinline__ void pairs(uint32_t s4, uint32_t (&p)[4])
+    {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+        {
+            p[i] = Bf16Operand::scalePair(s4 >> (8 * i));
+        }
+    }
 };
 
 // Byte `t` (0..3) of each of the 4 words of v, gathered into one word (byte i from word i).
@@ -75,11 +115,14 @@ __device__ __forceinline__ void decodeStage(
     uint32_t const sb = *reinterpret_cast<uint32_t const*>(sS + (row + 8) * 16);
     uint32_t const ga[2] = {gatherByte(a0, sel), gatherByte(a1, sel)};
     uint32_t const gb[2] = {gatherByte(b0, sel), gatherByte(b1, sel)};
+    uint32_t pa[4], pb[4];
+    RsScales<Op>::pairs(sa, pa);
+    RsScales<Op>::pairs(sb, pb);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
     {
-        uint32_t const scA = Op::scalePair(sa >> (8 * kk));
-        uint32_t const scB = Op::scalePair(sb >> (8 * kk));
+        uint32_t const scA = pa[kk];
+        uint32_t const scB = pb[kk];
         uint32_t uA, u4A, uB, u4B;
         Op::prepareWord(ga[kk / 2], uA, u4A);
         Op::prepareWord(gb[kk / 2], uB, u4B);
@@ -100,6 +143,8 @@ __device__ __forceinline__ void decodeStage(
     }
 }
 
+#endif
+
 template <typename Op, typename T, int BN>
 __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
     __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
@@ -110,6 +155,8 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
     using Cfg = RsConfig<BN>;
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
+    constexpr int kProducerRegs = 40;  // 128 * 40 + 256 * 232 <= 64K registers
+    constexpr int kConsumerRegs = 232; // BN / 2 accumulators + 3 x 16 fragment registers + addressing
     extern __shared__ uint8_t smemRaw[];
     // 1024-byte aligned (128B swizzle atoms) by pointer arithmetic on the shared array, so that the
     // compiler keeps the shared address space (LDS, not generic loads).
@@ -139,18 +186,36 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
         sm90::regDealloc<kProducerRegs>();
         if (threadIdx.x == 0)
         {
-            waitPrimaryGrid(); // x-hat comes from the quantization kernel just before
-            for (int it = 0; it < nLocal; ++it)
-            {
+            auto loadWeights = [&](int it) {
                 int const s = it % S;
-                sm90::mbarWait(&empty[s], ((it / S) & 1) ^ 1);
                 uint8_t* const st = smem + s * Cfg::kStageBytes;
                 int const c = cBeg + it;
-                sm90::mbarArriveExpectTx(&full[s], Cfg::kTxBytes);
-                sm90::tmaLoad2d(st, &mapA, c * kBK, m0, &full[s]);
+                sm90::mbarArriveExpectTx(&full[s], Cfg::kStageBytes);
                 sm90::tmaLoad2d(st + Cfg::kActBytes, &mapW, c * (kBK / 2), n0, &full[s]);
                 // The TMA's innermost start must be 16-byte aligned: the 16 scale bytes of chunks 4(c/4)..+3.
                 sm90::tmaLoad2d(st + Cfg::kActBytes + Cfg::kWBytes, &mapS, (c / 4) * 16, n0, &full[s]);
+            };
+            auto loadActivation = [&](int it) {
+                int const s = it % S;
+                sm90::tmaLoad2d(smem + s * Cfg::kStageBytes, &mapA, (cBeg + it) * kBK, m0, &full[s]);
+            };
+            // The first ring of weights streams in while the quantization kernel before may still
+            // be writing x-hat (programmatic dependent launch); the activation only after it is done.
+            int const first = nLocal < S ? nLocal : S;
+            for (int it = 0; it < first; ++it)
+            {
+                loadWeights(it);
+            }
+            waitPrimaryGrid();
+            for (int it = 0; it < first; ++it)
+            {
+                loadActivation(it);
+            }
+            for (int it = first; it < nLocal; ++it)
+            {
+                sm90::mbarWait(&empty[it % S], ((it / S) & 1) ^ 1);
+                loadWeights(it);
+                loadActivation(it);
             }
         }
         return;
@@ -164,9 +229,9 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
     int const row = (wg - 1) * 64 + warp * 16 + g; // and row + 8
     uint32_t const sel = static_cast<uint32_t>(t | ((t + 4) << 4));
 
-    float acc[Cfg::kAccRegs];
+    float acc[BN / 2]; // m64nBN fp32 accumulators
 #pragma unroll
-    for (int i = 0; i < Cfg::kAccRegs; ++i)
+    for (int i = 0; i < BN / 2; ++i)
     {
         acc[i] = 0.0f;
     }
@@ -249,7 +314,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
     {
         if (!split && nRow[h] < N)
         {
-            alpha[h] = epilogueAlpha(wgs, wgsLen, nRow[h], w4a4, igs, kWeightOperandScale);
+            alpha[h] = epilogueAlpha(wgs, wgsLen, nRow[h], w4a4, igs, RsScales<Op>::kOperandScale);
             bval[h] = bias != nullptr ? toFloat<T>(bias[nRow[h]]) : 0.0f;
         }
     }
@@ -274,7 +339,9 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
                 float const v = acc[4 * j + 2 * h + c];
                 if (split)
                 {
-                    partial[(static_cast<int64_t>(blockIdx.z) * M + m) * N + nRow[h]] = v;
+                    // reduceSplitsKernel expects sums of ŵ * 2^-7 products (exact power-of-two rescale).
+                    partial[(static_cast<int64_t>(blockIdx.z) * M + m) * N + nRow[h]]
+                        = v * (RsScales<Op>::kOperandScale / kWeightOperandScale);
                 }
                 else
                 {
