@@ -61,6 +61,7 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("w4a16", 20, 72, 128, dt, mode="w4a16", bias=True),
                 Case("wgmma", 70, 136, 256, dt, edges=all_edges, bias=True, per_channel=True),
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
+                Case("wgmma", 600, 3000, 256, dt, edges=("zero",), bias=True),  # BN 128, unsplit
             ]
         return cases
     for dt in DTYPES.values():
@@ -90,6 +91,7 @@ def build_cases(quick: bool) -> list[Case]:
         cases += [
             Case("wgmma-sk", 65, 136, 8192, dt, edges=("zero",), bias=True),
             Case("wgmma-sk", 200, 256, 4096, dt, edges=("zero", "nan"), per_channel=True),
+            Case("wgmma-sk", 130, 4104, 4096, dt, edges=("zero",), bias=True),  # BN 256, split, N tiles odd
             Case("wgmma-16", 129, 200, 1280, dt, mode="w4a16", edges=("subnormal_scales",), bias=True),
             Case("wgmma-16", 300, 4104, 1024, dt, mode="w4a16", per_channel=True),
         ]
