@@ -1,7 +1,7 @@
 // Dynamic NVFP4 quantization of the activation (w4a4), one pass: x [M, K] -> x-hat = q * s_B as fp16
 // (exact) for the GEMM kernels, optionally also the FP8 block scales (for bit-exact tests).
 // The arithmetic is nvfp4Math.h's, shared with the CPU ONNX Runtime op, so both agree bit for bit.
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4QuantizeBlock.cuh"
 
 namespace nvfp4
 {
@@ -9,35 +9,6 @@ namespace detail
 {
 namespace
 {
-
-template <typename T, int N>
-__device__ __forceinline__ void loadBlock(T const* src, float (&v)[16])
-{
-    // N = 16-byte vectors per block (vectorized path) or 0 (scalar path).
-    if constexpr (N == 0)
-    {
-#pragma unroll
-        for (int i = 0; i < 16; ++i)
-        {
-            v[i] = toFloat<T>(src[i]);
-        }
-    }
-    else
-    {
-        constexpr int kPerVec = 16 / sizeof(T);
-#pragma unroll
-        for (int j = 0; j < N; ++j)
-        {
-            uint4 const u = __ldg(reinterpret_cast<uint4 const*>(src) + j);
-            T const* e = reinterpret_cast<T const*>(&u);
-#pragma unroll
-            for (int i = 0; i < kPerVec; ++i)
-            {
-                v[j * kPerVec + i] = toFloat<T>(e[i]);
-            }
-        }
-    }
-}
 
 // One thread per block of 16 (blocks are contiguous along K, so consecutive threads read
 // consecutive memory).
@@ -52,29 +23,15 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
         return;
     }
     float v[16];
-    loadBlock<T, Vec ? 16 * sizeof(T) / 16 : 0>(x + b * 16, v);
-
-    float amax = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-    {
-        amax = math::absMaxNaN(amax, v[i]);
-    }
-    math::ActBlockScale const s = math::actBlockScale(amax, G, invG);
-
-    alignas(16) __half out[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-    {
-        // q * s_B is exact in fp16 (and NaN stays NaN), so the conversion does not round.
-        out[i] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
-    }
+    loadActBlock<T, Vec>(x + b * 16, v);
+    alignas(16) uint4 out[2];
+    uint8_t const fp8 = quantizeActBlock(v, G, invG, out);
     uint4* dst = reinterpret_cast<uint4*>(xhat + b * 16);
-    dst[0] = reinterpret_cast<uint4 const*>(out)[0];
-    dst[1] = reinterpret_cast<uint4 const*>(out)[1];
+    dst[0] = out[0];
+    dst[1] = out[1];
     if (scaleOut != nullptr)
     {
-        scaleOut[b] = s.fp8;
+        scaleOut[b] = fp8;
     }
 }
 
