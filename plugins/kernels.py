@@ -22,7 +22,7 @@ from plugins.library import find_kernels_library
 _ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _MODES = ("w4a4", "w4a16")
 # nvfp4_force_kernel values (nvfp4KernelsCApi.h).
-KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4, "gemv_unfused": 5}
+KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4}
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,8 +71,8 @@ def workspace_size(M: int, N: int, K: int, mode: str, dtype: torch.dtype) -> int
 
 
 def force_kernel(path: str) -> None:
-    """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma', or
-    'gemv_unfused': the GEMV with the w4a4 quantization always a separate kernel) process-wide."""
+    """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma')
+    process-wide."""
     if path not in KERNEL_PATHS:
         raise ValueError(f"kernel path {path!r}: expected one of {sorted(KERNEL_PATHS)}")
     _check(library().nvfp4_force_kernel(KERNEL_PATHS[path]), "nvfp4_force_kernel")

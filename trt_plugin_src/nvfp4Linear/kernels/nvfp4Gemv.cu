@@ -7,7 +7,9 @@
 //    over 4 warps reduced in shared memory, fast fp16 decode. Compile-time knobs (defaults = the
 //    measured build): NVFP4_GEMV_DEPTH1/2 (weight ring depth, M <= 8 / M > 8), NVFP4_GEMV_MT (m16
 //    tiles per warp), NVFP4_GEMV_WIDE_CTAS / NVFP4_GEMV_NT2_CTAS (launch-bounds CTAs per SM),
-//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_L2HINT (.L2::256B on the weight loads), NVFP4_GEMV_OLD (v2 only).
+//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_OLD (v2 only), NVFP4_GEMV_MAX_SPLITS (cap on the CTA splits of
+//    K), NVFP4_GEMV_L2_CHUNKS (per-warp stream length, in chunks, from which the weight loads of
+//    M <= 8 carry the .L2::256B prefetch hint; notes-kernels.md v6).
 //  * gemvMmaKernel (K = 64 mod 128), described here:
 // Each warp streams 8*NT weight rows (NT = 1 for M <= 8, 2 above, so the activation fragments are
 // reused across more rows when there are more of them) straight from global memory into a ring of
@@ -18,9 +20,7 @@
 // by the CTA's 8 warps, which cover different N rows over the same K range) is fetched one chunk
 // ahead. Split-K across CTAs (partials in the workspace, reduced in a fixed order) is chosen so the
 // grid fills whole waves of resident CTAs.
-#include "nvfp4QuantizeBlock.cuh"
-
-#include <cooperative_groups.h>
+#include "nvfp4KernelsInternal.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -327,18 +327,30 @@ struct WideShape
     static constexpr bool kActPerWord = NT > 2; // activation loaded per word group q
 };
 
+// L2Prefetch: the L2 fetches the 256-byte block around the 64 bytes a row needs per chunk, so
+// DRAM serves each row in longer bursts; pays off only where the row streams run long (it fetches
+// up to 192 bytes past the end of a warp's K range).
+template <bool L2Prefetch>
 __device__ __forceinline__ uint4 loadStreaming16(void const* p)
 {
     uint4 v;
-#ifdef NVFP4_GEMV_L2HINT
-    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    constexpr bool kHint = false; // .L2::256B needs sm_80 (the GEMV is never dispatched below)
 #else
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+    constexpr bool kHint = L2Prefetch;
 #endif
+    if constexpr (kHint)
+    {
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+    }
+    else
+    {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+    }
     return v;
 }
 
@@ -347,20 +359,6 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
     unsigned short v;
     asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];\n" : "=h"(v) : "l"(p));
     return v;
-}
-
-// Activation operand load: x-hat in shared memory (fused quantization) or global (read-only path).
-template <bool Shared>
-__device__ __forceinline__ uint4 loadAct(uint4 const* p)
-{
-    if constexpr (Shared)
-    {
-        return *p;
-    }
-    else
-    {
-        return __ldg(p);
-    }
 }
 
 // fp16 weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
@@ -383,17 +381,11 @@ __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, ui
     }
 }
 
-// Fused (w4a4, small M): `a` is x itself; the CTA first quantizes rows 0..M-1 of its K range into
-// shared memory (quantizeActBlock, bit-exact with the quantize kernel; G, invG as there) and the
-// warps read x-hat from there. Cluster split-K (sm_90+, launched with cluster dims (1, splits)): the
-// splits of a row tile add their results through distributed shared memory in a fixed order (no
-// partial sums in global memory, no reduction launch); else partials + reduceSplitsKernel.
-template <typename Op, typename T, int NT, bool Fused>
+template <typename Op, typename T, int NT, bool L2Prefetch>
 __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
-    std::conditional_t<Fused, T, typename Op::Elem> const* __restrict__ a, uint8_t const* __restrict__ w,
-    uint8_t const* __restrict__ ws, float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs,
-    T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K,
-    int chunksPerSplit, bool clusterSplit, float G, float invG)
+    typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
+    float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
+    T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
 {
     constexpr int kDepth = WideShape<NT>::kDepth;
     constexpr int MT = kWideMT;
@@ -432,23 +424,12 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
             sRow[mt][h] = ws + n * (K / 16) + c0 * 8 + t * 2;
         }
     }
-    // Fused: x-hat of the CTA's K range, [M][xsStride] fp16 (16 bytes of padding per row).
-    extern __shared__ uint4 xsRaw[];
-    auto* xs = reinterpret_cast<__half*>(xsRaw);
-    int const xsStride = chunksPerSplit * 128 + 8;
     uint4 const* aRow[NT];
 #pragma unroll
     for (int j = 0; j < NT; ++j)
     {
         int const m = min(j * 8 + g, M - 1);
-        if constexpr (Fused)
-        {
-            aRow[j] = reinterpret_cast<uint4 const*>(xs + m * xsStride + cW * 128 + t * 32);
-        }
-        else
-        {
-            aRow[j] = reinterpret_cast<uint4 const*>(a + static_cast<int64_t>(m) * K + c0 * 128 + t * 32);
-        }
+        aRow[j] = reinterpret_cast<uint4 const*>(a + static_cast<int64_t>(m) * K + c0 * 128 + t * 32);
     }
 
     uint4 wv[kDepth][MT][2];
@@ -461,7 +442,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
             for (int h = 0; h < 2; ++h)
             {
-                wv[slot][mt][h] = loadStreaming16(wRow[mt][h] + i * 64);
+                wv[slot][mt][h] = loadStreaming16<L2Prefetch>(wRow[mt][h] + i * 64);
                 sv[slot][mt][h] = loadScalePair(sRow[mt][h] + i * 8);
             }
         }
@@ -478,24 +459,6 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     // The weight ring is in flight; only now wait for the kernel that wrote the activation operand
     // (w4a4 quantization as a programmatic dependent launch; else a no-op).
     waitPrimaryGrid();
-    if constexpr (Fused)
-    {
-        // One thread per 16-element block, as the quantize kernel (x rows are 16-byte aligned).
-        int const blocksPerRow = splitLen * 8;
-        for (int b = threadIdx.x; b < M * blocksPerRow; b += kWideWarps * 32)
-        {
-            int const r = b / blocksPerRow;
-            int const kb = b - r * blocksPerRow;
-            float v[16];
-            loadActBlock<T, true>(a + static_cast<int64_t>(r) * K + cSplit * 128 + kb * 16, v);
-            uint4 out[2];
-            quantizeActBlock(v, G, invG, out);
-            uint4* dst = reinterpret_cast<uint4*>(xs + r * xsStride + kb * 16);
-            dst[0] = out[0];
-            dst[1] = out[1];
-        }
-        __syncthreads();
-    }
 
     float acc[MT][NT][4] = {};
     for (int i0 = 0; i0 < nLocal; i0 += kDepth)
@@ -515,7 +478,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
                         for (int q = 0; q < 4; ++q)
                         {
-                            aCur[j][q] = loadAct<Fused>(aRow[j] + p * 16 + q);
+                            aCur[j][q] = __ldg(aRow[j] + p * 16 + q);
                         }
                     }
                 }
@@ -564,7 +527,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
                         for (int j = 0; j < NT; ++j)
                         {
-                            aCur[j][0] = loadAct<Fused>(aRow[j] + p * 16 + q);
+                            aCur[j][0] = __ldg(aRow[j] + p * 16 + q);
                         }
                     }
                     uint32_t b[MT][2][4];
@@ -677,10 +640,6 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         {
             storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kOperandScale), bias, n);
         }
-        else if (clusterSplit)
-        {
-            red[0][idx][l] = v; // read by every CTA of the cluster below (only this thread wrote it)
-        }
         else
         {
             // The reduction applies alpha * 2^7: bring the fast path's 2^-14 operand to 2^-7 (exact).
@@ -688,179 +647,95 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                 = kFast ? __fmul_rn(v, kOperandScale / kWeightOperandScale) : v;
         }
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (clusterSplit)
-    {
-        // CTA rank r of the cluster finishes every S-th group of 128 outputs: the sum over the
-        // splits in rank order (deterministic), then the epilogue.
-        namespace cg = cooperative_groups;
-        cg::cluster_group cluster = cg::this_cluster();
-        cluster.sync(); // every split's red[0] written and visible
-        int const S = static_cast<int>(cluster.num_blocks());
-        int const rank = static_cast<int>(cluster.block_rank());
-        for (int e = rank * kWideWarps * 32 + threadIdx.x; e < MT * NT * 4 * 32; e += S * kWideWarps * 32)
-        {
-            int const idx = e / 32;
-            int const l = e % 32;
-            int const r = idx % 4;
-            int const j = (idx / 4) % NT;
-            int const mt = idx / (4 * NT);
-            int const m = j * 8 + 2 * (l % 4) + (r & 1);
-            int64_t const n = nBase + mt * 16 + l / 4 + (r >= 2 ? 8 : 0);
-            if (m >= M || n >= N)
-            {
-                continue;
-            }
-            float v = 0.0f;
-            for (int s = 0; s < S; ++s)
-            {
-                v += cluster.map_shared_rank(&red[0][0][0], s)[e];
-            }
-            storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kOperandScale), bias, n);
-        }
-        cluster.sync(); // keep this CTA's shared memory alive until every peer has read it
-    }
-#endif
 }
 
-#ifndef NVFP4_GEMV_WAVE_SPLITS
-#define NVFP4_GEMV_WAVE_SPLITS 0 // 1: raise the split count while that fills the last wave better
+#ifndef NVFP4_GEMV_L2_CHUNKS
+#define NVFP4_GEMV_L2_CHUNKS 16
 #endif
-#ifndef NVFP4_GEMV_FUSED_MAX_M
-#define NVFP4_GEMV_FUSED_MAX_M 8 // w4a4 quantization inside the GEMV up to this M
+constexpr int64_t kL2PrefetchChunks = NVFP4_GEMV_L2_CHUNKS; // per-warp chunks from which M <= 8 uses the hint
+#ifndef NVFP4_GEMV_MAX_SPLITS
+#define NVFP4_GEMV_MAX_SPLITS kMaxSplitsGemv // experiments: fewer CTA splits of K
 #endif
-constexpr int kFusedSmemBytes = 32 * 1024; // x-hat of the CTA's K range, all M rows
+constexpr int64_t kWideMaxSplits = NVFP4_GEMV_MAX_SPLITS;
+static_assert(kWideMaxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
-struct WideSplit
-{
-    int64_t splits;
-    int64_t chunksPerSplit;
-};
-
-// Split K across CTAs only until ~0.8 of a wave of resident CTAs is reached; every warp keeps
-// >= 2 chunks.
-WideSplit wideSplit(int64_t N, int64_t K, int minCtas, int smCount)
-{
-    int64_t const ctasN = (N + kWideRows - 1) / kWideRows;
-    int64_t const numChunks = K / 128;
-    int64_t const resident = static_cast<int64_t>(minCtas) * smCount;
-    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
-    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, numChunks / (2 * kWideWarps)));
-    int64_t splits = std::max<int64_t>(1, std::min(wanted, cap));
-#if NVFP4_GEMV_WAVE_SPLITS
-    // Whole waves: the smallest count >= splits whose last wave is >= 90 % full, else the fullest.
-    auto fill = [&](int64_t sp) {
-        int64_t const total = ctasN * sp;
-        return static_cast<double>(total) / static_cast<double>((total + resident - 1) / resident * resident);
-    };
-    int64_t best = splits;
-    for (int64_t sp = splits; sp <= cap && fill(best) < 0.9; ++sp)
-    {
-        best = fill(sp) > fill(best) ? sp : best;
-    }
-    splits = best;
-#endif
-    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
-    return {(numChunks + chunksPerSplit - 1) / chunksPerSplit, chunksPerSplit};
-}
-
-size_t fusedSmemBytes(int64_t M, int64_t chunksPerSplit)
-{
-    return static_cast<size_t>(M) * static_cast<size_t>(chunksPerSplit * 128 + 8) * sizeof(__half);
-}
-
-template <typename Op, typename T, int NT, bool Fused>
-cudaError_t launchGemvWide(LinearParams const& p, void const* a, int sm, int smCount, bool pdl, cudaStream_t stream)
+template <typename Op, typename T, int NT>
+cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
-    WideSplit const sp = wideSplit(p.N, p.K, WideShape<NT>::kMinCtas, smCount);
-    // sm_90+: the splits of a row tile form one thread-block cluster (<= 8 CTAs, portable).
-    bool const cluster = sp.splits > 1 && sm >= 90;
+    int64_t const numChunks = p.K / 128;
+    // Split K across CTAs only until ~0.8 of a wave of resident CTAs is reached; every warp keeps
+    // >= 2 chunks.
+    int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
+    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
+    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kWideMaxSplits, numChunks / (2 * kWideWarps)));
+    int64_t splits = std::max<int64_t>(1, std::min(wanted, cap));
+    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
+    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
+
     float* partial = nullptr;
-    if (sp.splits > 1 && !cluster)
+    if (splits > 1)
     {
         partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
     }
-    float const G = p.inputGlobalScaleInv;
-    float const invG = Fused ? math::inverseGlobalScale(G) : 0.0f;
-    cudaLaunchAttribute attrs[2];
-    int numAttrs = 0;
-    if (pdl)
+    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(splits));
+    auto kernel = gemvWideKernel<Op, T, NT, false>;
+    if constexpr (NT == 1)
     {
-        attrs[numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attrs[numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+        // Measured (notes-kernels.md v6, H100): -7..-17 % at 16-28 chunks per warp and M <= 8
+        // (8192->28672, 28672->8192); +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16.
+        if ((chunksPerSplit + kWideWarps - 1) / kWideWarps >= kL2PrefetchChunks)
+        {
+            kernel = gemvWideKernel<Op, T, NT, true>;
+        }
     }
-    if (cluster)
+    cudaError_t err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
+        static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
+        reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), partial, static_cast<int>(p.M), p.N,
+        p.K, static_cast<int>(chunksPerSplit));
+    if (err == cudaSuccess && splits > 1)
     {
-        attrs[numAttrs].id = cudaLaunchAttributeClusterDimension;
-        attrs[numAttrs].val.clusterDim.x = 1;
-        attrs[numAttrs].val.clusterDim.y = static_cast<unsigned>(sp.splits);
-        attrs[numAttrs++].val.clusterDim.z = 1;
-    }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(ctasN), static_cast<unsigned>(sp.splits));
-    cfg.blockDim = dim3(kWideWarps * 32);
-    cfg.dynamicSmemBytes = Fused ? fusedSmemBytes(p.M, sp.chunksPerSplit) : 0;
-    cfg.stream = stream;
-    cfg.attrs = attrs;
-    cfg.numAttrs = numAttrs;
-    using AIn = std::conditional_t<Fused, T, typename Op::Elem>;
-    cudaError_t err = cudaLaunchKernelEx(&cfg, gemvWideKernel<Op, T, NT, Fused>, static_cast<AIn const*>(a),
-        reinterpret_cast<uint8_t const*>(p.weight), reinterpret_cast<uint8_t const*>(p.weightScale),
-        p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
-        static_cast<T*>(p.y), partial, static_cast<int>(p.M), p.N, p.K, static_cast<int>(sp.chunksPerSplit), cluster,
-        G, invG);
-    if (err == cudaSuccess && partial != nullptr)
-    {
-        err = launchReduceSplits(p, partial, static_cast<int>(sp.splits), stream, pdl);
+        err = launchReduceSplits(p, partial, static_cast<int>(splits), stream, pdl);
     }
     return err;
 }
 
 template <typename Op, typename T>
-cudaError_t launchGemvTyped(
-    LinearParams const& p, void const* a, int sm, int smCount, bool pdl, bool fused, cudaStream_t stream)
+cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
 #ifndef NVFP4_GEMV_OLD
     if (p.K % 128 == 0)
     {
-        if constexpr (std::is_same<Op, HalfOperand>::value)
-        {
-            if (fused)
-            {
-                return p.M > 8 ? launchGemvWide<Op, T, 2, true>(p, a, sm, smCount, pdl, stream)
-                               : launchGemvWide<Op, T, 1, true>(p, a, sm, smCount, pdl, stream);
-            }
-        }
         switch ((p.M + 7) / 8)
         {
-        case 1: return launchGemvWide<Op, T, 1, false>(p, a, sm, smCount, pdl, stream);
-        case 2: return launchGemvWide<Op, T, 2, false>(p, a, sm, smCount, pdl, stream);
+        case 1: return launchGemvWide<Op, T, 1>(p, a, smCount, pdl, stream);
+        case 2: return launchGemvWide<Op, T, 2>(p, a, smCount, pdl, stream);
 #if NVFP4_GEMV_MAXNT >= 3
-        case 3: return launchGemvWide<Op, T, 3, false>(p, a, sm, smCount, pdl, stream);
+        case 3: return launchGemvWide<Op, T, 3>(p, a, smCount, pdl, stream);
 #endif
 #if NVFP4_GEMV_MAXNT >= 4
-        case 4: return launchGemvWide<Op, T, 4, false>(p, a, sm, smCount, pdl, stream);
+        case 4: return launchGemvWide<Op, T, 4>(p, a, smCount, pdl, stream);
 #endif
 #if NVFP4_GEMV_MAXNT >= 5
-        case 5: return launchGemvWide<Op, T, 5, false>(p, a, sm, smCount, pdl, stream);
+        case 5: return launchGemvWide<Op, T, 5>(p, a, smCount, pdl, stream);
 #endif
 #if NVFP4_GEMV_MAXNT >= 6
-        case 6: return launchGemvWide<Op, T, 6, false>(p, a, sm, smCount, pdl, stream);
+        case 6: return launchGemvWide<Op, T, 6>(p, a, smCount, pdl, stream);
 #endif
 #if NVFP4_GEMV_MAXNT >= 7
-        case 7: return launchGemvWide<Op, T, 7, false>(p, a, sm, smCount, pdl, stream);
+        case 7: return launchGemvWide<Op, T, 7>(p, a, smCount, pdl, stream);
 #endif
 #if NVFP4_GEMV_MAXNT >= 8
-        case 8: return launchGemvWide<Op, T, 8, false>(p, a, sm, smCount, pdl, stream);
+        case 8: return launchGemvWide<Op, T, 8>(p, a, smCount, pdl, stream);
 #endif
         default: return cudaErrorInvalidValue;
         }
     }
 #endif
-    if (p.M > 16 || fused)
+    if (p.M > 16)
     {
-        return cudaErrorNotSupported; // the 64-chunk kernel covers M <= 16, unfused, only
+        return cudaErrorNotSupported; // the 64-chunk kernel covers M <= 16 only
     }
     // K = 64 (mod 128): the 64-chunk kernel.
     return p.M > 8 ? launchGemvShape<Op, T, true>(p, a, smCount, pdl, stream)
@@ -880,23 +755,8 @@ int64_t gemvMaxM(int64_t K)
 #endif
 }
 
-bool gemvFusesQuantization(LinearParams const& p, int smCount)
-{
-#ifndef NVFP4_GEMV_OLD
-    if (!p.w4a4 || p.K % 128 != 0 || p.M > NVFP4_GEMV_FUSED_MAX_M || p.M > 16
-        || reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
-    {
-        return false;
-    }
-    int const minCtas = p.M > 8 ? WideShape<2>::kMinCtas : WideShape<1>::kMinCtas;
-    return fusedSmemBytes(p.M, wideSplit(p.N, p.K, minCtas, smCount).chunksPerSplit) <= kFusedSmemBytes;
-#else
-    return false;
-#endif
-}
-
-cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, int sm, int smCount, bool pdl,
-    bool fused, cudaStream_t stream)
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
 {
     if (p.M > gemvMaxM(p.K))
     {
@@ -904,14 +764,13 @@ cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, i
     }
     if (bf16Operand)
     {
-        return fused ? cudaErrorInvalidValue
-                     : launchGemvTyped<Bf16Operand, __nv_bfloat16>(p, a, sm, smCount, pdl, false, stream);
+        return launchGemvTyped<Bf16Operand, __nv_bfloat16>(p, a, smCount, pdl, stream);
     }
     switch (p.actType)
     {
-    case ActType::kFLOAT: return launchGemvTyped<HalfOperand, float>(p, a, sm, smCount, pdl, fused, stream);
-    case ActType::kHALF: return launchGemvTyped<HalfOperand, __half>(p, a, sm, smCount, pdl, fused, stream);
-    case ActType::kBF16: return launchGemvTyped<HalfOperand, __nv_bfloat16>(p, a, sm, smCount, pdl, fused, stream);
+    case ActType::kFLOAT: return launchGemvTyped<HalfOperand, float>(p, a, smCount, pdl, stream);
+    case ActType::kHALF: return launchGemvTyped<HalfOperand, __half>(p, a, smCount, pdl, stream);
+    case ActType::kBF16: return launchGemvTyped<HalfOperand, __nv_bfloat16>(p, a, smCount, pdl, stream);
     }
     return cudaErrorInvalidValue;
 }

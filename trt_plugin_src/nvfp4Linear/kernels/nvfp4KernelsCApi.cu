@@ -72,7 +72,7 @@ int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t a
 
 int32_t nvfp4_force_kernel(int32_t path)
 {
-    if (path < 0 || path > 5)
+    if (path < 0 || path > 4)
     {
         return cudaErrorInvalidValue;
     }

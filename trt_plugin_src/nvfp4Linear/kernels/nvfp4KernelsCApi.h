@@ -33,8 +33,7 @@ NVFP4_CAPI int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K
     float input_global_scale_inv, void* xhat_fp16, void* scale_fp8, void* stream);
 
 // Testing/benchmarking: force one kernel family for every later launch in this process
-// (0 = automatic dispatch, 1 = SIMT, 2 = GEMV (M <= 64; M > 16 needs K % 128 == 0), 3 = tiled mma.sync, 4 = wgmma (sm_90a),
-// 5 = GEMV with the w4a4 quantization always a separate kernel (2 fuses it at small M, as the dispatch does)).
+// (0 = automatic dispatch, 1 = SIMT, 2 = GEMV (M <= 64; M > 16 needs K % 128 == 0), 3 = tiled mma.sync, 4 = wgmma (sm_90a)).
 // A forced family that
 // cannot run the problem makes nvfp4_linear_launch return cudaErrorNotSupported.
 NVFP4_CAPI int32_t nvfp4_force_kernel(int32_t path);

@@ -39,7 +39,6 @@ enum class KernelPath : int32_t
     kGemv = 2,  // M <= 16 (M <= 64 when K % 128 == 0): mma.sync, weights streamed into registers, split-K
     kTiled = 3, // mma.sync tiled GEMM with cp.async pipeline, optional split-K
     kWgmma = 4, // sm_90a: wgmma (warpgroup MMA) with the weight tile decoded into shared memory
-    kGemvUnfused = 5, // kGemv with the w4a4 quantization always a separate kernel (tests)
 };
 
 // Process-wide override used by tests/benchmarks (C API); kAuto = normal dispatch.
@@ -354,11 +353,8 @@ cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, 
 // or, for the SIMT kernel, either x-hat (fp16, w4a4) or x (actType).
 cudaError_t launchSimt(LinearParams const& p, void const* a, bool aIsXhat, cudaStream_t stream);
 // pdl: the activation operand is written by the kernel just before (w4a4 quantization, sm_90+).
-// fused: `a` is x and the GEMV quantizes it itself (only where gemvFusesQuantization says so).
-cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, int sm, int smCount, bool pdl,
-    bool fused, cudaStream_t stream);
-// Whether the GEMV quantizes the w4a4 activation itself for this problem (small M; nvfp4Gemv.cu).
-bool gemvFusesQuantization(LinearParams const& p, int smCount);
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
 cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
 

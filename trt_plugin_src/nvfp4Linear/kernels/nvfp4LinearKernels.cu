@@ -125,12 +125,23 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     }
     int const sm = p.smVersion > 0 ? p.smVersion : dev.sm;
 
+    void const* a = p.x;
+    if (p.w4a4)
+    {
+        auto* xhat = static_cast<__half*>(p.workspace);
+        err = launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, xhat, nullptr, stream);
+        if (err != cudaSuccess)
+        {
+            return err;
+        }
+        a = xhat;
+    }
+
     // Tensor-core paths: exact 16-bit operands (x-hat, or fp16/bf16 x), whole 64-element K chunks,
-    // 16-byte aligned rows (K % 64 == 0 makes every weight/scale/activation row aligned; x-hat lives
-    // in the 256-byte aligned workspace).
+    // 16-byte aligned rows (K % 64 == 0 makes every weight/scale/activation row aligned).
     bool const exactOperands = p.w4a4 || p.actType != ActType::kFLOAT;
-    bool const mmaOk = sm >= 80 && exactOperands && p.K % 64 == 0 && (p.w4a4 || aligned(p.x, 16))
-        && aligned(p.weight, 16) && aligned(p.weightScale, 16);
+    bool const mmaOk = sm >= 80 && exactOperands && p.K % 64 == 0 && aligned(a, 16) && aligned(p.weight, 16)
+        && aligned(p.weightScale, 16);
     bool const bf16Operand = !p.w4a4 && p.actType == ActType::kBF16;
 
     // wgmma needs the sm_90a image (built by default); Blackwell and Ada/Ampere use mma.sync.
@@ -146,35 +157,22 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
-    bool const gemvPath = path == KernelPath::kGemv || path == KernelPath::kGemvUnfused;
-    if (gemvPath && (!mmaOk || p.M > gemvMaxM(p.K)))
-        return cudaErrorNotSupported;
-    if ((path == KernelPath::kTiled && !mmaOk) || (path == KernelPath::kWgmma && (!mmaOk || sm != 90)))
-        return cudaErrorNotSupported;
-
-    // w4a4: x-hat by the quantize kernel, unless the GEMV quantizes x itself (small M).
-    bool const fused = path == KernelPath::kGemv && gemvFusesQuantization(p, dev.smCount);
-    void const* a = p.x;
-    if (p.w4a4 && !fused)
-    {
-        auto* xhat = static_cast<__half*>(p.workspace);
-        err = launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, xhat, nullptr, stream);
-        if (err != cudaSuccess)
-        {
-            return err;
-        }
-        a = xhat;
-    }
-
     switch (path)
     {
     case KernelPath::kSimt: return launchSimt(p, a, p.w4a4, stream);
     case KernelPath::kGemv:
-    case KernelPath::kGemvUnfused:
+        if (!mmaOk || p.M > gemvMaxM(p.K))
+            return cudaErrorNotSupported;
         // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
-        return launchGemv(p, a, bf16Operand, sm, dev.smCount, p.w4a4 && !fused && sm >= 90, fused, stream);
-    case KernelPath::kTiled: return launchTiled(p, a, bf16Operand, dev.smCount, stream);
-    case KernelPath::kWgmma: return launchWgmma(p, a, bf16Operand, dev.smCount, stream);
+        return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
+    case KernelPath::kTiled:
+        if (!mmaOk)
+            return cudaErrorNotSupported;
+        return launchTiled(p, a, bf16Operand, dev.smCount, stream);
+    case KernelPath::kWgmma:
+        if (!mmaOk || sm != 90)
+            return cudaErrorNotSupported;
+        return launchWgmma(p, a, bf16Operand, dev.smCount, stream);
     default: return cudaErrorInvalidValue;
     }
 }
