@@ -31,6 +31,7 @@ namespace detail
 namespace
 {
 
+#if defined(NVFP4_HAVE_CUBLASLT)
 // cuBLASLt's own scratch space (split-K etc.); the cuBLAS documentation recommends 32 MiB on Hopper and newer.
 constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 
@@ -52,6 +53,7 @@ Fp4Workspace fp4WorkspaceLayout(int64_t M, int64_t N, int64_t K)
     w.total = w.lt + kLtWorkspaceBytes;
     return w;
 }
+#endif
 
 // First reason the path could not run (reported once through nativeFp4Status()).
 std::mutex gStatusMutex;
