@@ -28,8 +28,9 @@ if [[ -z "$ort_include" && ! -f /usr/include/onnxruntime/onnxruntime_c_api.h ]];
 fi
 
 cublas_include=${CUBLASLT_INCLUDE_DIR:-}
-nvcc_bin=$(command -v nvcc || true)
-if [[ -z "$cublas_include" && -n "$nvcc_bin" && ! -f "$(dirname "$nvcc_bin")/../include/cublasLt.h" ]]; then
+# The toolkit's include folder as nvcc itself reports it (nvcc may be a wrapper script).
+cuda_top=$(nvcc -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1 || true)
+if [[ -z "$cublas_include" && -n "$cuda_top" && ! -f "$cuda_top/include/cublasLt.h" ]]; then
     cublas_version=13.8.2.12
     cublas_include="$HOME/.cache/nvfp4-export/cublas-$cublas_version/include"
     if [[ ! -f "$cublas_include/cublasLt.h" ]]; then
