@@ -208,6 +208,8 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
         paths.append("tiled")
     if mma and sm == 90:
         paths.append("wgmma")
+    if sm >= 100 and case.mode == "w4a4" and case.K % 64 == 0 and case.N % 8 == 0:
+        paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/perf/blackwell.md)
     return paths
 
 
