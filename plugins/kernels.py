@@ -22,7 +22,7 @@ from plugins.library import find_kernels_library
 _ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _MODES = ("w4a4", "w4a16")
 # nvfp4_force_kernel values (nvfp4KernelsCApi.h).
-KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4}
+KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4, "native_fp4": 5}
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,6 +37,16 @@ def _load(path: str | None = None) -> ctypes.CDLL:
     lib.nvfp4_quantize_activation.restype = i32
     lib.nvfp4_force_kernel.argtypes = [i32]
     lib.nvfp4_force_kernel.restype = i32
+    lib.nvfp4_fp4_scale_bytes.argtypes = [i64, i64]
+    lib.nvfp4_fp4_scale_bytes.restype = sz
+    lib.nvfp4_fp4_quantize_activation.argtypes = [vp, i64, i64, i32, f32, vp, vp, vp]
+    lib.nvfp4_fp4_quantize_activation.restype = i32
+    lib.nvfp4_fp4_prepare_weight.argtypes = [vp, i64, i64, vp, i32, f32, vp, vp, vp]
+    lib.nvfp4_fp4_prepare_weight.restype = i32
+    lib.nvfp4_native_fp4_probe.argtypes = [i64, i64, i64, i32, i32, i32, vp]
+    lib.nvfp4_native_fp4_probe.restype = i32
+    lib.nvfp4_native_fp4_status.argtypes = []
+    lib.nvfp4_native_fp4_status.restype = ctypes.c_char_p
     lib.nvfp4_error_string.argtypes = [i32]
     lib.nvfp4_error_string.restype = ctypes.c_char_p
     return lib
@@ -71,8 +81,8 @@ def workspace_size(M: int, N: int, K: int, mode: str, dtype: torch.dtype) -> int
 
 
 def force_kernel(path: str) -> None:
-    """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma')
-    process-wide."""
+    """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma',
+    'native_fp4') process-wide."""
     if path not in KERNEL_PATHS:
         raise ValueError(f"kernel path {path!r}: expected one of {sorted(KERNEL_PATHS)}")
     _check(library().nvfp4_force_kernel(KERNEL_PATHS[path]), "nvfp4_force_kernel")
@@ -163,3 +173,48 @@ def quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
                                                xhat.data_ptr(), scales.data_ptr(), stream),
            "nvfp4_quantize_activation")
     return xhat, scales.view(torch.float8_e4m3fn)
+
+
+def fp4_quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
+    """The native FP4 path's activation operand for x [M, K] (K % 64 == 0) on CUDA: (packed E2M1
+    uint8 [M, K/2], block scales uint8 in cuBLASLt's tiled 128x4 layout, padding rows zero)."""
+    if x.ndim != 2:
+        raise ValueError(f"x: expected [M, K], got shape {tuple(x.shape)}")
+    M, K = (int(d) for d in x.shape)
+    _require_cuda(x, "x", x.device)
+    lib = library()
+    packed = torch.empty(M, K // 2, dtype=torch.uint8, device=x.device)
+    scales = torch.full((int(lib.nvfp4_fp4_scale_bytes(M, K)),), 0xAA, dtype=torch.uint8, device=x.device)
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    _check(lib.nvfp4_fp4_quantize_activation(x.data_ptr(), M, K, _act_type(x.dtype), float(input_global_scale_inv),
+                                             packed.data_ptr(), scales.data_ptr(), stream),
+           "nvfp4_fp4_quantize_activation")
+    return packed, scales
+
+
+def fp4_prepare_weight(weight_scale: torch.Tensor, weight_global_scale: torch.Tensor, input_global_scale: float):
+    """The native FP4 path's weight-side operands: (weight_scale [N, K/16] re-laid into cuBLASLt's tiled
+    layout as UE4M3, alpha float32 [len(weight_global_scale) + 1] = input_global_scale * wgs, then 0)."""
+    scale = _bytes_view(weight_scale, "weight_scale")
+    N, K = int(scale.shape[0]), int(scale.shape[1]) * 16
+    wgs = weight_global_scale.reshape(-1)
+    for t, name in ((scale, "weight_scale"), (wgs, "weight_global_scale")):
+        _require_cuda(t, name, scale.device)
+    lib = library()
+    out = torch.full((int(lib.nvfp4_fp4_scale_bytes(N, K)),), 0xAA, dtype=torch.uint8, device=scale.device)
+    alpha = torch.full((wgs.numel() + 1,), float("nan"), dtype=torch.float32, device=scale.device)
+    stream = torch.cuda.current_stream(scale.device).cuda_stream
+    _check(lib.nvfp4_fp4_prepare_weight(scale.data_ptr(), N, K, wgs.data_ptr(), wgs.numel(), float(input_global_scale),
+                                        out.data_ptr(), alpha.data_ptr(), stream),
+           "nvfp4_fp4_prepare_weight")
+    return out, alpha
+
+
+def native_fp4_probe(M: int, N: int, K: int, dtype: torch.dtype, wgs_len: int = 1, bias: bool = False):
+    """Plan the native FP4 GEMM (cuBLASLt) without the compute-capability test and without running
+    it: (CUDA status, reason string or None)."""
+    lib = library()
+    buf = torch.empty(256, dtype=torch.uint8, device="cuda")
+    status = int(lib.nvfp4_native_fp4_probe(M, N, K, _act_type(dtype), wgs_len, int(bias), buf.data_ptr()))
+    why = lib.nvfp4_native_fp4_status()
+    return status, (why.decode() if why else None)

@@ -59,6 +59,9 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("tiled", 70, 136, 192, dt, edges=all_edges),
                 Case("k16odd", 9, 40, 48, dt, edges=("zero",)),
                 Case("w4a16", 20, 72, 128, dt, mode="w4a16", bias=True),
+                Case("gemvk", 3, 72, 4224, dt, edges=all_edges, bias=True),
+                Case("gemvk", 2, 40, 8192, dt, edges=("nan",)),
+                Case("splitk", 12, 40, 2048, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
                 Case("wgmma", 70, 136, 256, dt, edges=all_edges, bias=True, per_channel=True),
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
                 Case("wgmma", 600, 3000, 256, dt, edges=("zero",), bias=True),  # BN 128, unsplit
@@ -81,6 +84,17 @@ def build_cases(quick: bool) -> list[Case]:
             Case("splitk", 48, 256, 8192, dt, edges=("zero",)),
             Case("bigN", 2, 4104, 512, dt),
             Case("bigN", 512, 4104, 512, dt, bias=True),
+            # GEMV (K % 128 == 0): split-K with an uneven last split (K = 128 * 33), N not a
+            # multiple of 32, NaN/Inf rows, long per-warp streams (L2 prefetch hint: K/4 >= 2048).
+            Case("gemvk", 1, 4104, 1024, dt, edges=("zero", "subnormal_scales"), bias=True),
+            Case("gemvk", 3, 200, 4224, dt, edges=all_edges, per_channel=True),
+            Case("gemvk", 8, 72, 8192, dt, edges=("nan", "inf", "zero"), bias=True),
+            Case("gemvk", 12, 136, 2048, dt, edges=all_edges),
+            Case("gemvk", 16, 328, 1152, dt, edges=("ties",)),
+            Case("gemvk", 5, 13544, 8192, dt, edges=("nan", "zero"), per_channel=True),
+            Case("splitk", 1, 40, 4224, dt, edges=("zero",), bias=True),
+            Case("splitk", 16, 40, 4224, dt, edges=("nan",), per_channel=True),
+            Case("splitk", 2, 100, 16384, dt, mode="w4a16", edges=("subnormal_scales",)),
         ]
         # wgmma (sm_90a, K % 256 == 0): each tile height (64/128/256, chosen from M and N), M not a
         # multiple of it, N not a multiple of 128, K = 256 * odd, split K (even and uneven splits).
@@ -211,6 +225,8 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
         paths.append("tiled")
     if mma and sm == 90 and case.K % 256 == 0:
         paths.append("wgmma")
+    if sm >= 100 and case.mode == "w4a4" and case.K % 64 == 0 and case.N % 8 == 0:
+        paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/perf/blackwell.md)
     return paths
 
 

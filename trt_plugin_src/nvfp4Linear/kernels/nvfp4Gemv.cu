@@ -7,7 +7,9 @@
 //    over 4 warps reduced in shared memory, fast fp16 decode. Compile-time knobs (defaults = the
 //    measured build): NVFP4_GEMV_DEPTH1/2 (weight ring depth, M <= 8 / M > 8), NVFP4_GEMV_MT (m16
 //    tiles per warp), NVFP4_GEMV_WIDE_CTAS / NVFP4_GEMV_NT2_CTAS (launch-bounds CTAs per SM),
-//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_L2HINT (.L2::256B on the weight loads), NVFP4_GEMV_OLD (v2 only).
+//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_OLD (v2 only), NVFP4_GEMV_MAX_SPLITS (cap on the CTA splits of
+//    K), NVFP4_GEMV_L2_CHUNKS (per-warp stream length, in chunks, from which the weight loads of
+//    M <= 8 carry the .L2::256B prefetch hint; notes-kernels.md v6).
 //  * gemvMmaKernel (K = 64 mod 128), described here:
 // Each warp streams 8*NT weight rows (NT = 1 for M <= 8, 2 above, so the activation fragments are
 // reused across more rows when there are more of them) straight from global memory into a ring of
@@ -325,18 +327,30 @@ struct WideShape
     static constexpr bool kActPerWord = NT > 2; // activation loaded per word group q
 };
 
+// L2Prefetch: the L2 fetches the 256-byte block around the 64 bytes a row needs per chunk, so
+// DRAM serves each row in longer bursts; pays off only where the row streams run long (it fetches
+// up to 192 bytes past the end of a warp's K range).
+template <bool L2Prefetch>
 __device__ __forceinline__ uint4 loadStreaming16(void const* p)
 {
     uint4 v;
-#ifdef NVFP4_GEMV_L2HINT
-    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    constexpr bool kHint = false; // .L2::256B needs sm_80 (the GEMV is never dispatched below)
 #else
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+    constexpr bool kHint = L2Prefetch;
 #endif
+    if constexpr (kHint)
+    {
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+    }
+    else
+    {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+    }
     return v;
 }
 
@@ -367,7 +381,7 @@ __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, ui
     }
 }
 
-template <typename Op, typename T, int NT>
+template <typename Op, typename T, int NT, bool L2Prefetch>
 __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
@@ -428,7 +442,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
             for (int h = 0; h < 2; ++h)
             {
-                wv[slot][mt][h] = loadStreaming16(wRow[mt][h] + i * 64);
+                wv[slot][mt][h] = loadStreaming16<L2Prefetch>(wRow[mt][h] + i * 64);
                 sv[slot][mt][h] = loadScalePair(sRow[mt][h] + i * 8);
             }
         }
@@ -635,6 +649,16 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     }
 }
 
+#ifndef NVFP4_GEMV_L2_CHUNKS
+#define NVFP4_GEMV_L2_CHUNKS 16
+#endif
+constexpr int64_t kL2PrefetchChunks = NVFP4_GEMV_L2_CHUNKS; // per-warp chunks from which M <= 8 uses the hint
+#ifndef NVFP4_GEMV_MAX_SPLITS
+#define NVFP4_GEMV_MAX_SPLITS kMaxSplitsGemv // experiments: fewer CTA splits of K
+#endif
+constexpr int64_t kWideMaxSplits = NVFP4_GEMV_MAX_SPLITS;
+static_assert(kWideMaxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
+
 template <typename Op, typename T, int NT>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
@@ -644,7 +668,7 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
     // >= 2 chunks.
     int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
     int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
-    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, numChunks / (2 * kWideWarps)));
+    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kWideMaxSplits, numChunks / (2 * kWideWarps)));
     int64_t splits = std::max<int64_t>(1, std::min(wanted, cap));
     int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
     splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
@@ -655,7 +679,17 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
         partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
     }
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(splits));
-    cudaError_t err = launchKernel(pdl, gemvWideKernel<Op, T, NT>, grid, dim3(kWideWarps * 32), 0, stream,
+    auto kernel = gemvWideKernel<Op, T, NT, false>;
+    if constexpr (NT == 1)
+    {
+        // Measured (notes-kernels.md v6, H100): -7..-17 % at 16-28 chunks per warp and M <= 8
+        // (8192->28672, 28672->8192); +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16.
+        if ((chunksPerSplit + kWideWarps - 1) / kWideWarps >= kL2PrefetchChunks)
+        {
+            kernel = gemvWideKernel<Op, T, NT, true>;
+        }
+    }
+    cudaError_t err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
         p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), partial, static_cast<int>(p.M), p.N,

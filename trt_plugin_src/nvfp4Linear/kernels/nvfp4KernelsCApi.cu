@@ -1,6 +1,7 @@
 // C API over the NVFP4Linear kernels (see nvfp4KernelsCApi.h).
 #include "nvfp4KernelsCApi.h"
 #include "nvfp4KernelsInternal.cuh"
+#include "nvfp4ScaleLayout.h"
 
 using nvfp4::ActType;
 
@@ -72,12 +73,69 @@ int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t a
 
 int32_t nvfp4_force_kernel(int32_t path)
 {
-    if (path < 0 || path > 4)
+    if (path < 0 || path > 5)
     {
         return cudaErrorInvalidValue;
     }
     nvfp4::detail::forcedPath() = static_cast<nvfp4::detail::KernelPath>(path);
     return cudaSuccess;
+}
+
+size_t nvfp4_fp4_scale_bytes(int64_t rows, int64_t K)
+{
+    return rows > 0 && K > 0 ? static_cast<size_t>(nvfp4::layout::swizzledScaleBytes(rows, K / 16)) : 0;
+}
+
+int32_t nvfp4_fp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t act_type,
+    float input_global_scale_inv, void* packed, void* scales, void* stream)
+{
+    if (!validActType(act_type) || x == nullptr || packed == nullptr || scales == nullptr)
+    {
+        return cudaErrorInvalidValue;
+    }
+    return nvfp4::detail::launchQuantizeActivationFp4(x, static_cast<ActType>(act_type), M, K, input_global_scale_inv,
+        static_cast<uint8_t*>(packed), static_cast<uint8_t*>(scales), static_cast<cudaStream_t>(stream));
+}
+
+int32_t nvfp4_fp4_prepare_weight(void const* weight_scale, int64_t N, int64_t K, float const* weight_global_scale,
+    int32_t wgs_len, float input_global_scale, void* scales, float* alpha, void* stream)
+{
+    if (weight_scale == nullptr || weight_global_scale == nullptr || scales == nullptr || alpha == nullptr
+        || (wgs_len != 1 && wgs_len != N))
+    {
+        return cudaErrorInvalidValue;
+    }
+    return nvfp4::detail::launchPrepareWeightFp4(static_cast<int8_t const*>(weight_scale), N, K, weight_global_scale,
+        wgs_len, input_global_scale, static_cast<uint8_t*>(scales), alpha, static_cast<cudaStream_t>(stream));
+}
+
+int32_t nvfp4_native_fp4_probe(
+    int64_t M, int64_t N, int64_t K, int32_t act_type, int32_t wgs_len, int32_t has_bias, void* buffer)
+{
+    if (!validActType(act_type) || M <= 0 || N <= 0 || K <= 0 || K % 16 != 0 || buffer == nullptr
+        || reinterpret_cast<uintptr_t>(buffer) % 256 != 0 || (wgs_len != 1 && wgs_len != N))
+    {
+        return cudaErrorInvalidValue;
+    }
+    nvfp4::LinearParams p;
+    p.x = buffer;
+    p.weight = static_cast<int8_t const*>(buffer);
+    p.weightScale = static_cast<int8_t const*>(buffer);
+    p.weightGlobalScale = static_cast<float const*>(buffer);
+    p.weightGlobalScaleLen = wgs_len;
+    p.bias = has_bias != 0 ? buffer : nullptr;
+    p.y = buffer;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.actType = static_cast<ActType>(act_type);
+    p.workspace = buffer;
+    return nvfp4::detail::probeNativeFp4(p);
+}
+
+char const* nvfp4_native_fp4_status(void)
+{
+    return nvfp4::nativeFp4Status();
 }
 
 char const* nvfp4_error_string(int32_t code)

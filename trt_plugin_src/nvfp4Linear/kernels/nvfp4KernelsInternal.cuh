@@ -39,6 +39,7 @@ enum class KernelPath : int32_t
     kGemv = 2,  // M <= 16 (M <= 64 when K % 128 == 0): mma.sync, weights streamed into registers, split-K
     kTiled = 3, // mma.sync tiled GEMM with cp.async pipeline, optional split-K
     kWgmma = 4, // sm_90a, K % 256 == 0: warp-specialized wgmma, decoded weights as the register operand
+    kNativeFp4 = 5, // sm >= 100, w4a4: cuBLASLt block-scaled FP4 GEMM (nvfp4CublasLt.cu), compile-checked only
 };
 
 // Process-wide override used by tests/benchmarks (C API); kAuto = normal dispatch.
@@ -367,6 +368,24 @@ cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, 
 bool wgmmaSupports(LinearParams const& p);
 cudaError_t launchWgmma(
     LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
+
+// Native block-scaled FP4 path (nvfp4CublasLt.cu, operands from nvfp4Fp4Pack.cu). Returns
+// cudaErrorNotSupported, before launching anything, when it cannot run the problem (no cuBLASLt,
+// no algorithm, sm < 100, w4a16, alignment); nativeFp4Status() then says why.
+cudaError_t launchNativeFp4(LinearParams const& p, int sm, cudaStream_t stream);
+// The same checks and planning (library, descriptors, algorithm) without the sm test and without
+// launching: lets a test on any GPU exercise the cuBLASLt plumbing.
+cudaError_t probeNativeFp4(LinearParams const& p);
+// Workspace bytes of that path (every M' <= M), 0 where it is not compiled in.
+size_t nativeFp4WorkspaceBytes(int64_t M, int64_t N, int64_t K);
+// x [M, K] -> packed E2M1 [M, K/2] (element 2j in the low nibble) and the block scales in cuBLASLt's
+// tiled layout (nvfp4ScaleLayout.h, rows padded to 128 with zero scales). K % 64 == 0.
+cudaError_t launchQuantizeActivationFp4(void const* x, ActType actType, int64_t M, int64_t K,
+    float inputGlobalScaleInv, uint8_t* packed, uint8_t* scales, cudaStream_t stream);
+// Weight block scales [N, K/16] -> tiled layout (as UE4M3), and alpha[0 .. wgsLen-1] = fp32(inputGlobalScale *
+// weightGlobalScale[n]), alpha[wgsLen] = 0 (beta). K % 64 == 0, weightScale 4-byte aligned.
+cudaError_t launchPrepareWeightFp4(int8_t const* weightScale, int64_t N, int64_t K, float const* weightGlobalScale,
+    int32_t weightGlobalScaleLen, float inputGlobalScale, uint8_t* scalesOut, float* alpha, cudaStream_t stream);
 
 // Sum of split-K partials [splits, M, N] + epilogue.
 // pdl: may start while the split kernel before it drains (sm_90+).

@@ -77,6 +77,13 @@ bool positiveFinite(float v)
     return std::isfinite(v) && v > 0.0f;
 }
 
+// The native FP4 path's workspace is reserved only where it can run (current device sm >= 100).
+bool nativeFp4Device()
+{
+    DeviceInfo dev;
+    return queryDevice(dev) == cudaSuccess && dev.sm >= 100;
+}
+
 } // namespace
 } // namespace detail
 
@@ -86,7 +93,10 @@ size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType /*actTy
     {
         return 0;
     }
-    return detail::actOperandBytes(M, K, w4a4) + detail::partialBytes(M, N);
+    size_t const bytes = detail::actOperandBytes(M, K, w4a4) + detail::partialBytes(M, N);
+    // The native FP4 path (or the fallback after it) uses the workspace from its start.
+    bool const nativeFp4 = w4a4 && K % 64 == 0 && detail::nativeFp4Device();
+    return nativeFp4 ? std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K)) : bytes;
 }
 
 cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
@@ -129,6 +139,21 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         return err;
     }
     int const sm = p.smVersion > 0 ? p.smVersion : dev.sm;
+    bool const gemvRange = p.M <= 16 || (p.M <= kGemvAutoMaxM && p.M <= gemvMaxM(p.K));
+
+    // Blackwell w4a4 above the GEMV range (decode stays memory-bound): the native block-scaled FP4
+    // GEMM, which quantizes the activation itself. If it cannot run (no cuBLASLt, no algorithm),
+    // the automatic dispatch continues with the 16-bit kernels (nativeFp4Status() says why).
+    KernelPath const forced = forcedPath();
+    bool const nativeAuto = forced == KernelPath::kAuto && p.w4a4 && sm >= 100 && !gemvRange;
+    if (forced == KernelPath::kNativeFp4 || nativeAuto)
+    {
+        err = launchNativeFp4(p, sm, stream);
+        if (!(nativeAuto && err == cudaErrorNotSupported))
+        {
+            return err;
+        }
+    }
 
     void const* a = p.x;
     if (p.w4a4)
@@ -155,12 +180,11 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
 #else
     bool const wgmmaOk = false;
 #endif
-    KernelPath path = forcedPath();
+    KernelPath path = forced;
     if (path == KernelPath::kAuto)
     {
         // Above kGemvWgmmaMaxM the wgmma kernel is faster where it runs (v5, docs/perf/dispatch.md).
-        bool const gemv = p.M <= 16
-            || (p.M <= kGemvAutoMaxM && p.M <= gemvMaxM(p.K) && (p.M <= kGemvWgmmaMaxM || !wgmmaOk));
+        bool const gemv = gemvRange && (p.M <= kGemvWgmmaMaxM || !wgmmaOk);
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }

@@ -43,4 +43,8 @@ size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType
 // Returns cudaErrorInvalidValue on a bad argument, else the launch status.
 cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream);
 
+// Why the native block-scaled FP4 path (Blackwell, cuBLASLt) could not run the first time it was
+// tried and launchLinear fell back to the 16-bit tensor-core kernels; nullptr if it never failed.
+char const* nativeFp4Status();
+
 } // namespace nvfp4

@@ -78,6 +78,56 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
     }
 }
 
+// Small inputs (decode: M * K / 16 <= kSmallBlocks): the one-thread-per-block kernel above is a
+// chain of ~16 serial element quantizations per thread with too few threads to hide it (its
+// latency, not bandwidth, is what the GEMV waits for). Here kLanes threads share a block: each
+// quantizes 16 / kLanes elements; the block maximum is combined with shuffles (max is exact and
+// absMaxNaN keeps NaN whatever the order, so s_B is the same) and every lane derives s_B itself.
+constexpr int kSmallLanes = 16;
+constexpr int64_t kSmallBlocks = 8192;
+
+template <typename T, int kLanes>
+__global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t numBlocks, float G, float invG,
+    __half* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
+{
+    static_assert(32 % kLanes == 0 && kLanes <= 16, "a block's lanes lie in one warp");
+    constexpr int kPer = 16 / kLanes;
+    allowDependentLaunch(); // the GEMV may start streaming weights meanwhile
+    int64_t const tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    int64_t const b = tid / kLanes;
+    if (b >= numBlocks)
+    {
+        return; // the block's lanes all leave together
+    }
+    int const part = static_cast<int>(tid % kLanes);
+    unsigned const lane = threadIdx.x % 32;
+    unsigned const group = ((1u << kLanes) - 1u) << (lane / kLanes * kLanes);
+    int64_t const e0 = b * 16 + part * kPer;
+    float v[kPer];
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i)
+    {
+        v[i] = toFloat<T>(x[e0 + i]);
+        amax = math::absMaxNaN(amax, v[i]);
+    }
+#pragma unroll
+    for (int o = kLanes / 2; o > 0; o /= 2)
+    {
+        amax = math::absMaxNaN(amax, __shfl_xor_sync(group, amax, o));
+    }
+    math::ActBlockScale const s = math::actBlockScale(amax, G, invG);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i)
+    {
+        xhat[e0 + i] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
+    }
+    if (scaleOut != nullptr && part == 0)
+    {
+        scaleOut[b] = s.fp8;
+    }
+}
+
 template <typename T>
 cudaError_t launchTyped(
     void const* x, int64_t M, int64_t K, float G, __half* xhat, uint8_t* scaleOut, cudaStream_t stream)
@@ -90,6 +140,13 @@ cudaError_t launchTyped(
     int const threads = 128;
     int64_t const grid = (numBlocks + threads - 1) / threads;
     float const invG = math::inverseGlobalScale(G);
+    if (numBlocks <= kSmallBlocks)
+    {
+        int64_t const smallGrid = (numBlocks * kSmallLanes + threads - 1) / threads;
+        quantizeActivationSmallKernel<T, kSmallLanes><<<static_cast<unsigned>(smallGrid), threads, 0, stream>>>(
+            static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
+        return cudaGetLastError();
+    }
     bool const vec = (reinterpret_cast<uintptr_t>(x) % 16) == 0;
     if (vec)
     {

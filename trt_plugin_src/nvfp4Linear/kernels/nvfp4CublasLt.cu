@@ -1,0 +1,429 @@
+// Native block-scaled FP4 GEMM for Blackwell (sm_100 / sm_120) through cuBLASLt, w4a4 only:
+//   y^T[N, M] = alpha[n] * (W[N, K] . Xq[M, K]^T) (+ bias[n]),  both operands K-major ("TN"),
+// W = the contract's packed E2M1 weight as is, Xq = the activation quantized by
+// quantizeActivationFp4Kernel, block scales in cuBLASLt's tiled UE4M3 layout (nvfp4Fp4Pack.cu).
+// In cuBLASLt's column-major terms: A = W (K x N, op T), B = Xq (K x M, op N), D = y (N x M, ld N).
+//
+// libcublasLt.so.13 is opened with dlopen at first use (the kernels library and the plugin have no
+// link dependency on cuBLAS); the header only supplies the types. Built only where CMake found
+// cublasLt.h (NVFP4_HAVE_CUBLASLT); otherwise the path reports itself unavailable.
+// COMPILE-CHECKED ONLY: no Blackwell GPU was available (docs/perf/blackwell.md).
+#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4ScaleLayout.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#if defined(NVFP4_HAVE_CUBLASLT)
+#include <cublasLt.h>
+#include <dlfcn.h>
+
+#include <map>
+#include <tuple>
+#endif
+
+namespace nvfp4
+{
+namespace detail
+{
+namespace
+{
+
+#if defined(NVFP4_HAVE_CUBLASLT)
+// cuBLASLt's own scratch space (split-K etc.); the cuBLAS documentation recommends 32 MiB on Hopper and newer.
+constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
+
+// Workspace layout of the path, every region 256-byte aligned.
+struct Fp4Workspace
+{
+    size_t packedX, scalesX, scalesW, alpha, lt, total;
+};
+
+Fp4Workspace fp4WorkspaceLayout(int64_t M, int64_t N, int64_t K)
+{
+    Fp4Workspace w;
+    int64_t const kBlocks = K / 16;
+    w.packedX = 0;
+    w.scalesX = w.packedX + alignUp(static_cast<size_t>(M) * static_cast<size_t>(K / 2), 256);
+    w.scalesW = w.scalesX + alignUp(static_cast<size_t>(layout::swizzledScaleBytes(M, kBlocks)), 256);
+    w.alpha = w.scalesW + alignUp(static_cast<size_t>(layout::swizzledScaleBytes(N, kBlocks)), 256);
+    w.lt = w.alpha + alignUp(static_cast<size_t>(N + 1) * sizeof(float), 256);
+    w.total = w.lt + kLtWorkspaceBytes;
+    return w;
+}
+#endif
+
+// First reason the path could not run (reported once through nativeFp4Status()).
+std::mutex gStatusMutex;
+std::string gStatus;
+
+cudaError_t unavailable(std::string const& why)
+{
+    std::lock_guard<std::mutex> lock(gStatusMutex);
+    if (gStatus.empty())
+    {
+        gStatus = why;
+    }
+    return cudaErrorNotSupported;
+}
+
+#if defined(NVFP4_HAVE_CUBLASLT)
+
+// The cuBLASLt entry points this path uses, resolved from the shared library.
+struct LtApi
+{
+    decltype(&cublasLtCreate) create = nullptr;
+    decltype(&cublasLtGetVersion) getVersion = nullptr;
+    decltype(&cublasLtMatmulDescCreate) descCreate = nullptr;
+    decltype(&cublasLtMatmulDescDestroy) descDestroy = nullptr;
+    decltype(&cublasLtMatmulDescSetAttribute) descSet = nullptr;
+    decltype(&cublasLtMatrixLayoutCreate) layoutCreate = nullptr;
+    decltype(&cublasLtMatrixLayoutDestroy) layoutDestroy = nullptr;
+    decltype(&cublasLtMatmulPreferenceCreate) prefCreate = nullptr;
+    decltype(&cublasLtMatmulPreferenceDestroy) prefDestroy = nullptr;
+    decltype(&cublasLtMatmulPreferenceSetAttribute) prefSet = nullptr;
+    decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
+    decltype(&cublasLtMatmulAlgoCapGetAttribute) algoCap = nullptr;
+    decltype(&cublasLtMatmul) matmul = nullptr;
+    cublasLtHandle_t handle = nullptr;
+    std::string error; // empty when usable
+};
+
+template <typename F>
+bool resolve(void* lib, char const* name, F& fn, std::string& error)
+{
+    fn = reinterpret_cast<F>(dlsym(lib, name));
+    if (fn == nullptr && error.empty())
+    {
+        error = std::string("symbol ") + name + " missing in libcublasLt";
+    }
+    return fn != nullptr;
+}
+
+LtApi loadLtApi()
+{
+    LtApi api;
+    char const* env = std::getenv("NVFP4_CUBLASLT_LIB");
+    char const* name = (env != nullptr && env[0] != '\0') ? env : "libcublasLt.so.13";
+    // Never closed: the handle and the resolved functions live for the process.
+    void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr)
+    {
+        char const* err = dlerror();
+        api.error = std::string("cannot load ") + name + " (" + (err != nullptr ? err : "?")
+            + "); set NVFP4_CUBLASLT_LIB or LD_LIBRARY_PATH";
+        return api;
+    }
+    std::string& e = api.error;
+    resolve(lib, "cublasLtCreate", api.create, e);
+    resolve(lib, "cublasLtGetVersion", api.getVersion, e);
+    resolve(lib, "cublasLtMatmulDescCreate", api.descCreate, e);
+    resolve(lib, "cublasLtMatmulDescDestroy", api.descDestroy, e);
+    resolve(lib, "cublasLtMatmulDescSetAttribute", api.descSet, e);
+    resolve(lib, "cublasLtMatrixLayoutCreate", api.layoutCreate, e);
+    resolve(lib, "cublasLtMatrixLayoutDestroy", api.layoutDestroy, e);
+    resolve(lib, "cublasLtMatmulPreferenceCreate", api.prefCreate, e);
+    resolve(lib, "cublasLtMatmulPreferenceDestroy", api.prefDestroy, e);
+    resolve(lib, "cublasLtMatmulPreferenceSetAttribute", api.prefSet, e);
+    resolve(lib, "cublasLtMatmulAlgoGetHeuristic", api.heuristic, e);
+    resolve(lib, "cublasLtMatmulAlgoCapGetAttribute", api.algoCap, e);
+    resolve(lib, "cublasLtMatmul", api.matmul, e);
+    if (!e.empty())
+    {
+        return api;
+    }
+    // Block-scaled FP4 (CUDA_R_4F_E2M1 with VEC16_UE4M3 scales) arrived in cuBLAS 12.8.
+    size_t const version = api.getVersion();
+    if (version < 120800)
+    {
+        e = "libcublasLt " + std::to_string(version) + " predates block-scaled FP4 (needs >= 12.8)";
+        return api;
+    }
+    cublasStatus_t const st = api.create(&api.handle);
+    if (st != CUBLAS_STATUS_SUCCESS)
+    {
+        e = "cublasLtCreate failed with status " + std::to_string(static_cast<int>(st));
+    }
+    return api;
+}
+
+LtApi const& ltApi()
+{
+    static LtApi const api = loadLtApi(); // thread-safe one-time initialization
+    return api;
+}
+
+cudaDataType_t outputType(ActType t)
+{
+    return t == ActType::kFLOAT ? CUDA_R_32F : (t == ActType::kHALF ? CUDA_R_16F : CUDA_R_16BF);
+}
+
+// Descriptors of one problem; the operand pointers that the heuristic reads for alignment are set
+// by the caller (all 256-byte aligned workspace regions, or checked 16-byte aligned user buffers).
+struct LtDescs
+{
+    LtApi const& api;
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    explicit LtDescs(LtApi const& api_) : api(api_) {}
+    ~LtDescs()
+    {
+        if (d) api.layoutDestroy(d);
+        if (b) api.layoutDestroy(b);
+        if (a) api.layoutDestroy(a);
+        if (op) api.descDestroy(op);
+    }
+    LtDescs(LtDescs const&) = delete;
+    LtDescs& operator=(LtDescs const&) = delete;
+};
+
+struct ProblemKey
+{
+    int64_t M, N, K;
+    int32_t actType;
+    bool bias, vectorAlpha;
+    auto tie() const { return std::tie(M, N, K, actType, bias, vectorAlpha); }
+    bool operator<(ProblemKey const& o) const { return tie() < o.tie(); }
+};
+
+template <typename T>
+cublasStatus_t setDesc(LtDescs& ds, cublasLtMatmulDescAttributes_t attr, T const& value)
+{
+    return ds.api.descSet(ds.op, attr, &value, sizeof(value));
+}
+
+cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, void const* scaleW, void const* scaleX, void const* bias)
+{
+    LtApi const& api = ds.api;
+    cublasStatus_t st = api.descCreate(&ds.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    int32_t const opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    int32_t const scaleMode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
+    // Per-row alpha (weight_global_scale of N entries) is a device vector over D's rows (= N);
+    // a scalar alpha is read from device memory (it is formed on the device from weight_global_scale).
+    int32_t const pointerMode
+        = key.vectorAlpha ? CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO : CUBLASLT_POINTER_MODE_DEVICE;
+    uint32_t const epilogue = key.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    int32_t const dType = outputType(static_cast<ActType>(key.actType));
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_TRANSA, opT);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_TRANSB, opN);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, scaleMode);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, scaleMode);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scaleW);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scaleX);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_POINTER_MODE, pointerMode);
+    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue);
+    if (key.bias)
+    {
+        if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, dType);
+        if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    }
+    // Leading dimensions in elements (FP4 values for A and B).
+    if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.a, CUDA_R_4F_E2M1, key.K, key.N, key.K);
+    if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.b, CUDA_R_4F_E2M1, key.K, key.M, key.K);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = api.layoutCreate(&ds.d, static_cast<cudaDataType_t>(dType), key.N, key.M, key.N);
+    return st;
+}
+
+// Best heuristic algorithm that supports the pointer mode, cached per problem (nullopt-like: ok = false).
+struct CachedAlgo
+{
+    bool ok = false;
+    cublasLtMatmulAlgo_t algo{};
+    std::string why;
+};
+
+CachedAlgo findAlgo(LtDescs& ds, ProblemKey const& key)
+{
+    CachedAlgo r;
+    LtApi const& api = ds.api;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasStatus_t st = api.prefCreate(&pref);
+    size_t const wsBytes = kLtWorkspaceBytes;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = api.prefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes, sizeof(wsBytes));
+    constexpr int kRequested = 8;
+    cublasLtMatmulHeuristicResult_t results[kRequested] = {};
+    int found = 0;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = api.heuristic(api.handle, ds.op, ds.a, ds.b, ds.d, ds.d, pref, kRequested, results, &found);
+    if (pref)
+        api.prefDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+    {
+        r.why = "cuBLASLt has no block-scaled FP4 algorithm for this problem/device (heuristic status "
+            + std::to_string(static_cast<int>(st)) + ", " + std::to_string(found) + " results)";
+        return r;
+    }
+    uint32_t const wanted = key.vectorAlpha ? CUBLASLT_POINTER_MODE_MASK_ALPHA_DEVICE_VECTOR_BETA_ZERO
+                                            : CUBLASLT_POINTER_MODE_MASK_DEVICE;
+    for (int i = 0; i < found; ++i)
+    {
+        uint32_t mask = 0;
+        size_t written = 0;
+        if (results[i].state == CUBLAS_STATUS_SUCCESS
+            && api.algoCap(&results[i].algo, CUBLASLT_ALGO_CAP_POINTER_MODE_MASK, &mask, sizeof(mask), &written)
+                == CUBLAS_STATUS_SUCCESS
+            && (mask & wanted) != 0)
+        {
+            r.ok = true;
+            r.algo = results[i].algo;
+            return r;
+        }
+    }
+    r.why = std::string("no cuBLASLt FP4 algorithm supports the ")
+        + (key.vectorAlpha ? "per-row alpha vector" : "device scalar alpha") + " pointer mode";
+    return r;
+}
+
+std::mutex gAlgoMutex;
+std::map<ProblemKey, CachedAlgo> gAlgoCache;
+
+CachedAlgo cachedAlgo(LtDescs& ds, ProblemKey const& key)
+{
+    std::lock_guard<std::mutex> lock(gAlgoMutex);
+    auto it = gAlgoCache.find(key);
+    if (it == gAlgoCache.end())
+    {
+        it = gAlgoCache.emplace(key, findAlgo(ds, key)).first;
+    }
+    return it->second;
+}
+
+cudaError_t toCuda(cublasStatus_t st)
+{
+    switch (st)
+    {
+    case CUBLAS_STATUS_SUCCESS: return cudaSuccess;
+    case CUBLAS_STATUS_NOT_SUPPORTED: return cudaErrorNotSupported;
+    case CUBLAS_STATUS_INVALID_VALUE: return cudaErrorInvalidValue;
+    default: return cudaErrorUnknown;
+    }
+}
+
+#endif // NVFP4_HAVE_CUBLASLT
+
+bool aligned16(void const* p)
+{
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Shape/alignment conditions of the path (independent of the device): K in whole 64-element
+// groups (4 scale columns), 16-byte rows of y (N % 8) and 16-byte aligned user buffers.
+char const* problemUnsupported(LinearParams const& p)
+{
+    if (!p.w4a4)
+        return "w4a16 has no FP4 activation operand";
+    if (p.K % 64 != 0)
+        return "K % 64 != 0";
+    if (p.N % 8 != 0)
+        return "N % 8 != 0";
+    if (!aligned16(p.weight) || !aligned16(p.weightScale) || !aligned16(p.y) || (p.bias != nullptr && !aligned16(p.bias)))
+        return "weight, weight_scale, y or bias not 16-byte aligned";
+    return nullptr;
+}
+
+} // namespace
+
+size_t nativeFp4WorkspaceBytes(int64_t M, int64_t N, int64_t K)
+{
+#if defined(NVFP4_HAVE_CUBLASLT)
+    return fp4WorkspaceLayout(M, N, K).total; // monotonic in M: covers every smaller M
+#else
+    (void) M;
+    (void) N;
+    (void) K;
+    return 0;
+#endif
+}
+
+namespace
+{
+
+// Checks, plans (descriptors + cached algorithm) and, if `launch`, enqueues the path.
+cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream)
+{
+    if (char const* why = problemUnsupported(p))
+    {
+        return unavailable(std::string("native FP4 path: ") + why);
+    }
+#if !defined(NVFP4_HAVE_CUBLASLT)
+    (void) launch;
+    (void) stream;
+    return unavailable("native FP4 path: built without cublasLt.h (see docs/perf/blackwell.md)");
+#else
+    LtApi const& api = ltApi();
+    if (!api.error.empty())
+    {
+        return unavailable("native FP4 path: " + api.error);
+    }
+    Fp4Workspace const w = fp4WorkspaceLayout(p.M, p.N, p.K);
+    auto* const base = static_cast<uint8_t*>(p.workspace);
+    uint8_t* const packedX = base + w.packedX;
+    uint8_t* const scalesX = base + w.scalesX;
+    uint8_t* const scalesW = base + w.scalesW;
+    auto* const alpha = reinterpret_cast<float*>(base + w.alpha);
+    bool const vectorAlpha = p.weightGlobalScaleLen != 1;
+
+    ProblemKey const key{p.M, p.N, p.K, static_cast<int32_t>(p.actType), p.bias != nullptr, vectorAlpha};
+    LtDescs ds(api);
+    cublasStatus_t const st = buildDescs(ds, key, scalesW, scalesX, p.bias);
+    if (st != CUBLAS_STATUS_SUCCESS)
+    {
+        return unavailable(
+            "native FP4 path: descriptor setup failed with cuBLAS status " + std::to_string(static_cast<int>(st)));
+    }
+    CachedAlgo const algo = cachedAlgo(ds, key);
+    if (!algo.ok)
+    {
+        return unavailable("native FP4 path: " + algo.why);
+    }
+    if (!launch)
+    {
+        return cudaSuccess;
+    }
+
+    cudaError_t err
+        = launchQuantizeActivationFp4(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, packedX, scalesX, stream);
+    if (err == cudaSuccess)
+    {
+        err = launchPrepareWeightFp4(p.weightScale, p.N, p.K, p.weightGlobalScale, p.weightGlobalScaleLen,
+            p.inputGlobalScale, scalesW, alpha, stream);
+    }
+    if (err != cudaSuccess)
+    {
+        return err;
+    }
+    float const* beta = alpha + p.weightGlobalScaleLen; // 0 (written by prepareWeightFp4Kernel)
+    return toCuda(api.matmul(api.handle, ds.op, alpha, p.weight, ds.a, packedX, ds.b, beta, p.y, ds.d, p.y, ds.d,
+        &algo.algo, base + w.lt, kLtWorkspaceBytes, stream));
+#endif
+}
+
+} // namespace
+
+cudaError_t launchNativeFp4(LinearParams const& p, int sm, cudaStream_t stream)
+{
+    if (sm < 100)
+    {
+        return cudaErrorNotSupported; // no block-scaled FP4 tensor cores: nothing to report
+    }
+    return runNativeFp4(p, true, stream);
+}
+
+cudaError_t probeNativeFp4(LinearParams const& p)
+{
+    return runNativeFp4(p, false, nullptr);
+}
+
+} // namespace detail
+
+char const* nativeFp4Status()
+{
+    std::lock_guard<std::mutex> lock(detail::gStatusMutex);
+    return detail::gStatus.empty() ? nullptr : detail::gStatus.c_str();
+}
+
+} // namespace nvfp4
