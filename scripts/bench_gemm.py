@@ -127,9 +127,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-calls", type=int, default=4, help="calls (weight copies) per replay, at least")
     parser.add_argument("--copy-gib", type=float, default=1.0, help="size of each copy-bandwidth buffer")
     parser.add_argument("--fp8-fast-accum", action="store_true", help="FP8 baseline with use_fast_accum=True")
-    parser.add_argument("--kernel-path", default="auto", choices=("auto", "simt", "gemv", "tiled"),
+    parser.add_argument("--kernel-path", default="auto", choices=("auto", "simt", "gemv", "tiled", "wgmma"),
                         help="pin one kernel family of the plugin (plugins.kernels.force_kernel; gemv only "
-                             "runs M ≤ 16, tiled and gemv need K %% 64 == 0); default: the plugin's choice by M")
+                             "runs M ≤ 64 (≤ 16 unless K %% 128 == 0), tiled and gemv need K %% 64 == 0, wgmma sm_90 and "
+                             "K %% 256 == 0); "
+                             "default: the plugin's choice by M")
     parser.add_argument("--no-check", action="store_true", help="skip the check against the exact reference")
     parser.add_argument("--max-gpu-gib", type=float, default=60.0, help="refuse shapes whose buffers need more")
     args = parser.parse_args(argv)

@@ -7,7 +7,8 @@ the problem (SIMT, GEMV, tiled, and the automatic dispatch) and compares with
   * export.reference.nvfp4_linear_exact     (exact products, float64 accumulation): the contract;
   * export.reference.nvfp4_linear_emulation (vLLM's emulation, 16-bit rounding of the operands);
 plus the activation quantization alone, bit for bit, against export.nvfp4.quantize_activation.
-Edge cases: M from 1 to 4096, N not a multiple of 64, K = 16*odd, zero blocks, FP8 subnormal
+Edge cases: M from 1 to 4097, N not a multiple of 64, K = 16*odd, the wgmma kernel's tile
+heights and split K, zero blocks, FP8 subnormal
 block scales, +-6 saturation, E2M1 rounding ties, NaN/Inf activations, bias, per-channel global
 scale, w4a4 and w4a16, float32/float16/bfloat16. Prints a table and a final PASS/FAIL line
 (exit status 0/1; 2 when no GPU or library).
@@ -61,6 +62,9 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("gemvk", 3, 72, 4224, dt, edges=all_edges, bias=True),
                 Case("gemvk", 2, 40, 8192, dt, edges=("nan",)),
                 Case("splitk", 12, 40, 2048, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
+                Case("wgmma", 70, 136, 256, dt, edges=all_edges, bias=True, per_channel=True),
+                Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
+                Case("wgmma", 600, 3000, 256, dt, edges=("zero",), bias=True),  # BN 128, unsplit
             ]
         return cases
     for dt in DTYPES.values():
@@ -91,6 +95,19 @@ def build_cases(quick: bool) -> list[Case]:
             Case("splitk", 1, 40, 4224, dt, edges=("zero",), bias=True),
             Case("splitk", 16, 40, 4224, dt, edges=("nan",), per_channel=True),
             Case("splitk", 2, 100, 16384, dt, mode="w4a16", edges=("subnormal_scales",)),
+        ]
+        # wgmma (sm_90a, K % 256 == 0): each tile height (64/128/256, chosen from M and N), M not a
+        # multiple of it, N not a multiple of 128, K = 256 * odd, split K (even and uneven splits).
+        for M, N, K in ((17, 328, 768), (33, 1000, 768), (65, 2000, 1280), (129, 328, 768), (257, 1000, 768),
+                        (1000, 2000, 768), (4097, 328, 768), (4000, 4200, 256)):
+            cases.append(Case("wgmma", M, N, K, dt, edges=("zero", "subnormal_scales"),
+                              per_channel=M % 2 == 1, bias=M % 3 == 0))
+        cases += [
+            Case("wgmma-sk", 65, 136, 8192, dt, edges=("zero",), bias=True),
+            Case("wgmma-sk", 200, 256, 4096, dt, edges=("zero", "nan"), per_channel=True),
+            Case("wgmma-sk", 130, 4104, 4096, dt, edges=("zero",), bias=True),  # BN 256, split, N tiles odd
+            Case("wgmma-16", 129, 200, 1280, dt, mode="w4a16", edges=("subnormal_scales",), bias=True),
+            Case("wgmma-16", 300, 4104, 1024, dt, mode="w4a16", per_channel=True),
         ]
         for M in (1, 16, 40, 300, 1024):
             cases.append(Case("w4a16", M, 328, 960, dt, mode="w4a16", edges=("subnormal_scales",),
@@ -206,7 +223,7 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
         paths.append("gemv")
     if mma:
         paths.append("tiled")
-    if mma and sm == 90:
+    if mma and sm == 90 and case.K % 256 == 0:
         paths.append("wgmma")
     if sm >= 100 and case.mode == "w4a4" and case.K % 64 == 0 and case.N % 8 == 0:
         paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/perf/blackwell.md)

@@ -38,7 +38,7 @@ enum class KernelPath : int32_t
     kSimt = 1,  // FFMA, any shape/alignment/arch; the only path for fp32 w4a16 and for sm < 80
     kGemv = 2,  // M <= 16 (M <= 64 when K % 128 == 0): mma.sync, weights streamed into registers, split-K
     kTiled = 3, // mma.sync tiled GEMM with cp.async pipeline, optional split-K
-    kWgmma = 4, // sm_90a: wgmma (warpgroup MMA) with the weight tile decoded into shared memory
+    kWgmma = 4, // sm_90a, K % 256 == 0: warp-specialized wgmma, decoded weights as the register operand
     kNativeFp4 = 5, // sm >= 100, w4a4: cuBLASLt block-scaled FP4 GEMM (nvfp4CublasLt.cu), compile-checked only
 };
 
@@ -187,7 +187,13 @@ struct Bf16Operand
     // s_w * 2^119 (bf16 holds it: <= 448 * 2^119 < 2^128); times e2m1 * 2^-126 gives ŵ * 2^-7.
     static __device__ __forceinline__ uint32_t scalePair(uint32_t scaleBits)
     {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+        // Hardware FP8 -> f16 (exact, NaN kept) -> f32 (exact); times 2^119 and to bf16, both exact.
+        __half_raw const raw = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(scaleBits & 0xFFu), __NV_E4M3);
+        float const s = __half2float(__half(raw)) * 6.64613997892457936e35f; // 2^119
+#else
         float const s = math::fp8e4m3ToFloat(static_cast<uint8_t>(scaleBits)) * 6.64613997892457936e35f; // 2^119
+#endif
         __nv_bfloat162 const h = __float2bfloat162_rn(s);
         return *reinterpret_cast<uint32_t const*>(&h);
     }
@@ -357,7 +363,11 @@ cudaError_t launchSimt(LinearParams const& p, void const* a, bool aIsXhat, cudaS
 cudaError_t launchGemv(
     LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
-cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
+// wgmma (sm_90a): needs K % 256 == 0 (wgmmaSupports), else returns cudaErrorNotSupported.
+// pdl: as for launchGemv.
+bool wgmmaSupports(LinearParams const& p);
+cudaError_t launchWgmma(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 
 // Native block-scaled FP4 path (nvfp4CublasLt.cu, operands from nvfp4Fp4Pack.cu). Returns
 // cudaErrorNotSupported, before launching anything, when it cannot run the problem (no cuBLASLt,

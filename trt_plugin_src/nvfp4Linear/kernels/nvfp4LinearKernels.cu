@@ -29,6 +29,11 @@ int64_t gemvMaxM(int64_t K);
 #define NVFP4_GEMV_AUTO_MAX_M 64
 #endif
 constexpr int64_t kGemvAutoMaxM = NVFP4_GEMV_AUTO_MAX_M;
+// ... and, where the wgmma kernel can run (sm_90a, K % 256 == 0), only up to this M.
+#ifndef NVFP4_GEMV_WGMMA_MAX_M
+#define NVFP4_GEMV_WGMMA_MAX_M 40
+#endif
+constexpr int64_t kGemvWgmmaMaxM = NVFP4_GEMV_WGMMA_MAX_M;
 
 size_t partialBytes(int64_t M, int64_t N)
 {
@@ -171,15 +176,17 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
 
     // wgmma needs the sm_90a image (built by default); Blackwell and Ada/Ampere use mma.sync.
 #ifndef NVFP4_NO_WGMMA_DISPATCH
-    bool const wgmmaOk = mmaOk && sm == 90;
+    bool const wgmmaOk = mmaOk && sm == 90 && wgmmaSupports(p);
 #else
     bool const wgmmaOk = false;
 #endif
     KernelPath path = forced;
     if (path == KernelPath::kAuto)
     {
+        // Above kGemvWgmmaMaxM the wgmma kernel is faster where it runs (v5, docs/perf/dispatch.md).
+        bool const gemv = gemvRange && (p.M <= kGemvWgmmaMaxM || !wgmmaOk);
         path = !mmaOk ? KernelPath::kSimt
-                      : (gemvRange ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
+                      : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
     switch (path)
     {
@@ -196,7 +203,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     case KernelPath::kWgmma:
         if (!mmaOk || sm != 90)
             return cudaErrorNotSupported;
-        return launchWgmma(p, a, bf16Operand, dev.smCount, stream);
+        return launchWgmma(p, a, bf16Operand, dev.smCount, p.w4a4, stream);
     default: return cudaErrorInvalidValue;
     }
 }

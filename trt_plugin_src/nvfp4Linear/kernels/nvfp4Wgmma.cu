@@ -1,13 +1,30 @@
-// NVFP4 GEMM on Hopper tensor cores (sm_90a): wgmma (warpgroup MMA, asynchronous) with fp32
-// accumulators in registers and both operands in shared memory, K-major with the 128-byte swizzle.
-// Per 64-deep K stage the CTA copies (cp.async, 4 stages, 2 ahead) the 16-bit activation tile, the
-// packed FP4 weight tile and its FP8 scales; every thread then decodes its share of the weight tile
-// into a double-buffered fp16/bf16 tile (w' = e2m1 * s_w * 2^-7, exact; bit operations + one HMUL2
-// per pair) while the previous stage's wgmma runs. Same numerics as the mma.sync paths: exact
-// 16-bit products, fp32 accumulation, alpha * 2^7 in the epilogue. Optional split-K for small grids.
-// Built for every listed architecture, but the body exists only in the sm_90a image (elsewhere
-// the kernel traps); launchLinear picks it only on compute capability 9.0.
+// NVFP4 GEMM on Hopper tensor cores (sm_90a), swap-AB and warp-specialized: the kernel computes
+// D^T[n, m] = sum_k w'[n, k] * a[m, k] with wgmma m64nBNk16, the decoded WEIGHTS as the A operand
+// in registers and the 16-bit ACTIVATION (x-hat for w4a4, x for fp16/bf16 w4a16) as the B operand
+// in shared memory. The activation needs no decoding, so the tensor cores read it straight from
+// the TMA's 128-byte-swizzled tile, and wgmma's N (the activation rows of a tile) can be as small
+// as 64: mid-size M wastes nothing.
+//
+// CTA = 3 warpgroups, 128 weight rows x BN activation rows:
+//   * producer warpgroup (40 registers): one thread streams each 64-deep K stage with three TMA
+//     copies (activation tile, packed FP4 weights, FP8 scales) into a ring of stages, each with a
+//     "full" (TMA bytes landed) and an "empty" (consumers done) mbarrier;
+//   * 2 consumer warpgroups (232 registers), 64 weight rows each: per stage every thread reads its
+//     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
+//     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4KernelsInternal.cuh's bit decode)
+//     and issues 4 asynchronous wgmmas; the decode of stage s+1 runs while stage s's wgmmas run.
+// Numerics as every tensor-core path: exact 16-bit products, fp32 accumulation, alpha times the
+// operand's power of two (2^14 fp16, 2^7 bf16: RsScales) last.
+// Small grids split K across CTAs (fp32 partials + the deterministic reduceSplitsKernel).
+// Requires K % 256 == 0 (the scale tensor's 16-byte TMA rows and box starts) and 16-byte aligned operands; the
+// body exists only in the sm_90a image (elsewhere the kernel traps; launchLinear never picks it).
 #include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Sm90.cuh"
+#include "nvfp4WgmmaRs.cuh"
+
+#include <cudaTypedefs.h>
+
+#include <type_traits>
 
 namespace nvfp4
 {
@@ -16,345 +33,324 @@ namespace detail
 namespace
 {
 
-constexpr int kBK = 64;      // K per stage: one 128-byte swizzle row of 16-bit elements
-constexpr int kStages = 4;   // raw (A + packed W + scales) stages; loads run 2 stages ahead
+constexpr int kBK = 64;         // K per stage (one 128-byte swizzle row of 16-bit activations)
+constexpr int kRowsPerCta = 128; // weight rows: 2 consumer warpgroups x 64
+constexpr int kThreads = 384;
 
-template <int BM, int BN>
-struct WgConfig
+template <int BN>
+struct RsConfig
 {
-    static constexpr int kWarpGroups = BM / 64;
-    static constexpr int kThreads = kWarpGroups * 128;
-    static constexpr int kABytes = BM * 128;
-    static constexpr int kWBytes = BN * kBK / 2;
-    static constexpr int kSBytes = BN * kBK / 16;
-    static constexpr int kRawStage = (kABytes + kWBytes + kSBytes + 1023) / 1024 * 1024;
-    static constexpr int kBBytes = BN * 128; // decoded weight tile
-    static constexpr int kSmemBytes = kStages * kRawStage + 2 * kBBytes + 1024; // +1024: alignment
-    static constexpr int kAccRegs = BN / 2; // m64nBN f32 accumulators per thread
+    static constexpr int kActBytes = BN * 128;          // BN rows x 64 elements, 128B-swizzled
+    static constexpr int kWBytes = kRowsPerCta * 32;     // 64 FP4 per row
+    static constexpr int kSBytes = kRowsPerCta * 16;     // 16-byte aligned TMA rows: scales of 4 stages
+    static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
+    static constexpr int kStages = 200 * 1024 / kStageBytes < 8 ? 200 * 1024 / kStageBytes : 8;
+    static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
 };
 
-template <int N, typename E>
-struct WgmmaOp;
+// Device helpers of the kernel body, which exists only in the sm_90a image.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-// Generated (scripts: see notes): wgmma.mma_async m64nNk16, fp32 accumulators, A and B K-major in shared
-// memory, D += A*B.
+// The 4 per-block scale pairs of a stage (bytes of s4) as 16-bit operand multipliers, and the
+// power of two the epilogue multiplies alpha by.
+template <typename Op>
+struct RsScales;
+
+// fp16: the bit decode gives e2m1 * 2^-14, times s_w itself is w' = ŵ * 2^-14, exact in fp16
+// (a multiple of 2^-24 with at most 5 significant bits, below 6 * 448 * 2^-14); the hardware
+// converts two FP8 scales per instruction (exact, NaN kept).
 template <>
-struct WgmmaOp<128, __half>
+struct RsScales<HalfOperand>
 {
-    static __device__ __forceinline__ void run(float (&d)[64], uint64_t descA, uint64_t descB)
+    static constexpr float kOperandScale = 16384.0f;
+    static __device__ __forceinline__ void pairs(uint32_t s4, uint32_t (&p)[4])
     {
-        asm volatile(
-            "{\n"
-            ".reg .pred p;\n"
-            "setp.ne.b32 p, %66, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
-            "{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-            "}, %64, %65, p, 1, 1, 0, 0;\n"
-            "}\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-            : "l"(descA), "l"(descB), "r"(1));
+        __half2_raw const lo = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(s4 & 0xFFFFu), __NV_E4M3);
+        __half2_raw const hi = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(s4 >> 16), __NV_E4M3);
+        uint32_t const l = *reinterpret_cast<uint32_t const*>(&lo);
+        uint32_t const h = *reinterpret_cast<uint32_t const*>(&hi);
+        p[0] = __byte_perm(l, 0, 0x1010);
+        p[1] = __byte_perm(l, 0, 0x3232);
+        p[2] = __byte_perm(h, 0, 0x1010);
+        p[3] = __byte_perm(h, 0, 0x3232);
     }
 };
 
+// bf16: Bf16Operand's decode (e2m1 * 2^-126) times s_w * 2^119 = ŵ * 2^-7.
 template <>
-struct WgmmaOp<128, __nv_bfloat16>
+struct RsScales<Bf16Operand>
 {
-    static __device__ __forceinline__ void run(float (&d)[64], uint64_t descA, uint64_t descB)
+    static constexpr float kOperandScale = kWeightOperandScale;
+    static __device__ __forceinline__ void pairs(uint32_t s4, uint32_t (&p)[4])
     {
-        asm volatile(
-            "{\n"
-            ".reg .pred p;\n"
-            "setp.ne.b32 p, %66, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-            "{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-            "}, %64, %65, p, 1, 1, 0, 0;\n"
-            "}\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-            : "l"(descA), "l"(descB), "r"(1));
-    }
-};
-
-template <>
-struct WgmmaOp<256, __half>
-{
-    static __device__ __forceinline__ void run(float (&d)[128], uint64_t descA, uint64_t descB)
-    {
-        asm volatile(
-            "{\n"
-            ".reg .pred p;\n"
-            "setp.ne.b32 p, %130, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
-            "{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-            "}, %128, %129, p, 1, 1, 0, 0;\n"
-            "}\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-              "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-              "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-              "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-              "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-              "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-              "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-              "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-              "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-            : "l"(descA), "l"(descB), "r"(1));
-    }
-};
-
-template <>
-struct WgmmaOp<256, __nv_bfloat16>
-{
-    static __device__ __forceinline__ void run(float (&d)[128], uint64_t descA, uint64_t descB)
-    {
-        asm volatile(
-            "{\n"
-            ".reg .pred p;\n"
-            "setp.ne.b32 p, %130, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-            "{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-            "}, %128, %129, p, 1, 1, 0, 0;\n"
-            "}\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-              "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-              "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-              "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-              "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-              "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-              "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-              "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-              "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-            : "l"(descA), "l"(descB), "r"(1));
-    }
-};
-
-// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
-__device__ __forceinline__ uint64_t smemDesc(uint32_t addr)
-{
-    uint64_t d = static_cast<uint64_t>((addr & 0x3FFFFu) >> 4);
-    // leading byte offset: unused by the swizzled K-major layout (left 0)
-    d |= static_cast<uint64_t>(1024 >> 4) << 32;   // stride byte offset
-    d |= static_cast<uint64_t>(1) << 62;           // 128B swizzle
-    return d;
-}
-
-// Byte offset of 16-byte chunk `c` of row `r` in a 128B-swizzled tile (rows of 128 bytes).
-__device__ __forceinline__ int swz(int r, int c)
-{
-    return r * 128 + ((c ^ (r & 7)) << 4);
-}
-
-template <int R>
-__device__ __forceinline__ void fenceAcc(float (&d)[R])
-{
 #pragma unroll
-    for (int i = 0; i < R; ++i)
+        for (int i = 0; i < 4; ++i)
+        {
+            p[i] = Bf16Operand::scalePair(s4 >> (8 * i));
+        }
+    }
+};
+
+// Byte `t` (0..3) of each of the 4 words of v, gathered into one word (byte i from word i).
+__device__ __forceinline__ uint32_t gatherByte(uint4 v, uint32_t sel)
+{
+    uint32_t const lo = __byte_perm(v.x, v.y, sel);
+    uint32_t const hi = __byte_perm(v.z, v.w, sel);
+    return __byte_perm(lo, hi, 0x5410);
+}
+
+// A fragments of one 64-deep stage for the thread's two weight rows (row r and r + 8 of its warp's
+// 16). m64k16 A layout (as mma.m16n8k16): lane 4g+t holds {row g, k 2t..2t+1}, {row g+8, k 2t..},
+// {row g, k 2t+8..2t+9}, {row g+8, k 2t+8..}. In natural K order step kk (16 elements) is one FP8
+// block; its k 2t..2t+1 pair is byte t of the row's word 2kk, k 2t+8.. byte t of word 2kk+1.
+template <typename Op>
+__device__ __forceinline__ void decodeStage(
+    uint8_t const* sW, uint8_t const* sS, int row, uint32_t sel, uint32_t (&frag)[4][4])
+{
+    uint4 const a0 = *reinterpret_cast<uint4 const*>(sW + row * 32);
+    uint4 const a1 = *reinterpret_cast<uint4 const*>(sW + row * 32 + 16);
+    uint4 const b0 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32);
+    uint4 const b1 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32 + 16);
+    uint32_t const sa = *reinterpret_cast<uint32_t const*>(sS + row * 16);
+    uint32_t const sb = *reinterpret_cast<uint32_t const*>(sS + (row + 8) * 16);
+    uint32_t const ga[2] = {gatherByte(a0, sel), gatherByte(a1, sel)};
+    uint32_t const gb[2] = {gatherByte(b0, sel), gatherByte(b1, sel)};
+    uint32_t pa[4], pb[4];
+    RsScales<Op>::pairs(sa, pa);
+    RsScales<Op>::pairs(sb, pb);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
     {
-        asm volatile("" : "+f"(d[i])::"memory");
+        uint32_t const scA = pa[kk];
+        uint32_t const scB = pb[kk];
+        uint32_t uA, u4A, uB, u4B;
+        Op::prepareWord(ga[kk / 2], uA, u4A);
+        Op::prepareWord(gb[kk / 2], uB, u4B);
+        if (kk % 2 == 0)
+        {
+            frag[kk][0] = Op::template weightPair<0>(uA, u4A, scA);
+            frag[kk][1] = Op::template weightPair<0>(uB, u4B, scB);
+            frag[kk][2] = Op::template weightPair<1>(uA, u4A, scA);
+            frag[kk][3] = Op::template weightPair<1>(uB, u4B, scB);
+        }
+        else
+        {
+            frag[kk][0] = Op::template weightPair<2>(uA, u4A, scA);
+            frag[kk][1] = Op::template weightPair<2>(uB, u4B, scB);
+            frag[kk][2] = Op::template weightPair<3>(uA, u4A, scA);
+            frag[kk][3] = Op::template weightPair<3>(uB, u4B, scB);
+        }
     }
 }
 
-template <typename Op, typename T, int BM, int BN>
-__global__ void __launch_bounds__(WgConfig<BM, BN>::kThreads, 1) wgmmaKernel(typename Op::Elem const* __restrict__ a,
-    uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws, float const* __restrict__ wgs, int32_t wgsLen,
-    bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial, int64_t M,
-    int64_t N, int64_t K, int chunksPerSplit)
+#endif
+
+template <typename Op, typename T, int BN>
+__global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
+    __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
+    int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
+    int64_t M, int64_t N, int numChunks, int chunksPerSplit)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Cfg = WgConfig<BM, BN>;
+    using Cfg = RsConfig<BN>;
     using E = typename Op::Elem;
+    constexpr int S = Cfg::kStages;
+    constexpr int kProducerRegs = 40;  // 128 * 40 + 256 * 232 <= 64K registers
+    constexpr int kConsumerRegs = 232; // BN / 2 accumulators + 3 x 16 fragment registers + addressing
     extern __shared__ uint8_t smemRaw[];
-    uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t{1023});
+    // 1024-byte aligned (128B swizzle atoms) by pointer arithmetic on the shared array, so that the
+    // compiler keeps the shared address space (LDS, not generic loads).
+    uint8_t* const smem = smemRaw + ((1024u - (sm90::smemAddr(smemRaw) & 1023u)) & 1023u);
+    uint64_t* const full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
+    uint64_t* const empty = full + S;
 
-    int const tid = threadIdx.x;
-    int const wg = tid / 128;
-    int const warpInWg = (tid % 128) / 32;
-    int const lane = tid % 32;
+    int const n0 = blockIdx.x * kRowsPerCta;
+    int const m0 = blockIdx.y * BN;
+    int const cBeg = blockIdx.z * chunksPerSplit;
+    int const nLocal = numChunks - cBeg < chunksPerSplit ? numChunks - cBeg : chunksPerSplit;
+    int const wg = threadIdx.x / 128;
+
+    if (threadIdx.x == 0)
+    {
+        for (int s = 0; s < S; ++s)
+        {
+            sm90::mbarInit(&full[s], 1);
+            sm90::mbarInit(&empty[s], 8); // one arrival per consumer warp
+        }
+        sm90::mbarInitFence();
+    }
+    __syncthreads();
+
+    if (wg == 0)
+    {
+        sm90::regDealloc<kProducerRegs>();
+        if (threadIdx.x == 0)
+        {
+            auto loadWeights = [&](int it) {
+                int const s = it % S;
+                uint8_t* const st = smem + s * Cfg::kStageBytes;
+                int const c = cBeg + it;
+                sm90::mbarArriveExpectTx(&full[s], Cfg::kStageBytes);
+                sm90::tmaLoad2d(st + Cfg::kActBytes, &mapW, c * (kBK / 2), n0, &full[s]);
+                // The TMA's innermost start must be 16-byte aligned: the 16 scale bytes of chunks 4(c/4)..+3.
+                sm90::tmaLoad2d(st + Cfg::kActBytes + Cfg::kWBytes, &mapS, (c / 4) * 16, n0, &full[s]);
+            };
+            auto loadActivation = [&](int it) {
+                int const s = it % S;
+                sm90::tmaLoad2d(smem + s * Cfg::kStageBytes, &mapA, (cBeg + it) * kBK, m0, &full[s]);
+            };
+            // The first ring of weights streams in while the quantization kernel before may still
+            // be writing x-hat (programmatic dependent launch); the activation only after it is done.
+            int const first = nLocal < S ? nLocal : S;
+            for (int it = 0; it < first; ++it)
+            {
+                loadWeights(it);
+            }
+            waitPrimaryGrid();
+            for (int it = 0; it < first; ++it)
+            {
+                loadActivation(it);
+            }
+            for (int it = first; it < nLocal; ++it)
+            {
+                sm90::mbarWait(&empty[it % S], ((it / S) & 1) ^ 1);
+                loadWeights(it);
+                loadActivation(it);
+            }
+        }
+        return;
+    }
+
+    sm90::regAlloc<kConsumerRegs>();
+    int const lane = threadIdx.x % 32;
+    int const warp = (threadIdx.x / 32) % 4;
     int const g = lane / 4;
     int const t = lane % 4;
-    int64_t const bn = static_cast<int64_t>(blockIdx.x) * BN;
-    int64_t const bm = static_cast<int64_t>(blockIdx.y) * BM;
-    int64_t const numChunks = K / kBK;
-    int64_t const cBeg = static_cast<int64_t>(blockIdx.z) * chunksPerSplit;
-    int64_t const cEnd = numChunks < cBeg + chunksPerSplit ? numChunks : cBeg + chunksPerSplit;
-    int const nLocal = cEnd > cBeg ? static_cast<int>(cEnd - cBeg) : 0;
+    int const row = (wg - 1) * 64 + warp * 16 + g; // and row + 8
+    uint32_t const sel = static_cast<uint32_t>(t | ((t + 4) << 4));
 
-    auto rawStage = [&](int s) { return smem + s * Cfg::kRawStage; };
-    uint8_t* const bTiles = smem + kStages * Cfg::kRawStage;
-
-    auto loadStage = [&](int stage, int64_t chunk) {
-        uint8_t* sA = rawStage(stage);
-        uint8_t* sW = sA + Cfg::kABytes;
-        uint8_t* sS = sW + Cfg::kWBytes;
-        for (int i = tid; i < BM * 8; i += Cfg::kThreads)
-        {
-            int const r = i / 8;
-            int const c = i % 8;
-            int64_t const m = bm + r;
-            bool const ok = m < M;
-            cpAsync16(sA + swz(r, c), ok ? static_cast<void const*>(a + m * K + chunk * kBK + c * 8) : a, ok);
-        }
-        for (int i = tid; i < BN * 2; i += Cfg::kThreads)
-        {
-            int const r = i / 2;
-            int const c = i % 2;
-            int64_t const n = bn + r;
-            bool const ok = n < N;
-            cpAsync16(sW + r * 32 + c * 16, ok ? static_cast<void const*>(w + n * (K / 2) + chunk * 32 + c * 16) : w, ok);
-        }
-        for (int i = tid; i < BN; i += Cfg::kThreads)
-        {
-            int64_t const n = bn + i;
-            bool const ok = n < N;
-            cpAsync4(sS + i * 4, ok ? static_cast<void const*>(ws + n * (K / 16) + chunk * 4) : ws, ok);
-        }
-    };
-
-    // Packed weights of a stage -> w' tile (row n: 64 elements = 8 chunks of 8, swizzled).
-    auto decodeStage = [&](int stage, uint8_t* dst) {
-        uint8_t const* sW = rawStage(stage) + Cfg::kABytes;
-        uint8_t const* sS = sW + Cfg::kWBytes;
-        for (int i = tid; i < BN * 8; i += Cfg::kThreads)
-        {
-            int const n = i / 8;
-            int const c = i % 8;
-            uint32_t const packed = *reinterpret_cast<uint32_t const*>(sW + n * 32 + c * 4);
-            uint32_t b[4];
-            decodeWeightWord<Op>(packed, Op::scalePair(sS[n * 4 + c / 2]), b);
-            *reinterpret_cast<uint4*>(dst + swz(n, c)) = make_uint4(b[0], b[1], b[2], b[3]);
-        }
-    };
-
-    float acc[Cfg::kAccRegs];
+    float acc[BN / 2]; // m64nBN fp32 accumulators
 #pragma unroll
-    for (int i = 0; i < Cfg::kAccRegs; ++i)
+    for (int i = 0; i < BN / 2; ++i)
     {
         acc[i] = 0.0f;
     }
+    uint32_t fragA[4][4];
+    uint32_t fragB[4][4];
 
+    auto decode = [&](int it, uint32_t(&frag)[4][4]) {
+        uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
+        decodeStage<Op>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, sel, frag);
+    };
+    // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
+    // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
+    // moves the temporaries into `next`. Decoding before the wait keeps it off the critical path.
+    auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
+        uint32_t const bAddr = sm90::smemAddr(smem + (it % S) * Cfg::kStageBytes);
+        sm90::fenceRegs(acc);
+        sm90::fenceRegs(cur);
+        sm90::wgmmaFence();
 #pragma unroll
-    for (int st = 0; st < kStages - 2; ++st)
-    {
-        if (st < nLocal)
+        for (int kk = 0; kk < 4; ++kk)
         {
-            loadStage(st, cBeg + st);
+            WgmmaRs<BN, E>::run(acc, cur[kk], sm90::smemDescSw128(bAddr + kk * 32));
         }
-        cpAsyncCommit();
-    }
-
-    for (int it = 0; it < nLocal; ++it)
-    {
-        cpAsyncWait<kStages - 3>();
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // cp.async data -> wgmma (async proxy)
-        __syncthreads();
-        // Stage it-2 (raw) and B tile it%2 are free: every warpgroup waited for wgmma(it-2).
-        if (it + kStages - 2 < nLocal)
+        sm90::wgmmaCommit();
+        sm90::fenceRegs(acc);
+        bool const more = it + 1 < nLocal;
+        uint32_t tmp[4][4];
+        if (more)
         {
-            loadStage((it + kStages - 2) % kStages, cBeg + it + kStages - 2);
+            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
+            decode(it + 1, tmp);
         }
-        cpAsyncCommit();
-        uint8_t* const bTile = bTiles + (it % 2) * Cfg::kBBytes;
-        decodeStage(it % kStages, bTile);
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncthreads();
-
-        uint32_t const aAddr = static_cast<uint32_t>(__cvta_generic_to_shared(rawStage(it % kStages))) + wg * 64 * 128;
-        uint32_t const bAddr = static_cast<uint32_t>(__cvta_generic_to_shared(bTile));
-        fenceAcc(acc);
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+        sm90::wgmmaWait<1>();
+        sm90::fenceRegs(next);
+        if (it > 0)
+        {
+            __syncwarp();
+            if (lane == 0)
+            {
+                sm90::mbarArrive(&empty[(it - 1) % S]);
+            }
+        }
+        if (more)
+        {
 #pragma unroll
-        for (int k = 0; k < kBK / 16; ++k)
-        {
-            WgmmaOp<BN, E>::run(acc, smemDesc(aAddr + k * 32), smemDesc(bAddr + k * 32));
+            for (int kk = 0; kk < 4; ++kk)
+            {
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                {
+                    next[kk][r] = tmp[kk][r];
+                }
+            }
         }
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-        fenceAcc(acc);
-    }
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    fenceAcc(acc);
-    cpAsyncWait<0>();
+    };
 
-    // Accumulators: d[4j + (0,1)] = row 16*warp + g, cols 8j + 2t + (0,1); d[4j + (2,3)] = row + 8.
-    int64_t const mBase = bm + wg * 64 + warpInWg * 16 + g;
+    if (nLocal > 0)
+    {
+        sm90::mbarWait(&full[0], 0);
+        decode(0, fragA);
+    }
+    for (int it = 0; it < nLocal; it += 2)
+    {
+        step(it, fragA, fragB);
+        if (it + 1 < nLocal)
+        {
+            step(it + 1, fragB, fragA);
+        }
+    }
+    sm90::wgmmaWait<0>();
+    sm90::fenceRegs(acc);
+
+    // acc[4j + 2h + c] = D^T[row + 8h][8j + 2t + c] = y[m0 + 8j + 2t + c][n0 + row + 8h].
+    int64_t const nRow[2] = {n0 + row, n0 + row + 8};
+    bool const split = gridDim.z > 1;
+    float alpha[2] = {0.0f, 0.0f};
+    float bval[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+    {
+        if (!split && nRow[h] < N)
+        {
+            alpha[h] = epilogueAlpha(wgs, wgsLen, nRow[h], w4a4, igs, RsScales<Op>::kOperandScale);
+            bval[h] = bias != nullptr ? toFloat<T>(bias[nRow[h]]) : 0.0f;
+        }
+    }
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j)
     {
 #pragma unroll
         for (int c = 0; c < 2; ++c)
         {
-            int64_t const n = bn + j * 8 + 2 * t + c;
-            if (n >= N)
+            int64_t const m = m0 + 8 * j + 2 * t + c;
+            if (m >= M)
             {
                 continue;
             }
-            float const alpha = gridDim.z == 1 ? epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kWeightOperandScale) : 0.0f;
 #pragma unroll
-            for (int hh = 0; hh < 2; ++hh)
+            for (int h = 0; h < 2; ++h)
             {
-                int64_t const m = mBase + hh * 8;
-                if (m >= M)
+                if (nRow[h] >= N)
                 {
                     continue;
                 }
-                float const v = acc[4 * j + 2 * hh + c];
-                if (gridDim.z == 1)
+                float const v = acc[4 * j + 2 * h + c];
+                if (split)
                 {
-                    storeOutput<T>(y, m * N + n, v, alpha, bias, n);
+                    // reduceSplitsKernel expects sums of ŵ * 2^-7 products (exact power-of-two rescale).
+                    partial[(static_cast<int64_t>(blockIdx.z) * M + m) * N + nRow[h]]
+                        = v * (RsScales<Op>::kOperandScale / kWeightOperandScale);
                 }
                 else
                 {
-                    partial[(static_cast<int64_t>(blockIdx.z) * M + m) * N + n] = v;
+                    float r = __fmul_rn(v, alpha[h]);
+                    if (bias != nullptr)
+                    {
+                        r = __fadd_rn(r, bval[h]);
+                    }
+                    y[m * N + nRow[h]] = fromFloat<T>(r);
                 }
             }
         }
@@ -364,66 +360,163 @@ __global__ void __launch_bounds__(WgConfig<BM, BN>::kThreads, 1) wgmmaKernel(typ
 #endif
 }
 
-template <typename Op, typename T, int BM, int BN>
-cudaError_t runWgmma(LinearParams const& p, void const* a, int smCount, cudaStream_t stream)
+// cuTensorMapEncodeTiled through the runtime's driver entry point (the library does not link libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
 {
-    using Cfg = WgConfig<BM, BN>;
-    auto kernel = wgmmaKernel<Op, T, BM, BN>;
+    static PFN_cuTensorMapEncodeTiled_v12000 const fn = [] {
+        void* p = nullptr;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess
+            || q != cudaDriverEntryPointSuccess)
+        {
+            return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+        }
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    }();
+    return fn;
+}
+
+// Row-major [rows, cols] matrix, box of boxRows x boxCols elements; out-of-bounds reads give zeros.
+bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void const* base, int64_t rows, int64_t cols,
+    uint32_t boxCols, uint32_t boxRows, CUtensorMapSwizzle swizzle)
+{
+    auto const encode = tensorMapEncoder();
+    if (encode == nullptr)
+    {
+        return false;
+    }
+    cuuint64_t const dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+    cuuint64_t const strides[1] = {static_cast<cuuint64_t>(cols) * elemBytes};
+    cuuint32_t const box[2] = {boxCols, boxRows};
+    cuuint32_t const elemStrides[2] = {1, 1};
+    return encode(&map, type, 2, const_cast<void*>(base), dims, strides, box, elemStrides,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+        == CUDA_SUCCESS;
+}
+
+template <typename Op, typename T, int BN>
+cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cudaStream_t stream)
+{
+    using Cfg = RsConfig<BN>;
+    CUtensorMap mapA, mapW, mapS;
+    CUtensorMapDataType const aType = std::is_same<typename Op::Elem, __half>::value
+        ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+        : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    if (!encode2d(mapA, aType, 2, a, p.M, p.K, kBK, BN, CU_TENSOR_MAP_SWIZZLE_128B)
+        || !encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, kBK / 2, kRowsPerCta,
+            CU_TENSOR_MAP_SWIZZLE_NONE)
+        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, 16, kRowsPerCta,
+            CU_TENSOR_MAP_SWIZZLE_NONE))
+    {
+        return cudaErrorNotSupported;
+    }
+    auto kernel = wgmmaRsKernel<Op, T, BN>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
     if (err != cudaSuccess)
     {
         return err;
     }
-    int64_t const tilesN = (p.N + BN - 1) / BN;
-    int64_t const tilesM = (p.M + BM - 1) / BM;
-    int64_t const numChunks = p.K / kBK;
-    int const ctasPerSm = Cfg::kSmemBytes * 2 <= 227 * 1024 ? 2 : 1;
-    int64_t splits = p.M <= kMaxSplitM
-        ? chooseTileSplits(tilesN, tilesM, ctasPerSm, smCount, p.M, p.N, p.K, kMaxSplitsTiled)
-        : 1;
-    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
+    int const numChunks = static_cast<int>(p.K / kBK);
+    int const chunksPerSplit = (numChunks + splits - 1) / splits;
     splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
     float* partial = nullptr;
     if (splits > 1)
     {
         partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
     }
-    dim3 const grid(static_cast<unsigned>(tilesN), static_cast<unsigned>(tilesM), static_cast<unsigned>(splits));
-    kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(static_cast<typename Op::Elem const*>(a),
-        reinterpret_cast<uint8_t const*>(p.weight), reinterpret_cast<uint8_t const*>(p.weightScale),
+    dim3 const grid(static_cast<unsigned>((p.N + kRowsPerCta - 1) / kRowsPerCta),
+        static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(splits));
+    err = launchKernel(pdl, kernel, grid, dim3(kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
         p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
-        static_cast<T*>(p.y), partial, p.M, p.N, p.K, static_cast<int>(chunksPerSplit));
-    err = cudaGetLastError();
+        static_cast<T*>(p.y), partial, p.M, p.N, numChunks, chunksPerSplit);
     if (err == cudaSuccess && splits > 1)
     {
-        err = launchReduceSplits(p, partial, static_cast<int>(splits), stream);
+        err = launchReduceSplits(p, partial, splits, stream, pdl);
     }
     return err;
 }
 
-template <typename Op, typename T>
-cudaError_t launchWgmmaTyped(LinearParams const& p, void const* a, int smCount, cudaStream_t stream)
+// Tile height BN (activation rows) and K splits: the estimated time of the grid in waves of one
+// CTA per SM, each 64-deep stage costing the tensor time 4 * BN cycles plus ~500 cycles that the
+// decode and barriers add (fitted to the v5 H100 timings), plus for split-K the partials' traffic
+// and one reduction launch; the workspace bounds splits * M (partialBytes). Near-ties go to the
+// taller tile (fewer weight decodes and activation reads per FLOP).
+struct RsPlan
 {
-    if (p.M <= 64)
+    int bn = 256;
+    int splits = 1;
+};
+
+RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
+{
+    int64_t const numChunks = K / kBK;
+    int64_t const tilesN = (N + kRowsPerCta - 1) / kRowsPerCta;
+    int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
+    RsPlan best;
+    double bestUs = 0.0;
+    for (int bn : {256, 128, 64})
     {
-        return runWgmma<Op, T, 64, 128>(p, a, smCount, stream);
+        int64_t const tiles = tilesN * ((M + bn - 1) / bn);
+        double const stageCycles = 4.0 * bn + 500.0;
+        for (int s = 1; s <= 8; ++s)
+        {
+            if (s > 1 && (s * M > partialRows || numChunks / s < 4))
+            {
+                break;
+            }
+            double const waves = std::ceil(static_cast<double>(tiles * s) / smCount);
+            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * stageCycles / 1700.0;
+            if (s > 1)
+            {
+                us += static_cast<double>(s) * M * N * 8.0 / 2.5e6 + 3.0;
+            }
+            if (bestUs == 0.0 || us < 0.97 * bestUs)
+            {
+                best = {bn, s};
+                bestUs = us;
+            }
+        }
     }
-    return runWgmma<Op, T, 128, 256>(p, a, smCount, stream);
+    return best;
+}
+
+template <typename Op, typename T>
+cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
+{
+    RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
+    switch (plan.bn)
+    {
+    case 64: return runRs<Op, T, 64>(p, a, plan.splits, pdl, stream);
+    case 128: return runRs<Op, T, 128>(p, a, plan.splits, pdl, stream);
+    default: return runRs<Op, T, 256>(p, a, plan.splits, pdl, stream);
+    }
 }
 
 } // namespace
 
-cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream)
+bool wgmmaSupports(LinearParams const& p)
 {
+    int64_t const maxDim = (int64_t{1} << 31) - 256; // TMA coordinates and tile origins are int32
+    return p.K % 256 == 0 && p.M <= maxDim && p.N <= maxDim;
+}
+
+cudaError_t launchWgmma(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
+{
+    if (!wgmmaSupports(p))
+    {
+        return cudaErrorNotSupported;
+    }
     if (bf16Operand)
     {
-        return launchWgmmaTyped<Bf16Operand, __nv_bfloat16>(p, a, smCount, stream);
+        return launchRsTyped<Bf16Operand, __nv_bfloat16>(p, a, smCount, pdl, stream);
     }
     switch (p.actType)
     {
-    case ActType::kFLOAT: return launchWgmmaTyped<HalfOperand, float>(p, a, smCount, stream);
-    case ActType::kHALF: return launchWgmmaTyped<HalfOperand, __half>(p, a, smCount, stream);
-    case ActType::kBF16: return launchWgmmaTyped<HalfOperand, __nv_bfloat16>(p, a, smCount, stream);
+    case ActType::kFLOAT: return launchRsTyped<HalfOperand, float>(p, a, smCount, pdl, stream);
+    case ActType::kHALF: return launchRsTyped<HalfOperand, __half>(p, a, smCount, pdl, stream);
+    case ActType::kBF16: return launchRsTyped<HalfOperand, __nv_bfloat16>(p, a, smCount, pdl, stream);
     }
     return cudaErrorInvalidValue;
 }
