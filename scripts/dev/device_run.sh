@@ -4,7 +4,10 @@
 #   steps: sass check sanitize bench-quick bench-full bench-variant:NAME (build/NAME/libnvfp4_kernels.so,
 #   built by build_variant.sh: quick shapes, NVFP4 kernels only, own JSON/markdown names),
 #   pick-lib (gpu_check the candidate build/gpu; if it fails, build/fb; later steps use the one
-#   that passed), pack (moves $out/extras/* into extras.tar.gz: the device returns 8 files at most)
+#   that passed), pack (moves $out/extras/* into extras.tar.gz: the device returns 8 files at most),
+#   fp4-pack (scripts/gpu_check_fp4_pack.py: the Blackwell path's packing kernels on this GPU),
+#   racecheck-quick (racecheck over gpu_check --quick on the GEMV and wgmma paths, until
+#   $RACECHECK_UNTIL seconds into the call)
 # Uses $NVFP4_KERNELS_LIB (default build/gpu/libnvfp4_kernels.so, see build_kernels.sh); writes
 # everything under ${OUT:-out/device}.
 set -uo pipefail
@@ -51,6 +54,15 @@ for step in "$@"; do
           python3 scripts/gpu_check.py --quick $skip > "$out/sanitizer-$tool-$card-$day.txt" 2>&1
         echo "$tool exit $?"; tail -3 "$out/sanitizer-$tool-$card-$day.txt"
       done ;;
+    fp4-pack)
+      timeout 120 python3 scripts/gpu_check_fp4_pack.py > "$out/fp4-pack-check-$card-$day.txt" 2>&1
+      echo "fp4-pack exit $?"; tail -3 "$out/fp4-pack-check-$card-$day.txt" ;;
+    racecheck-quick)
+      left=$(( ${RACECHECK_UNTIL:-9999} - SECONDS )); [ "$left" -gt 240 ] && left=240
+      if [ "$left" -lt 30 ]; then echo "== skip racecheck-quick (at ${SECONDS}s)"; continue; fi
+      timeout "$left" compute-sanitizer --tool racecheck --target-processes all --print-limit 20 \
+        python3 scripts/gpu_check.py --quick --skip-paths simt,tiled > "$out/sanitizer-racecheck-$card-$day.txt" 2>&1
+      echo "racecheck exit $? (timeout $left s)"; tail -3 "$out/sanitizer-racecheck-$card-$day.txt" ;;
     bench-quick)
       timeout 300 python3 scripts/bench_gemm.py --quick --kernels nvfp4_w4a4,nvfp4_w4a16,bf16 --out-dir "$out" --min-replays 20 --max-replays 50 ;;
     bench-variant:*)
