@@ -27,7 +27,7 @@ def main() -> int:
             names = [n.strip() for n in line.split(", libs ", 1)[1].split(",")]
             continue
         f = line.split()
-        if len(f) < 4 or "->" not in f[0] or f[2] == "bf16" or "TB/s" not in f:
+        if len(f) < 4 or "->" not in f[0] or not f[1].isdigit() or f[2] == "bf16" or "TB/s" not in f:
             continue
         k = f.index("TB/s")
         times = [float(v) for v in f[3:k - 1]]

@@ -33,21 +33,16 @@ namespace detail
 namespace
 {
 
-#ifndef NVFP4_RS_DEPTH3
-#define NVFP4_RS_DEPTH3 0
-#endif
-
 constexpr int kBK = 64;         // K per stage (one 128-byte swizzle row of 16-bit activations)
+constexpr int kRowsPerCta = 128; // weight rows: 2 consumer warpgroups x 64
+constexpr int kThreads = 384;
 
-// BN activation rows, C consumer warpgroups of 64 weight rows each (and one producer warpgroup).
-template <int BN, int C>
+template <int BN>
 struct RsConfig
 {
-    static constexpr int kRows = 64 * C;                 // weight rows of the CTA
-    static constexpr int kThreads = 128 * (C + 1);
     static constexpr int kActBytes = BN * 128;          // BN rows x 64 elements, 128B-swizzled
-    static constexpr int kWBytes = kRows * 32;           // 64 FP4 per row
-    static constexpr int kSBytes = kRows * 16;           // 16-byte aligned TMA rows: scales of 4 stages
+    static constexpr int kWBytes = kRowsPerCta * 32;     // 64 FP4 per row
+    static constexpr int kSBytes = kRowsPerCta * 16;     // 16-byte aligned TMA rows: scales of 4 stages
     static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
     static constexpr int kStages = 200 * 1024 / kStageBytes < 8 ? 200 * 1024 / kStageBytes : 8;
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
@@ -150,20 +145,18 @@ __device__ __forceinline__ void decodeStage(
 
 #endif
 
-template <typename Op, typename T, int BN, int C>
-__global__ void __launch_bounds__(RsConfig<BN, C>::kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
+template <typename Op, typename T, int BN>
+__global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
     __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
     int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
     int64_t M, int64_t N, int numChunks, int chunksPerSplit)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Cfg = RsConfig<BN, C>;
+    using Cfg = RsConfig<BN>;
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
-    constexpr int kProducerRegs = 40; // 128 * 40 + C * 128 * kConsumerRegs <= 64K registers
-    // BN / 2 accumulators + 3 x 16 fragment registers + addressing (3 warpgroups: BN <= 128 only)
-    constexpr int kConsumerRegs = C == 2 ? 232 : 152;
-    static_assert(C == 2 || BN <= 128, "3 consumer warpgroups leave 152 registers: BN <= 128");
+    constexpr int kProducerRegs = 40;  // 128 * 40 + 256 * 232 <= 64K registers
+    constexpr int kConsumerRegs = 232; // BN / 2 accumulators + 3 x 16 fragment registers + addressing
     extern __shared__ uint8_t smemRaw[];
     // 1024-byte aligned (128B swizzle atoms) by pointer arithmetic on the shared array, so that the
     // compiler keeps the shared address space (LDS, not generic loads).
@@ -171,7 +164,7 @@ __global__ void __launch_bounds__(RsConfig<BN, C>::kThreads, 1) wgmmaRsKernel(__
     uint64_t* const full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
     uint64_t* const empty = full + S;
 
-    int const n0 = blockIdx.x * Cfg::kRows;
+    int const n0 = blockIdx.x * kRowsPerCta;
     int const m0 = blockIdx.y * BN;
     int const cBeg = blockIdx.z * chunksPerSplit;
     int const nLocal = numChunks - cBeg < chunksPerSplit ? numChunks - cBeg : chunksPerSplit;
@@ -182,7 +175,7 @@ __global__ void __launch_bounds__(RsConfig<BN, C>::kThreads, 1) wgmmaRsKernel(__
         for (int s = 0; s < S; ++s)
         {
             sm90::mbarInit(&full[s], 1);
-            sm90::mbarInit(&empty[s], 4 * C); // one arrival per consumer warp
+            sm90::mbarInit(&empty[s], 8); // one arrival per consumer warp
         }
         sm90::mbarInitFence();
     }
@@ -242,11 +235,17 @@ __global__ void __launch_bounds__(RsConfig<BN, C>::kThreads, 1) wgmmaRsKernel(__
     {
         acc[i] = 0.0f;
     }
+    uint32_t fragA[4][4];
+    uint32_t fragB[4][4];
+
     auto decode = [&](int it, uint32_t(&frag)[4][4]) {
         uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
         decodeStage<Op>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, sel, frag);
     };
-    auto issue = [&](int it, uint32_t(&cur)[4][4]) {
+    // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
+    // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
+    // moves the temporaries into `next`. Decoding before the wait keeps it off the critical path.
+    auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
         uint32_t const bAddr = sm90::smemAddr(smem + (it % S) * Cfg::kStageBytes);
         sm90::fenceRegs(acc);
         sm90::fenceRegs(cur);
@@ -258,117 +257,48 @@ __global__ void __launch_bounds__(RsConfig<BN, C>::kThreads, 1) wgmmaRsKernel(__
         }
         sm90::wgmmaCommit();
         sm90::fenceRegs(acc);
-    };
-    auto release = [&](int it) {
-        __syncwarp();
-        if (lane == 0)
+        bool const more = it + 1 < nLocal;
+        uint32_t tmp[4][4];
+        if (more)
         {
-            sm90::mbarArrive(&empty[it % S]);
+            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
+            decode(it + 1, tmp);
         }
-    };
-    // NVFP4_RS_DEPTH3: 1 = every BN, 2 = BN <= 128 only.
-    constexpr bool kDepth3 = NVFP4_RS_DEPTH3 == 1 || (NVFP4_RS_DEPTH3 == 2 && BN <= 128);
-    if constexpr (kDepth3)
-    {
-        // Three fragment buffers, up to three wgmma groups in flight per warpgroup: step `it` issues
-        // stage it, decodes stage it+1 into temporaries, and then waits only for stage it-2's group
-        // (the last reader of the buffer the temporaries go to, and of shared stage it-2). A group that
-        // completes late no longer stalls the next issue (v5's wait_group 1 allowed two groups).
-        uint32_t frag[3][4][4];
-        auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
-            issue(it, cur);
-            bool const more = it + 1 < nLocal;
-            uint32_t tmp[4][4];
-            if (more)
+        sm90::wgmmaWait<1>();
+        sm90::fenceRegs(next);
+        if (it > 0)
+        {
+            __syncwarp();
+            if (lane == 0)
             {
-                sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
-                decode(it + 1, tmp);
+                sm90::mbarArrive(&empty[(it - 1) % S]);
             }
-            sm90::wgmmaWait<2>();
-            sm90::fenceRegs(next);
-            if (it >= 2)
+        }
+        if (more)
+        {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk)
             {
-                release(it - 2);
-            }
-            if (more)
-            {
-    #pragma unroll
-                for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
                 {
-    #pragma unroll
-                    for (int r = 0; r < 4; ++r)
-                    {
-                        next[kk][r] = tmp[kk][r];
-                    }
+                    next[kk][r] = tmp[kk][r];
                 }
             }
-        };
-        if (nLocal > 0)
-        {
-            sm90::mbarWait(&full[0], 0);
-            decode(0, frag[0]);
         }
-        for (int it = 0; it < nLocal; it += 3)
-        {
-            step(it, frag[0], frag[1]);
-            if (it + 1 < nLocal)
-            {
-                step(it + 1, frag[1], frag[2]);
-            }
-            if (it + 2 < nLocal)
-            {
-                step(it + 2, frag[2], frag[0]);
-            }
-        }
-    }
-    else
-    {
-        uint32_t fragA[4][4];
-        uint32_t fragB[4][4];
-        // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
-        // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
-        // moves the temporaries into `next`. Decoding before the wait keeps it off the critical path.
-        auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
-            issue(it, cur);
-            bool const more = it + 1 < nLocal;
-            uint32_t tmp[4][4];
-            if (more)
-            {
-                sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
-                decode(it + 1, tmp);
-            }
-            sm90::wgmmaWait<1>();
-            sm90::fenceRegs(next);
-            if (it > 0)
-            {
-                release(it - 1);
-            }
-            if (more)
-            {
-    #pragma unroll
-                for (int kk = 0; kk < 4; ++kk)
-                {
-    #pragma unroll
-                    for (int r = 0; r < 4; ++r)
-                    {
-                        next[kk][r] = tmp[kk][r];
-                    }
-                }
-            }
-        };
+    };
 
-        if (nLocal > 0)
+    if (nLocal > 0)
+    {
+        sm90::mbarWait(&full[0], 0);
+        decode(0, fragA);
+    }
+    for (int it = 0; it < nLocal; it += 2)
+    {
+        step(it, fragA, fragB);
+        if (it + 1 < nLocal)
         {
-            sm90::mbarWait(&full[0], 0);
-            decode(0, fragA);
-        }
-        for (int it = 0; it < nLocal; it += 2)
-        {
-            step(it, fragA, fragB);
-            if (it + 1 < nLocal)
-            {
-                step(it + 1, fragB, fragA);
-            }
+            step(it + 1, fragB, fragA);
         }
     }
     sm90::wgmmaWait<0>();
@@ -465,23 +395,23 @@ bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void co
         == CUDA_SUCCESS;
 }
 
-template <typename Op, typename T, int BN, int C>
+template <typename Op, typename T, int BN>
 cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cudaStream_t stream)
 {
-    using Cfg = RsConfig<BN, C>;
+    using Cfg = RsConfig<BN>;
     CUtensorMap mapA, mapW, mapS;
     CUtensorMapDataType const aType = std::is_same<typename Op::Elem, __half>::value
         ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
         : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     if (!encode2d(mapA, aType, 2, a, p.M, p.K, kBK, BN, CU_TENSOR_MAP_SWIZZLE_128B)
-        || !encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, kBK / 2, Cfg::kRows,
+        || !encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, kBK / 2, kRowsPerCta,
             CU_TENSOR_MAP_SWIZZLE_NONE)
-        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, 16, Cfg::kRows,
+        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, 16, kRowsPerCta,
             CU_TENSOR_MAP_SWIZZLE_NONE))
     {
         return cudaErrorNotSupported;
     }
-    auto kernel = wgmmaRsKernel<Op, T, BN, C>;
+    auto kernel = wgmmaRsKernel<Op, T, BN>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
     if (err != cudaSuccess)
     {
@@ -495,9 +425,9 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
     {
         partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
     }
-    dim3 const grid(static_cast<unsigned>((p.N + Cfg::kRows - 1) / Cfg::kRows),
+    dim3 const grid(static_cast<unsigned>((p.N + kRowsPerCta - 1) / kRowsPerCta),
         static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(splits));
-    err = launchKernel(pdl, kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
+    err = launchKernel(pdl, kernel, grid, dim3(kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
         p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
         static_cast<T*>(p.y), partial, p.M, p.N, numChunks, chunksPerSplit);
     if (err == cudaSuccess && splits > 1)
@@ -516,26 +446,17 @@ struct RsPlan
 {
     int bn = 256;
     int splits = 1;
-    int consumers = 2;
 };
 
 RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
 {
     int64_t const numChunks = K / kBK;
+    int64_t const tilesN = (N + kRowsPerCta - 1) / kRowsPerCta;
     int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
     RsPlan best;
     double bestUs = 0.0;
-#if NVFP4_RS_WG3
-    // 3 consumer warpgroups (BN <= 128): priced at the 2-warpgroup stage cost, i.e. assuming the
-    // third warpgroup's tensor work fits in the per-stage latency that 2 warpgroups leave idle.
-    int const maxConsumers = 3;
-#else
-    int const maxConsumers = 2;
-#endif
     for (int bn : {256, 128, 64})
-    for (int c = 2; c <= (bn <= 128 ? maxConsumers : 2); ++c)
     {
-        int64_t const tilesN = (N + 64 * c - 1) / (64 * c);
         int64_t const tiles = tilesN * ((M + bn - 1) / bn);
         double const stageCycles = 4.0 * bn + 500.0;
         for (int s = 1; s <= 8; ++s)
@@ -552,7 +473,7 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
             }
             if (bestUs == 0.0 || us < 0.97 * bestUs)
             {
-                best = {bn, s, c};
+                best = {bn, s};
                 bestUs = us;
             }
         }
@@ -564,18 +485,11 @@ template <typename Op, typename T>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
-#if NVFP4_RS_WG3
-    if (plan.consumers == 3)
-    {
-        return plan.bn == 64 ? runRs<Op, T, 64, 3>(p, a, plan.splits, pdl, stream)
-                             : runRs<Op, T, 128, 3>(p, a, plan.splits, pdl, stream);
-    }
-#endif
     switch (plan.bn)
     {
-    case 64: return runRs<Op, T, 64, 2>(p, a, plan.splits, pdl, stream);
-    case 128: return runRs<Op, T, 128, 2>(p, a, plan.splits, pdl, stream);
-    default: return runRs<Op, T, 256, 2>(p, a, plan.splits, pdl, stream);
+    case 64: return runRs<Op, T, 64>(p, a, plan.splits, pdl, stream);
+    case 128: return runRs<Op, T, 128>(p, a, plan.splits, pdl, stream);
+    default: return runRs<Op, T, 256>(p, a, plan.splits, pdl, stream);
     }
 }
 
