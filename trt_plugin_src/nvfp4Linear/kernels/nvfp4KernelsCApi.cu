@@ -13,6 +13,27 @@ bool validActType(int32_t t)
     return t >= 0 && t <= 2;
 }
 
+// The operand and shape fields of LinearParams (mode and activation scales are left at their defaults).
+nvfp4::LinearParams operandParams(void const* x, void const* weight, void const* weightScale,
+    float const* weightGlobalScale, int32_t wgsLen, void const* bias, void* y, int64_t M, int64_t N, int64_t K,
+    int32_t actType, void* workspace)
+{
+    nvfp4::LinearParams p;
+    p.x = x;
+    p.weight = static_cast<int8_t const*>(weight);
+    p.weightScale = static_cast<int8_t const*>(weightScale);
+    p.weightGlobalScale = weightGlobalScale;
+    p.weightGlobalScaleLen = wgsLen;
+    p.bias = bias;
+    p.y = y;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.actType = static_cast<ActType>(actType);
+    p.workspace = workspace;
+    return p;
+}
+
 } // namespace
 
 extern "C" {
@@ -40,22 +61,11 @@ int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weigh
     {
         return cudaErrorInvalidValue;
     }
-    nvfp4::LinearParams p;
-    p.x = x;
-    p.weight = static_cast<int8_t const*>(weight);
-    p.weightScale = static_cast<int8_t const*>(weight_scale);
-    p.weightGlobalScale = weight_global_scale;
-    p.weightGlobalScaleLen = wgs_len;
-    p.bias = bias;
-    p.y = y;
-    p.M = M;
-    p.N = N;
-    p.K = K;
+    nvfp4::LinearParams p = operandParams(
+        x, weight, weight_scale, weight_global_scale, wgs_len, bias, y, M, N, K, act_type, workspace);
     p.w4a4 = w4a4;
     p.inputGlobalScale = input_global_scale;
     p.inputGlobalScaleInv = input_global_scale_inv;
-    p.actType = static_cast<ActType>(act_type);
-    p.workspace = workspace;
     return nvfp4::launchLinear(p, static_cast<cudaStream_t>(stream));
 }
 
@@ -117,19 +127,9 @@ int32_t nvfp4_native_fp4_probe(
     {
         return cudaErrorInvalidValue;
     }
-    nvfp4::LinearParams p;
-    p.x = buffer;
-    p.weight = static_cast<int8_t const*>(buffer);
-    p.weightScale = static_cast<int8_t const*>(buffer);
-    p.weightGlobalScale = static_cast<float const*>(buffer);
-    p.weightGlobalScaleLen = wgs_len;
-    p.bias = has_bias != 0 ? buffer : nullptr;
-    p.y = buffer;
-    p.M = M;
-    p.N = N;
-    p.K = K;
-    p.actType = static_cast<ActType>(act_type);
-    p.workspace = buffer;
+    // Planning only: every operand pointer is the (valid, aligned) probe buffer.
+    nvfp4::LinearParams const p = operandParams(buffer, buffer, buffer, static_cast<float const*>(buffer), wgs_len,
+        has_bias != 0 ? buffer : nullptr, buffer, M, N, K, act_type, buffer);
     return nvfp4::detail::probeNativeFp4(p);
 }
 
