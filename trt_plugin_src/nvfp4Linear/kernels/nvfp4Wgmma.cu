@@ -271,20 +271,17 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
     {
         acc[i] = 0.0f;
     }
-    uint32_t frag0[4][4];
-    uint32_t frag1[4][4];
-    uint32_t frag2[4][4];
+    uint32_t fragA[4][4];
+    uint32_t fragB[4][4];
 
     auto decode = [&](int it, uint32_t(&frag)[4][4]) {
         uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
         decodeStage<Op, kPermutedK>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, t, sel, frag);
     };
-    // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 straight into `nxt`
-    // (its last readers, stage it-2's wgmmas, were waited for in the previous step), then
-    // (wait_group 1: stage it-1's wgmmas, the readers of `prev`, are done) frees stage it-1.
-    // Decoding before the wait keeps it off the critical path; three rotating fragment buffers
-    // (the loop below is unrolled by 3) make it write no temporaries that would need copying.
-    auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&prev)[4][4], uint32_t(&nxt)[4][4]) {
+    // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
+    // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
+    // moves the temporaries into `next`. Decoding before the wait keeps it off the critical path.
+    auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
         uint32_t const bAddr = sm90::smemAddr(smem + (it % S) * Cfg::kStageBytes);
         sm90::fenceRegs(acc);
         sm90::fenceRegs(cur);
@@ -296,13 +293,15 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
         }
         sm90::wgmmaCommit();
         sm90::fenceRegs(acc);
-        if (it + 1 < nLocal)
+        bool const more = it + 1 < nLocal;
+        uint32_t tmp[4][4];
+        if (more)
         {
             sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
-            decode(it + 1, nxt);
+            decode(it + 1, tmp);
         }
         sm90::wgmmaWait<1>();
-        sm90::fenceRegs(prev);
+        sm90::fenceRegs(next);
         if (it > 0)
         {
             __syncwarp();
@@ -311,23 +310,31 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
                 sm90::mbarArrive(&empty[(it - 1) % S]);
             }
         }
+        if (more)
+        {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk)
+            {
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                {
+                    next[kk][r] = tmp[kk][r];
+                }
+            }
+        }
     };
 
     if (nLocal > 0)
     {
         sm90::mbarWait(&full[0], 0);
-        decode(0, frag0);
+        decode(0, fragA);
     }
-    for (int it = 0; it < nLocal; it += 3)
+    for (int it = 0; it < nLocal; it += 2)
     {
-        step(it, frag0, frag2, frag1);
+        step(it, fragA, fragB);
         if (it + 1 < nLocal)
         {
-            step(it + 1, frag1, frag0, frag2);
-        }
-        if (it + 2 < nLocal)
-        {
-            step(it + 2, frag2, frag1, frag0);
+            step(it + 1, fragB, fragA);
         }
     }
     sm90::wgmmaWait<0>();
