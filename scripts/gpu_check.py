@@ -8,7 +8,7 @@ the problem (SIMT, GEMV, tiled, and the automatic dispatch) and compares with
   * export.reference.nvfp4_linear_emulation (vLLM's emulation, 16-bit rounding of the operands);
 plus the activation quantization alone, bit for bit, against export.nvfp4.quantize_activation.
 Edge cases: M from 1 to 4097, N not a multiple of 64, K = 16*odd, the wgmma kernel's tile
-heights and split K, zero blocks, FP8 subnormal
+heights and split K (w4a4: x-hat in its permuted K order), zero blocks, FP8 subnormal
 block scales, +-6 saturation, E2M1 rounding ties, NaN/Inf activations, bias, per-channel global
 scale, w4a4 and w4a16, float32/float16/bfloat16. Prints a table and a final PASS/FAIL line
 (exit status 0/1; 2 when no GPU or library).
@@ -103,6 +103,9 @@ def build_cases(quick: bool) -> list[Case]:
             cases.append(Case("wgmma", M, N, K, dt, edges=("zero", "subnormal_scales"),
                               per_channel=M % 2 == 1, bias=M % 3 == 0))
         cases += [
+            # W4A4 x-hat reaches the wgmma kernel in its permuted K order (permutedKPos): NaN/Inf rows
+            # and every tile height above; any mismatch of the two operands' K orders gives O(1) errors.
+            Case("wgmma-nan", 48, 264, 1280, dt, edges=all_edges, bias=True, per_channel=True),
             Case("wgmma-sk", 65, 136, 8192, dt, edges=("zero",), bias=True),
             Case("wgmma-sk", 200, 256, 4096, dt, edges=("zero", "nan"), per_channel=True),
             Case("wgmma-sk", 130, 4104, 4096, dt, edges=("zero",), bias=True),  # BN 256, split, N tiles odd

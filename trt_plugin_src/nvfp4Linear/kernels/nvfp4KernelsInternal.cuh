@@ -353,8 +353,19 @@ inline int64_t chooseTileSplits(int64_t tilesN, int64_t tilesM, int ctasPerSm, i
 // Launchers (each returns the launch status).
 
 // x [M, K] (T) -> x-hat fp16 [M, K] (and, if scaleOut != nullptr, the FP8 block scales [M, K/16]).
+// permuteK (needs K % 64 == 0): x-hat stored in the wgmma kernel's K order (permutedKPos), for w4a4
+// on that kernel only; every other consumer (and the C API) reads the natural order.
 cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv,
-    __half* xhat, uint8_t* scaleOut, cudaStream_t stream);
+    __half* xhat, uint8_t* scaleOut, bool permuteK, cudaStream_t stream);
+
+// Where the permuted x-hat stores element p (0..63) of a 64-element K chunk: element 4s + j of FP8
+// block t goes to 16s + 2t + j (j < 2) or 16s + 2t + 8 + (j - 2), so that column 16s + kappa of
+// wgmma step s holds what the m64k16 A fragment of lane t expects from its 8 contiguous weight
+// bytes (nvfp4Wgmma.cu decodeStage). A bijection on 0..63; pairs stay adjacent.
+__host__ __device__ constexpr int permutedKPos(int p)
+{
+    return 16 * ((p % 16) / 4) + 2 * (p / 16) + (p % 4 < 2 ? p % 2 : 8 + p % 2);
+}
 
 // The three GEMM families. `a` is the 16-bit activation operand (x-hat, or x for fp16/bf16 w4a16)
 // or, for the SIMT kernel, either x-hat (fp16, w4a4) or x (actType).

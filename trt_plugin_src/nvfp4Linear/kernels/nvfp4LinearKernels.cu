@@ -155,17 +155,8 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         }
     }
 
-    void const* a = p.x;
-    if (p.w4a4)
-    {
-        auto* xhat = static_cast<__half*>(p.workspace);
-        err = launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, xhat, nullptr, stream);
-        if (err != cudaSuccess)
-        {
-            return err;
-        }
-        a = xhat;
-    }
+    // The 16-bit activation operand: x-hat (w4a4, quantized below into the workspace) or x.
+    void const* const a = p.w4a4 ? p.workspace : p.x;
 
     // Tensor-core paths: exact 16-bit operands (x-hat, or fp16/bf16 x), whole 64-element K chunks,
     // 16-byte aligned rows (K % 64 == 0 makes every weight/scale/activation row aligned).
@@ -188,22 +179,29 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
+    // The path is fixed before quantizing: the wgmma kernel takes x-hat in its permuted K order.
+    bool const runnable = path == KernelPath::kSimt || (path == KernelPath::kGemv && mmaOk && p.M <= gemvMaxM(p.K))
+        || (path == KernelPath::kTiled && mmaOk) || (path == KernelPath::kWgmma && mmaOk && sm == 90 && wgmmaSupports(p));
+    if (!runnable)
+    {
+        return cudaErrorNotSupported;
+    }
+    if (p.w4a4)
+    {
+        err = launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, static_cast<__half*>(p.workspace),
+            nullptr, path == KernelPath::kWgmma, stream);
+        if (err != cudaSuccess)
+        {
+            return err;
+        }
+    }
     switch (path)
     {
     case KernelPath::kSimt: return launchSimt(p, a, p.w4a4, stream);
-    case KernelPath::kGemv:
-        if (!mmaOk || p.M > gemvMaxM(p.K))
-            return cudaErrorNotSupported;
-        // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
-        return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
-    case KernelPath::kTiled:
-        if (!mmaOk)
-            return cudaErrorNotSupported;
-        return launchTiled(p, a, bf16Operand, dev.smCount, stream);
-    case KernelPath::kWgmma:
-        if (!mmaOk || sm != 90)
-            return cudaErrorNotSupported;
-        return launchWgmma(p, a, bf16Operand, dev.smCount, p.w4a4, stream);
+    // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
+    case KernelPath::kGemv: return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
+    case KernelPath::kTiled: return launchTiled(p, a, bf16Operand, dev.smCount, stream);
+    case KernelPath::kWgmma: return launchWgmma(p, a, bf16Operand, dev.smCount, p.w4a4, stream);
     default: return cudaErrorInvalidValue;
     }
 }

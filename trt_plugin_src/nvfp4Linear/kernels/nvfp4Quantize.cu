@@ -40,8 +40,9 @@ __device__ __forceinline__ void loadBlock(T const* src, float (&v)[16])
 }
 
 // One thread per block of 16 (blocks are contiguous along K, so consecutive threads read
-// consecutive memory).
-template <typename T, bool Vec>
+// consecutive memory). Permuted (K % 64 == 0): block b is block t = b % 4 of its row's chunk b / 4;
+// its 8 pairs go to 4-byte slots that the chunk's 4 threads fill together (permutedKPos).
+template <typename T, bool Vec, bool kPermuteK>
 __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlocks, float G, float invG,
     __half* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
 {
@@ -69,9 +70,22 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
         // q * s_B is exact in fp16 (and NaN stays NaN), so the conversion does not round.
         out[i] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
     }
-    uint4* dst = reinterpret_cast<uint4*>(xhat + b * 16);
-    dst[0] = reinterpret_cast<uint4 const*>(out)[0];
-    dst[1] = reinterpret_cast<uint4 const*>(out)[1];
+    if constexpr (kPermuteK)
+    {
+        __half* const chunk = xhat + (b / 4) * 64;
+        int const t = static_cast<int>(b % 4);
+#pragma unroll
+        for (int j = 0; j < 16; j += 2)
+        {
+            *reinterpret_cast<uint32_t*>(chunk + permutedKPos(16 * t + j)) = reinterpret_cast<uint32_t const*>(out)[j / 2];
+        }
+    }
+    else
+    {
+        uint4* dst = reinterpret_cast<uint4*>(xhat + b * 16);
+        dst[0] = reinterpret_cast<uint4 const*>(out)[0];
+        dst[1] = reinterpret_cast<uint4 const*>(out)[1];
+    }
     if (scaleOut != nullptr)
     {
         scaleOut[b] = s.fp8;
@@ -86,7 +100,7 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
 constexpr int kSmallLanes = 16;
 constexpr int64_t kSmallBlocks = 8192;
 
-template <typename T, int kLanes>
+template <typename T, int kLanes, bool kPermuteK>
 __global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t numBlocks, float G, float invG,
     __half* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
 {
@@ -120,7 +134,9 @@ __global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t n
 #pragma unroll
     for (int i = 0; i < kPer; ++i)
     {
-        xhat[e0 + i] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
+        int64_t const e = e0 + i;
+        int64_t const dst = kPermuteK ? e / 64 * 64 + permutedKPos(static_cast<int>(e % 64)) : e;
+        xhat[dst] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
     }
     if (scaleOut != nullptr && part == 0)
     {
@@ -128,7 +144,7 @@ __global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t n
     }
 }
 
-template <typename T>
+template <typename T, bool kPermuteK>
 cudaError_t launchTyped(
     void const* x, int64_t M, int64_t K, float G, __half* xhat, uint8_t* scaleOut, cudaStream_t stream)
 {
@@ -143,34 +159,47 @@ cudaError_t launchTyped(
     if (numBlocks <= kSmallBlocks)
     {
         int64_t const smallGrid = (numBlocks * kSmallLanes + threads - 1) / threads;
-        quantizeActivationSmallKernel<T, kSmallLanes><<<static_cast<unsigned>(smallGrid), threads, 0, stream>>>(
+        quantizeActivationSmallKernel<T, kSmallLanes, kPermuteK><<<static_cast<unsigned>(smallGrid), threads, 0, stream>>>(
             static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
         return cudaGetLastError();
     }
     bool const vec = (reinterpret_cast<uintptr_t>(x) % 16) == 0;
     if (vec)
     {
-        quantizeActivationKernel<T, true><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
+        quantizeActivationKernel<T, true, kPermuteK><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
             static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
     }
     else
     {
-        quantizeActivationKernel<T, false><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
+        quantizeActivationKernel<T, false, kPermuteK><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
             static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
     }
     return cudaGetLastError();
 }
 
+template <typename T>
+cudaError_t launchOrdered(void const* x, int64_t M, int64_t K, float G, __half* xhat, uint8_t* scaleOut, bool permuteK,
+    cudaStream_t stream)
+{
+    return permuteK ? launchTyped<T, true>(x, M, K, G, xhat, scaleOut, stream)
+                    : launchTyped<T, false>(x, M, K, G, xhat, scaleOut, stream);
+}
+
 } // namespace
 
 cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv,
-    __half* xhat, uint8_t* scaleOut, cudaStream_t stream)
+    __half* xhat, uint8_t* scaleOut, bool permuteK, cudaStream_t stream)
 {
+    if (permuteK && K % 64 != 0)
+    {
+        return cudaErrorInvalidValue;
+    }
     switch (actType)
     {
-    case ActType::kFLOAT: return launchTyped<float>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, stream);
-    case ActType::kHALF: return launchTyped<__half>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, stream);
-    case ActType::kBF16: return launchTyped<__nv_bfloat16>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, stream);
+    case ActType::kFLOAT: return launchOrdered<float>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, permuteK, stream);
+    case ActType::kHALF: return launchOrdered<__half>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, permuteK, stream);
+    case ActType::kBF16:
+        return launchOrdered<__nv_bfloat16>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, permuteK, stream);
     }
     return cudaErrorInvalidValue;
 }

@@ -101,51 +101,87 @@ __device__ __forceinline__ uint32_t gatherByte(uint4 v, uint32_t sel)
 
 // A fragments of one 64-deep stage for the thread's two weight rows (row r and r + 8 of its warp's
 // 16). m64k16 A layout (as mma.m16n8k16): lane 4g+t holds {row g, k 2t..2t+1}, {row g+8, k 2t..},
-// {row g, k 2t+8..2t+9}, {row g+8, k 2t+8..}. In natural K order step kk (16 elements) is one FP8
-// block; its k 2t..2t+1 pair is byte t of the row's word 2kk, k 2t+8.. byte t of word 2kk+1.
+// {row g, k 2t+8..2t+9}, {row g+8, k 2t+8..}. The weights of step kk come as byte kk % 2 * 2 (k 2t..)
+// and byte kk % 2 * 2 + 1 (k 2t+8..) of word kk / 2 of wa (row r) / wb (row r + 8), the low nibble
+// being the lower k; scA[kk] / scB[kk] are the rows' scale pairs of step kk.
 template <typename Op>
-__device__ __forceinline__ void decodeStage(
-    uint8_t const* sW, uint8_t const* sS, int row, uint32_t sel, uint32_t (&frag)[4][4])
+__device__ __forceinline__ void decodeWords(uint32_t const (&wa)[2], uint32_t const (&wb)[2],
+    uint32_t const (&scA)[4], uint32_t const (&scB)[4], uint32_t (&frag)[4][4])
 {
-    uint4 const a0 = *reinterpret_cast<uint4 const*>(sW + row * 32);
-    uint4 const a1 = *reinterpret_cast<uint4 const*>(sW + row * 32 + 16);
-    uint4 const b0 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32);
-    uint4 const b1 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32 + 16);
-    uint32_t const sa = *reinterpret_cast<uint32_t const*>(sS + row * 16);
-    uint32_t const sb = *reinterpret_cast<uint32_t const*>(sS + (row + 8) * 16);
-    uint32_t const ga[2] = {gatherByte(a0, sel), gatherByte(a1, sel)};
-    uint32_t const gb[2] = {gatherByte(b0, sel), gatherByte(b1, sel)};
-    uint32_t pa[4], pb[4];
-    RsScales<Op>::pairs(sa, pa);
-    RsScales<Op>::pairs(sb, pb);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
     {
-        uint32_t const scA = pa[kk];
-        uint32_t const scB = pb[kk];
         uint32_t uA, u4A, uB, u4B;
-        Op::prepareWord(ga[kk / 2], uA, u4A);
-        Op::prepareWord(gb[kk / 2], uB, u4B);
+        Op::prepareWord(wa[kk / 2], uA, u4A);
+        Op::prepareWord(wb[kk / 2], uB, u4B);
         if (kk % 2 == 0)
         {
-            frag[kk][0] = Op::template weightPair<0>(uA, u4A, scA);
-            frag[kk][1] = Op::template weightPair<0>(uB, u4B, scB);
-            frag[kk][2] = Op::template weightPair<1>(uA, u4A, scA);
-            frag[kk][3] = Op::template weightPair<1>(uB, u4B, scB);
+            frag[kk][0] = Op::template weightPair<0>(uA, u4A, scA[kk]);
+            frag[kk][1] = Op::template weightPair<0>(uB, u4B, scB[kk]);
+            frag[kk][2] = Op::template weightPair<1>(uA, u4A, scA[kk]);
+            frag[kk][3] = Op::template weightPair<1>(uB, u4B, scB[kk]);
         }
         else
         {
-            frag[kk][0] = Op::template weightPair<2>(uA, u4A, scA);
-            frag[kk][1] = Op::template weightPair<2>(uB, u4B, scB);
-            frag[kk][2] = Op::template weightPair<3>(uA, u4A, scA);
-            frag[kk][3] = Op::template weightPair<3>(uB, u4B, scB);
+            frag[kk][0] = Op::template weightPair<2>(uA, u4A, scA[kk]);
+            frag[kk][1] = Op::template weightPair<2>(uB, u4B, scB[kk]);
+            frag[kk][2] = Op::template weightPair<3>(uA, u4A, scA[kk]);
+            frag[kk][3] = Op::template weightPair<3>(uB, u4B, scB[kk]);
         }
     }
 }
 
+// The stage's fragments from shared memory (sW: the rows' 32 packed bytes, sS: the rows' 4 scale
+// bytes of this stage). sel = t | (t + 4) << 4 picks byte t of a word pair.
+// Natural K order (kPermutedK false): step kk is FP8 block kk, its k 2t.. pair byte t of the row's
+// word 2kk and its k 2t+8.. pair byte t of word 2kk+1: a byte gather over the whole row, 4 scales.
+// Permuted K order (true; the activation written by the quantize pass in nvfp4KPermutation's
+// order, the same permutation on both operands leaves the sums exact): lane t's weights of the
+// stage are elements 16t..16t+15, i.e. bytes 8t..8t+7 of the row, already in step order, all in
+// FP8 block t: one 8-byte load and one scale per row.
+template <typename Op, bool kPermutedK>
+__device__ __forceinline__ void decodeStage(
+    uint8_t const* sW, uint8_t const* sS, int row, int t, uint32_t sel, uint32_t (&frag)[4][4])
+{
+    uint32_t const sa = *reinterpret_cast<uint32_t const*>(sS + row * 16);
+    uint32_t const sb = *reinterpret_cast<uint32_t const*>(sS + (row + 8) * 16);
+    uint32_t wa[2], wb[2], scA[4], scB[4];
+    if constexpr (kPermutedK)
+    {
+        uint2 const a = *reinterpret_cast<uint2 const*>(sW + row * 32 + 8 * t);
+        uint2 const b = *reinterpret_cast<uint2 const*>(sW + (row + 8) * 32 + 8 * t);
+        wa[0] = a.x;
+        wa[1] = a.y;
+        wb[0] = b.x;
+        wb[1] = b.y;
+        uint32_t p[4]; // p[0], p[1]: the scale pairs of block t of row r, r + 8 (one conversion)
+        RsScales<Op>::pairs(__byte_perm(sa, sb, sel), p);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+        {
+            scA[kk] = p[0];
+            scB[kk] = p[1];
+        }
+    }
+    else
+    {
+        uint4 const a0 = *reinterpret_cast<uint4 const*>(sW + row * 32);
+        uint4 const a1 = *reinterpret_cast<uint4 const*>(sW + row * 32 + 16);
+        uint4 const b0 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32);
+        uint4 const b1 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32 + 16);
+        wa[0] = gatherByte(a0, sel);
+        wa[1] = gatherByte(a1, sel);
+        wb[0] = gatherByte(b0, sel);
+        wb[1] = gatherByte(b1, sel);
+        RsScales<Op>::pairs(sa, scA);
+        RsScales<Op>::pairs(sb, scB);
+    }
+    decodeWords<Op>(wa, wb, scA, scB, frag);
+}
+
 #endif
 
-template <typename Op, typename T, int BN>
+template <typename Op, typename T, int BN, bool kPermutedK>
 __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
     __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
     int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
@@ -240,7 +276,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
 
     auto decode = [&](int it, uint32_t(&frag)[4][4]) {
         uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
-        decodeStage<Op>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, sel, frag);
+        decodeStage<Op, kPermutedK>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, t, sel, frag);
     };
     // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
     // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
@@ -395,7 +431,7 @@ bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void co
         == CUDA_SUCCESS;
 }
 
-template <typename Op, typename T, int BN>
+template <typename Op, typename T, int BN, bool kPermutedK>
 cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cudaStream_t stream)
 {
     using Cfg = RsConfig<BN>;
@@ -411,7 +447,7 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
     {
         return cudaErrorNotSupported;
     }
-    auto kernel = wgmmaRsKernel<Op, T, BN>;
+    auto kernel = wgmmaRsKernel<Op, T, BN, kPermutedK>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
     if (err != cudaSuccess)
     {
@@ -481,15 +517,15 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
     return best;
 }
 
-template <typename Op, typename T>
+template <typename Op, typename T, bool kPermutedK>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
     switch (plan.bn)
     {
-    case 64: return runRs<Op, T, 64>(p, a, plan.splits, pdl, stream);
-    case 128: return runRs<Op, T, 128>(p, a, plan.splits, pdl, stream);
-    default: return runRs<Op, T, 256>(p, a, plan.splits, pdl, stream);
+    case 64: return runRs<Op, T, 64, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 128: return runRs<Op, T, 128, kPermutedK>(p, a, plan.splits, pdl, stream);
+    default: return runRs<Op, T, 256, kPermutedK>(p, a, plan.splits, pdl, stream);
     }
 }
 
@@ -508,15 +544,25 @@ cudaError_t launchWgmma(
     {
         return cudaErrorNotSupported;
     }
+    if (p.w4a4)
+    {
+        // a = x-hat in the permuted K order (launchLinear quantized it for this kernel).
+        switch (p.actType)
+        {
+        case ActType::kFLOAT: return launchRsTyped<HalfOperand, float, true>(p, a, smCount, pdl, stream);
+        case ActType::kHALF: return launchRsTyped<HalfOperand, __half, true>(p, a, smCount, pdl, stream);
+        case ActType::kBF16: return launchRsTyped<HalfOperand, __nv_bfloat16, true>(p, a, smCount, pdl, stream);
+        }
+        return cudaErrorInvalidValue;
+    }
+    // W4A16: a = x as given (natural K order), fp16 or bf16.
     if (bf16Operand)
     {
-        return launchRsTyped<Bf16Operand, __nv_bfloat16>(p, a, smCount, pdl, stream);
+        return launchRsTyped<Bf16Operand, __nv_bfloat16, false>(p, a, smCount, pdl, stream);
     }
-    switch (p.actType)
+    if (p.actType == ActType::kHALF)
     {
-    case ActType::kFLOAT: return launchRsTyped<HalfOperand, float>(p, a, smCount, pdl, stream);
-    case ActType::kHALF: return launchRsTyped<HalfOperand, __half>(p, a, smCount, pdl, stream);
-    case ActType::kBF16: return launchRsTyped<HalfOperand, __nv_bfloat16>(p, a, smCount, pdl, stream);
+        return launchRsTyped<HalfOperand, __half, false>(p, a, smCount, pdl, stream);
     }
     return cudaErrorInvalidValue;
 }
