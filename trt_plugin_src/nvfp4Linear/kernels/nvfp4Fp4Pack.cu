@@ -34,30 +34,7 @@ __global__ void quantizeActivationFp4Kernel(T const* __restrict__ x, int64_t M, 
         return;
     }
     float v[16];
-    T const* src = x + (row * kBlocks + kb) * 16;
-    if constexpr (Vec)
-    {
-        constexpr int kPerVec = 16 / sizeof(T);
-#pragma unroll
-        for (int j = 0; j < 16 / kPerVec; ++j)
-        {
-            uint4 const u = __ldg(reinterpret_cast<uint4 const*>(src) + j);
-            T const* e = reinterpret_cast<T const*>(&u);
-#pragma unroll
-            for (int i = 0; i < kPerVec; ++i)
-            {
-                v[j * kPerVec + i] = toFloat<T>(e[i]);
-            }
-        }
-    }
-    else
-    {
-#pragma unroll
-        for (int i = 0; i < 16; ++i)
-        {
-            v[i] = toFloat<T>(src[i]);
-        }
-    }
+    loadBlock<T, Vec>(x + (row * kBlocks + kb) * 16, v);
     float amax = 0.0f;
 #pragma unroll
     for (int i = 0; i < 16; ++i)

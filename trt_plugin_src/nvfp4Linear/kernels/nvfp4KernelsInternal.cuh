@@ -97,6 +97,36 @@ __device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float v)
     return __float2bfloat16_rn(v);
 }
 
+// The 16 elements of one activation block (16 contiguous values of a row) as float. Vec: the block
+// is 16-byte aligned, read with 16-byte loads through the read-only cache; else element by element.
+template <typename T, bool Vec>
+__device__ __forceinline__ void loadBlock(T const* src, float (&v)[16])
+{
+    if constexpr (Vec)
+    {
+        constexpr int kPerVec = 16 / sizeof(T);
+#pragma unroll
+        for (int j = 0; j < 16 / kPerVec; ++j)
+        {
+            uint4 const u = __ldg(reinterpret_cast<uint4 const*>(src) + j);
+            T const* e = reinterpret_cast<T const*>(&u);
+#pragma unroll
+            for (int i = 0; i < kPerVec; ++i)
+            {
+                v[j * kPerVec + i] = toFloat<T>(e[i]);
+            }
+        }
+    }
+    else
+    {
+#pragma unroll
+        for (int i = 0; i < 16; ++i)
+        {
+            v[i] = toFloat<T>(src[i]);
+        }
+    }
+}
+
 // alpha[n] * 2^scaleShift as the epilogue multiplier (float32, as the contract forms alpha).
 __device__ __forceinline__ float epilogueAlpha(
     float const* wgs, int32_t wgsLen, int64_t n, bool w4a4, float inputGlobalScale, float extra)

@@ -10,35 +10,6 @@ namespace detail
 namespace
 {
 
-template <typename T, int N>
-__device__ __forceinline__ void loadBlock(T const* src, float (&v)[16])
-{
-    // N = 16-byte vectors per block (vectorized path) or 0 (scalar path).
-    if constexpr (N == 0)
-    {
-#pragma unroll
-        for (int i = 0; i < 16; ++i)
-        {
-            v[i] = toFloat<T>(src[i]);
-        }
-    }
-    else
-    {
-        constexpr int kPerVec = 16 / sizeof(T);
-#pragma unroll
-        for (int j = 0; j < N; ++j)
-        {
-            uint4 const u = __ldg(reinterpret_cast<uint4 const*>(src) + j);
-            T const* e = reinterpret_cast<T const*>(&u);
-#pragma unroll
-            for (int i = 0; i < kPerVec; ++i)
-            {
-                v[j * kPerVec + i] = toFloat<T>(e[i]);
-            }
-        }
-    }
-}
-
 // One thread per block of 16 (blocks are contiguous along K, so consecutive threads read
 // consecutive memory). Permuted (K % 64 == 0): block b is block t = b % 4 of its row's chunk b / 4;
 // its 8 pairs go to 4-byte slots that the chunk's 4 threads fill together (permutedKPos).
@@ -53,7 +24,7 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
         return;
     }
     float v[16];
-    loadBlock<T, Vec ? 16 * sizeof(T) / 16 : 0>(x + b * 16, v);
+    loadBlock<T, Vec>(x + b * 16, v);
 
     float amax = 0.0f;
 #pragma unroll
