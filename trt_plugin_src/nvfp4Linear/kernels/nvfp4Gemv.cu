@@ -7,7 +7,7 @@
 //    over 4 warps reduced in shared memory, fast fp16 decode. Compile-time knobs (defaults = the
 //    measured build): NVFP4_GEMV_DEPTH1/2 (weight ring depth, M <= 8 / M > 8), NVFP4_GEMV_MT (m16
 //    tiles per warp), NVFP4_GEMV_WIDE_CTAS / NVFP4_GEMV_NT2_CTAS (launch-bounds CTAs per SM),
-//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_OLD (v2 only), NVFP4_GEMV_MAX_SPLITS (cap on the CTA splits of
+//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_MAX_SPLITS (cap on the CTA splits of
 //    K), NVFP4_GEMV_L2_CHUNKS (per-warp stream length, in chunks, from which the weight loads of
 //    M <= 8 carry the .L2::256B prefetch hint; notes-kernels.md v6).
 //  * gemvMmaKernel (K = 64 mod 128), described here:
@@ -701,38 +701,28 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
     return err;
 }
 
+// The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to NVFP4_GEMV_MAXNT.
+template <typename Op, typename T, int NT = 1>
+cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
+{
+    if constexpr (NT <= NVFP4_GEMV_MAXNT)
+    {
+        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT>(p, a, smCount, pdl, stream)
+                                   : launchGemvWideForM<Op, T, NT + 1>(p, a, smCount, pdl, stream);
+    }
+    else
+    {
+        return cudaErrorInvalidValue;
+    }
+}
+
 template <typename Op, typename T>
 cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
-#ifndef NVFP4_GEMV_OLD
     if (p.K % 128 == 0)
     {
-        switch ((p.M + 7) / 8)
-        {
-        case 1: return launchGemvWide<Op, T, 1>(p, a, smCount, pdl, stream);
-        case 2: return launchGemvWide<Op, T, 2>(p, a, smCount, pdl, stream);
-#if NVFP4_GEMV_MAXNT >= 3
-        case 3: return launchGemvWide<Op, T, 3>(p, a, smCount, pdl, stream);
-#endif
-#if NVFP4_GEMV_MAXNT >= 4
-        case 4: return launchGemvWide<Op, T, 4>(p, a, smCount, pdl, stream);
-#endif
-#if NVFP4_GEMV_MAXNT >= 5
-        case 5: return launchGemvWide<Op, T, 5>(p, a, smCount, pdl, stream);
-#endif
-#if NVFP4_GEMV_MAXNT >= 6
-        case 6: return launchGemvWide<Op, T, 6>(p, a, smCount, pdl, stream);
-#endif
-#if NVFP4_GEMV_MAXNT >= 7
-        case 7: return launchGemvWide<Op, T, 7>(p, a, smCount, pdl, stream);
-#endif
-#if NVFP4_GEMV_MAXNT >= 8
-        case 8: return launchGemvWide<Op, T, 8>(p, a, smCount, pdl, stream);
-#endif
-        default: return cudaErrorInvalidValue;
-        }
+        return launchGemvWideForM<Op, T>(p, a, smCount, pdl, stream);
     }
-#endif
     if (p.M > 16)
     {
         return cudaErrorNotSupported; // the 64-chunk kernel covers M <= 16 only
@@ -748,11 +738,7 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 // and the workspace size): the wide kernel (K % 128 == 0) up to 8 n8 tiles, the 64-chunk one 16.
 int64_t gemvMaxM(int64_t K)
 {
-#ifndef NVFP4_GEMV_OLD
     return K % 128 == 0 ? 8 * NVFP4_GEMV_MAXNT : 16;
-#else
-    return 16;
-#endif
 }
 
 cudaError_t launchGemv(

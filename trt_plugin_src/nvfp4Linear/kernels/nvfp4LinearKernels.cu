@@ -166,11 +166,8 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     bool const bf16Operand = !p.w4a4 && p.actType == ActType::kBF16;
 
     // wgmma needs the sm_90a image (built by default); Blackwell and Ada/Ampere use mma.sync.
-#ifndef NVFP4_NO_WGMMA_DISPATCH
     bool const wgmmaOk = mmaOk && sm == 90 && wgmmaSupports(p);
-#else
-    bool const wgmmaOk = false;
-#endif
+    bool const gemvOk = mmaOk && p.M <= gemvMaxM(p.K);
     KernelPath path = forced;
     if (path == KernelPath::kAuto)
     {
@@ -180,8 +177,8 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
     // The path is fixed before quantizing: the wgmma kernel takes x-hat in its permuted K order.
-    bool const runnable = path == KernelPath::kSimt || (path == KernelPath::kGemv && mmaOk && p.M <= gemvMaxM(p.K))
-        || (path == KernelPath::kTiled && mmaOk) || (path == KernelPath::kWgmma && mmaOk && sm == 90 && wgmmaSupports(p));
+    bool const runnable = path == KernelPath::kSimt || (path == KernelPath::kGemv && gemvOk)
+        || (path == KernelPath::kTiled && mmaOk) || (path == KernelPath::kWgmma && wgmmaOk);
     if (!runnable)
     {
         return cudaErrorNotSupported;
