@@ -39,3 +39,40 @@ class NVFP4LinearWeights:
     @property
     def mode(self) -> str:
         return "w4a4" if self.w4a4 else "w4a16"
+
+
+@dataclass(frozen=True)
+class NVFP4MoEWeights:
+    """One Mixture-of-Experts block (docs/op-contract-moe.md): a dense router and E SiLU-gated
+    experts whose gate, up and down projections are NVFP4 linears, each with its own scales.
+
+    Within an expert, gate and up quantize the same activation, so in W4A4 they must carry the
+    same input global scale (every NVFP4 tool writes them so); readers refuse a checkpoint where
+    they differ."""
+    name: str  # module path of the block, e.g. "model.layers.0.mlp"
+    router_weight: torch.Tensor  # [E, H], high precision (the tools never quantize it)
+    gate: tuple[NVFP4LinearWeights, ...]  # E linears [I, H]
+    up: tuple[NVFP4LinearWeights, ...]  # E linears [I, H]
+    down: tuple[NVFP4LinearWeights, ...]  # E linears [H, I]
+    top_k: int
+    normalize_topk: bool  # renormalise the k selected probabilities to sum to 1
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.gate)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.gate[0].in_features
+
+    @property
+    def intermediate_size(self) -> int:
+        return self.gate[0].out_features
+
+    @property
+    def w4a4(self) -> bool:
+        return self.gate[0].w4a4
+
+    @property
+    def mode(self) -> str:
+        return self.gate[0].mode
