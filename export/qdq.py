@@ -18,8 +18,8 @@ An NVFP4MoE node (one Mixture-of-Experts block) is first expanded into standard 
 one NVFP4Linear per expert projection (`expand_moe_node`), which then take the form above:
 
     l = Cast(router_logits, FLOAT);  values, experts = TopK(l, k)          (ties: lower index)
-    r = Softmax(values) (normalize_topk) or GatherElements(Softmax(l), experts)
-    R = ReduceSum(OneHot(experts, E) * r, over k)                          [..., E] routing mask
+    R = ReduceSum(OneHot(experts, E) * Softmax(values), over k)            (normalize_topk)
+      = ReduceSum(OneHot(experts, E), over k) * Softmax(l)                 (otherwise) [..., E]
     per expert e: g, u = Split(NVFP4Linear_e(x; gate rows then up rows))
                   h = Cast_T(g·Sigmoid(g) in FLOAT) · u;  d = NVFP4Linear_e(h; down)
     y = Cast_T(Σ_e Cast(d, FLOAT) · R[..., e])
@@ -175,18 +175,18 @@ def expand_moe_node(graph: ir.Graph, node: ir.Node) -> None:
     l32 = add("Cast", [logits], {"to": ir.DataType.FLOAT}, suffix="logits_float")
     values, experts = add("TopK", [l32, _int64(graph, f"{name}.top_k", [top_k])], {"axis": -1},
                           num_outputs=2, suffix="topk")
-    if _attr(node, "normalize_topk"):
-        weights = add("Softmax", [values], {"axis": -1}, suffix="topk_softmax")
-    else:
-        probs = add("Softmax", [l32], {"axis": -1}, suffix="softmax")
-        weights = add("GatherElements", [probs, experts], {"axis": -1}, suffix="topk_probs")
     one_hot = add("OneHot", [experts, _int64(graph, f"{name}.num_experts", e_count),
                              initializer("one_hot_values", np.array([0.0, 1.0], dtype=np.float32))],
-                  {"axis": -1}, suffix="one_hot")
-    weighted = add("Mul", [one_hot, add("Unsqueeze", [weights, _int64(graph, f"{name}.axis_m1", [-1])],
-                                        suffix="weights_unsqueeze")], suffix="routing_weighted")
-    routing = add("ReduceSum", [weighted, _int64(graph, f"{name}.axis_m2", [-2])], {"keepdims": 0},
-                  suffix="routing")
+                  {"axis": -1}, suffix="one_hot")  # [..., k, E]
+    over_k = _int64(graph, f"{name}.axis_m2", [-2])
+    if _attr(node, "normalize_topk"):  # softmax over the k selected logits
+        weights = add("Softmax", [values], {"axis": -1}, suffix="topk_softmax")
+        weighted = add("Mul", [one_hot, add("Unsqueeze", [weights, _int64(graph, f"{name}.axis_m1", [-1])],
+                                            suffix="weights_unsqueeze")], suffix="routing_weighted")
+        routing = add("ReduceSum", [weighted, over_k], {"keepdims": 0}, suffix="routing")
+    else:  # the selected experts' softmax over all E
+        selected = add("ReduceSum", [one_hot, over_k], {"keepdims": 0}, suffix="selected")
+        routing = add("Mul", [selected, add("Softmax", [l32], {"axis": -1}, suffix="softmax")], suffix="routing")
     split = _int64(graph, f"{name}.split", [inter, inter])
     acc = None
     for e in range(e_count):
