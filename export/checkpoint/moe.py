@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from export.errors import CheckpointError
-from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
+from export.layer import NVFP4MoEWeights
 
 # Per-expert projection names -> role, per naming convention.
 NAMINGS = {
@@ -75,7 +75,7 @@ def find_expert_blocks(checkpoint) -> dict[str, ExpertBlock]:
                                       "linear per expert, as ModelOpt, Quark and llm-compressor write them)",
                                       file=str(checkpoint.directory), tensor=tensor)
             continue
-        if suffix not in _WEIGHT_SUFFIXES and module not in quantized:
+        if suffix not in _WEIGHT_SUFFIXES:
             continue
         block = m["block"]
         found.setdefault(block, {}).setdefault(int(m["e"]), set()).add(m["proj"])
@@ -204,11 +204,20 @@ def _router(checkpoint, desc: ExpertBlock, hidden_size: int) -> torch.Tensor:
     return w
 
 
-def is_expert_linear(name: str) -> bool:
-    """Whether a module path is one expert's projection (`...experts.<e>.gate_proj`, `.w1`, ...)."""
-    return _EXPERT_LINEAR.match(name) is not None
+def describe_expert_blocks(checkpoint) -> list[dict]:
+    """One entry per MoE block, for listings: {"name", "num_experts", "projections" (the expert
+    linears' names), "top_k", "normalize_topk" (None where config.json gives no routing),
+    "quantized_experts" (indices of the NVFP4 experts)}."""
+    try:
+        top_k, normalize = routing_from_config(checkpoint.config)
+    except ValueError:
+        top_k = normalize = None
+    return [{"name": b.name, "num_experts": b.num_experts, "projections": list(NAMINGS[b.naming].values()),
+             "top_k": top_k, "normalize_topk": normalize,
+             "quantized_experts": [e for e, q in enumerate(b.quantized) if q]}
+            for b in find_expert_blocks(checkpoint).values()]
 
 
-def expert_linear_weights(block: NVFP4MoEWeights) -> list[NVFP4LinearWeights]:
-    """Every expert linear of a block, expert by expert (gate, up, down)."""
-    return [lin for e in range(block.num_experts) for lin in (block.gate[e], block.up[e], block.down[e])]
+def expert_ranges(indices: list[int]) -> str:
+    """"0-3, 5" for [0, 1, 2, 3, 5]; "none" for []."""
+    return _ranges(indices) if indices else "none"
