@@ -136,3 +136,21 @@ def test_inspect_lists_experts_compactly(family, fmt):
                            timeout=300).stdout
     assert ".experts." not in table  # one line per block instead of 3·E rows
     assert f"model.layers.1.{where}: {experts} experts" in table and f"NVFP4 experts: 0-{experts - 1}" in table
+
+
+def test_quantizer_calibrates_every_expert(tmp_path):
+    """Every calibration token goes through every expert: gate/up of all experts of a layer share the
+    block input's scale, down gets each expert's own; routers are listed as excluded."""
+    result = quantize_checkpoint(ROOT / "qwen3_moe" / "source", tmp_path / "ours", "modelopt")
+    ck = open_checkpoint(tmp_path / "ours")
+    hf_quant = json.loads((tmp_path / "ours" / "hf_quant_config.json").read_text())
+    assert {"model.layers.0.mlp.gate", "model.layers.1.mlp.gate"} <= set(hf_quant["quantization"]["exclude_modules"])
+    top_k, normalize = routing_from_config(ck.config)
+    for block in find_expert_blocks(ck).values():
+        moe = read_moe_block(ck, block, top_k=top_k, normalize_topk=normalize)
+        gate_up = {lin.input_global_scale.item() for lin in moe.gate + moe.up}
+        assert len(gate_up) == 1
+        down = [lin.input_global_scale.item() for lin in moe.down]
+        assert len(set(down)) == moe.num_experts  # one per expert, nothing merged
+        for lin in moe.gate + moe.up + moe.down:
+            assert result.input_amax[lin.name] > 0
