@@ -7,9 +7,9 @@ Prints the detected layout, one row per NVFP4 linear (name, in/out features, wei
 global scales in the dequant direction, dequant_l2 = float64 Frobenius norm of the dequantized
 weight), the excluded (unquantized) layers and totals. With --json, one JSON object on stdout:
 {"format", "layers": [{"name", "in_features", "out_features", "weight_global_scale",
-"input_global_scale" (null for W4A16), "dequant_l2"}], "excluded", "moe_blocks": [{"name",
-"num_experts", "projections", "top_k", "normalize_topk", "quantized_experts"}]}. The table lists
-each Mixture-of-Experts block on one line instead of its expert linears.
+"input_global_scale" (null for W4A16), "dequant_l2"}], "excluded"}, plus for Mixture-of-Experts
+checkpoints "moe_blocks": [{"name", "num_experts", "projections", "top_k", "normalize_topk",
+"quantized_experts"}]. The table lists each MoE block on one line instead of its expert linears.
 Exit status: 0, or 2 with one line on stderr for a bad checkpoint.
 """
 from __future__ import annotations
@@ -43,8 +43,11 @@ def describe(model_dir) -> dict:
             "input_global_scale": None if layer.input_global_scale is None else float(layer.input_global_scale),
             "dequant_l2": float(w.norm()),
         })
-    return {"format": ck.format, "layers": layers, "excluded": list(ck.excluded),
-            "moe_blocks": describe_expert_blocks(ck)}
+    info = {"format": ck.format, "layers": layers, "excluded": list(ck.excluded)}
+    moe = describe_expert_blocks(ck)
+    if moe:  # Mixture-of-Experts checkpoints only
+        info["moe_blocks"] = moe
+    return info
 
 
 
