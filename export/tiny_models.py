@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral")
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # dense
 MOE_FAMILIES = ("qwen3_moe", "mixtral")
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
                  "qwen3": "Qwen3ForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM", "mixtral": "MixtralForCausalLM"}
@@ -42,8 +42,8 @@ _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "h
 def _config(family: str, tie_word_embeddings: bool | None):
     import transformers
 
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r} (expected one of {', '.join(FAMILIES)})")
+    if family not in FAMILIES + MOE_FAMILIES:
+        raise ValueError(f"unknown family {family!r} (expected one of {', '.join(FAMILIES + MOE_FAMILIES)})")
     tied = (family == "qwen3") if tie_word_embeddings is None else bool(tie_word_embeddings)
     kw = dict(_COMMON, tie_word_embeddings=tied)
     if family == "llama":

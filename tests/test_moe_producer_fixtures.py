@@ -18,14 +18,14 @@ from export.checkpoint.moe import find_expert_blocks, read_moe_block, routing_fr
 from export.nvfp4 import dequantize_weight
 from export.onnx_export import export_model, verify_export
 from export.quantize import quantize_checkpoint
+from export.tiny_models import MOE_FAMILIES
 from test_moe_export import _evaluator_runner, check_moe_nodes
 from test_producer_fixtures import DEQUANT_RTOL, TOOLS, natural_key, tensor_layout
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / "tests" / "fixtures" / "producers-moe"
-FAMILIES = ("qwen3_moe", "mixtral")
 FORMATS = ("modelopt", "quark", "compressed-tensors")
-CASES = [(f, t) for f in FAMILIES for t in FORMATS]
+CASES = [(f, t) for f in MOE_FAMILIES for t in FORMATS]
 FIXTURE_LIMIT = 1_000_000
 # Where each tool puts a block's experts, and how it names them (facts of the committed exports).
 NAMING = {
