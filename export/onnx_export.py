@@ -473,6 +473,10 @@ def make_runner(onnx_path: Path, fmt: str, library: str | None = None) -> Callab
         try:
             sess = make_session(str(onnx_path), library=library, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT reports missing kernels as a generic error
+            if "is not a registered function/op" in str(e):  # e.g. a library built without NVFP4MoE
+                op = str(e).split("Fatal error:")[-1].split("(")[0].strip()
+                raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime: its custom-op library has no "
+                                  f"{op} op; build one that has it") from None
             if "NOT_IMPLEMENTED" not in str(e):
                 raise
             raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime's CPU provider "
