@@ -75,6 +75,35 @@ def _scalar_initializer(graph: ir.Graph, name: str, x: float) -> ir.Value:
     return value
 
 
+class _NewNodes(list):
+    """Nodes made to replace one node, in order; node `<prefix>/<suffix>`, outputs `..._out<i>`."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def add(self, op_type, inputs, attributes=None, domain="", num_outputs=1, suffix=""):
+        label = f"{self.prefix}/{suffix or op_type}"
+        nd = ir.node(op_type, inputs, attributes or {}, domain=domain, num_outputs=num_outputs, name=label)
+        for i, o in enumerate(nd.outputs):
+            o.name = f"{label}_out{i}"
+        self.append(nd)
+        return nd.outputs if num_outputs > 1 else nd.outputs[0]
+
+
+def _replace(graph: ir.Graph, node: ir.Node, nodes: list, y: ir.Value) -> None:
+    """Put `nodes` where `node` is, y standing for its (single) output, and remove it."""
+    out = node.outputs[0]
+    graph.insert_before(node, nodes)
+    y.type, y.shape = out.type, out.shape  # same tensor as the node's output
+    if out.is_graph_output():  # keep the graph's output name
+        name = out.name
+        out.name = f"{name}/replaced"
+        y.name = name
+    out.replace_all_uses_with(y, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+
+
 def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     x, weight, weight_scale, global_scale = node.inputs[:4]
     bias = node.inputs[4] if len(node.inputs) > 4 else None
@@ -95,15 +124,8 @@ def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     _retype_initializer(global_scale, g if per_channel else g.reshape(()), ir.DataType.FLOAT,
                         [n] if per_channel else [])
 
-    nodes = []
-
-    def add(op_type, inputs, attributes=None, domain="", num_outputs=1, suffix=""):
-        nd = ir.node(op_type, inputs, attributes or {}, domain=domain, num_outputs=num_outputs,
-                     name=f"{name}/{suffix or op_type}")
-        for i, o in enumerate(nd.outputs):
-            o.name = f"{name}/{suffix or op_type}_out{i}"
-        nodes.append(nd)
-        return nd.outputs if num_outputs > 1 else nd.outputs[0]
+    nodes = _NewNodes(name)
+    add = nodes.add
 
     s_w = add("DequantizeLinear", [weight_scale, global_scale], {"axis": 0} if per_channel else {},
               suffix="weight_scale_dq")
@@ -124,14 +146,7 @@ def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     y = add("MatMul", [a, wt], suffix="matmul")
     if bias is not None:
         y = add("Add", [y, bias], suffix="bias")
-    graph.insert_before(node, nodes)
-    y.type, y.shape = out.type, out.shape  # same tensor as the node's output
-    if out.is_graph_output():  # keep the graph's output name
-        name = out.name
-        out.name = f"{name}/replaced"
-        y.name = name
-    out.replace_all_uses_with(y, replace_graph_outputs=True)
-    graph.remove(node, safe=True)
+    _replace(graph, node, nodes, y)
 
 
 def _int64(graph: ir.Graph, name: str, values) -> ir.Value:
@@ -157,15 +172,8 @@ def expand_moe_node(graph: ir.Graph, node: ir.Node) -> None:
     arrays = [_as_numpy(v.const_value) for v in stacked]
     scales = {k: _attr(node, k) for k in ("w13_input_global_scale", "w13_input_global_scale_inv",
                                           "w2_input_global_scale", "w2_input_global_scale_inv")}
-    nodes = []
-
-    def add(op_type, inputs, attributes=None, domain="", num_outputs=1, suffix=""):
-        nd = ir.node(op_type, inputs, attributes or {}, domain=domain, num_outputs=num_outputs,
-                     name=f"{name}/{suffix or op_type}")
-        for i, o in enumerate(nd.outputs):
-            o.name = f"{name}/{suffix or op_type}_out{i}"
-        nodes.append(nd)
-        return nd.outputs if num_outputs > 1 else nd.outputs[0]
+    nodes = _NewNodes(name)
+    add = nodes.add
 
     def initializer(label, array):
         value = ir.Value(name=f"{name}.{label}", const_value=ir.Tensor(array, name=f"{name}.{label}"))
@@ -219,14 +227,7 @@ def expand_moe_node(graph: ir.Graph, node: ir.Node) -> None:
         term = add("Mul", [d, r], suffix=f"{e}/weighted")
         acc = term if acc is None else add("Add", [acc, term], suffix=f"{e}/sum")
     y = acc if act_type == ir.DataType.FLOAT else add("Cast", [acc], {"to": act_type}, suffix="output")
-    graph.insert_before(node, nodes)
-    y.type, y.shape = out.type, out.shape
-    if out.is_graph_output():
-        out_name = out.name
-        out.name = f"{out_name}/replaced"
-        y.name = out_name
-    out.replace_all_uses_with(y, replace_graph_outputs=True)
-    graph.remove(node, safe=True)
+    _replace(graph, node, nodes, y)
     for v in stacked:
         if not v.uses() and v.name in graph.initializers:
             del graph.initializers[v.name]
