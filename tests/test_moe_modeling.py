@@ -1,7 +1,7 @@
 """The Qwen3-MoE and Mixtral decoders of export.modeling against transformers' own models.
 
 With the same (dequantized NVFP4, W4A16) experts and routers, the project's torch model must give
-transformers' logits and KV cache (float32, eager attention and eager experts; in float64
+transformers' logits, and continue from its KV cache (float32, eager attention and eager experts; in float64
 transformers' left-padded rows turn to NaN), for a prefill with left padding and for a decode
 step from the cache; routing per transformers:
 Qwen3-MoE with and without `norm_topk_prob`, dense layers from `mlp_only_layers` /
@@ -16,6 +16,7 @@ from export.checkpoint import open_checkpoint
 from export.modeling import build_model, decoder_config
 from export.nvfp4 import dequantize_weight
 from export.quantize import quantize_checkpoint
+from test_modeling_parity import _compare, _inputs
 
 transformers = pytest.importorskip("transformers")
 DTYPE = torch.float32
@@ -48,34 +49,6 @@ def _hf_with_checkpoint_weights(src, checkpoint):
                                                          deq(block.linear_name(e, "up"))]))
                 experts.down_proj[e].copy_(deq(block.linear_name(e, "down")))
     return hf
-
-
-def _inputs(vocab, batch=2, seq=7, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (batch, seq), generator=g)
-    mask = torch.ones(batch, seq, dtype=torch.long)
-    mask[1, :3] = 0  # left padding
-    return ids, (mask.cumsum(-1) - 1).clamp(min=0), mask
-
-
-def _compare(hf, ours, vocab, atol=1e-5):
-    ids, pos, mask = _inputs(vocab)
-    with torch.no_grad():
-        ref = hf(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        logits, presents = ours(ids, pos, mask, ours.empty_cache(ids.shape[0]))
-        valid = mask.bool()  # padded query rows are undefined in transformers
-        torch.testing.assert_close(logits[valid], ref.logits[valid], atol=atol, rtol=1e-5)
-        for (k, v), layer in zip(presents, ref.past_key_values.layers):
-            torch.testing.assert_close(k[valid[:, None, :, None].expand_as(k)],
-                                       layer.keys[valid[:, None, :, None].expand_as(k)], atol=atol, rtol=1e-5)
-        ids2 = torch.randint(0, vocab, (ids.shape[0], 1), generator=torch.Generator().manual_seed(1))
-        mask2 = torch.cat([mask, torch.ones(ids.shape[0], 1, dtype=torch.long)], 1)
-        pos2 = pos[:, -1:] + 1
-        ref2 = hf(input_ids=ids2, attention_mask=mask2, position_ids=pos2, past_key_values=ref.past_key_values,
-                  use_cache=True)
-        logits2, presents2 = ours(ids2, pos2, mask2, presents)
-        torch.testing.assert_close(logits2, ref2.logits, atol=atol, rtol=1e-5)
-        assert presents2[0][0].shape[2] == ids.shape[1] + 1
 
 
 @pytest.mark.parametrize("family", ["qwen3_moe", "mixtral"])
