@@ -167,16 +167,19 @@ def decoder_config(checkpoint) -> DecoderConfig:
         qk_norm=arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
         tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", False)),
         sliding_windows=windows, inv_freq=inv_freq, attention_scaling=float(attention_scaling),
-        moe=_moe_config(checkpoint, arch, hf, cfg) if arch in MOE_ARCHITECTURES else None,
+        moe=_moe_config(checkpoint, arch, hf) if arch in MOE_ARCHITECTURES else None,
     )
 
 
-def _moe_config(checkpoint, arch: str, hf, cfg: dict) -> MoEConfig:
+def _moe_config(checkpoint, arch: str, hf) -> MoEConfig:
     layers, experts = hf.num_hidden_layers, getattr(hf, "num_experts", None)
     if not isinstance(experts, int) or experts < 1:
         raise _config_error(checkpoint, f"num_experts / num_local_experts must be a positive integer, got {experts!r}")
     try:
-        top_k, normalize = routing_from_config(dict(cfg, model_type=_MODEL_TYPE[arch]))
+        # transformers' values (its defaults where config.json is silent)
+        top_k, normalize = routing_from_config({"model_type": _MODEL_TYPE[arch],
+                                                "num_experts_per_tok": getattr(hf, "num_experts_per_tok", None),
+                                                "norm_topk_prob": getattr(hf, "norm_topk_prob", False)})
     except ValueError as e:
         raise _config_error(checkpoint, str(e)) from None
     if top_k > experts:

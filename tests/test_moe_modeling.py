@@ -109,3 +109,24 @@ def test_references_agree_and_onnx_op_is_exact(make_tiny_checkpoint):
     assert torch.equal(outs["exact"], outs["onnx"])
     scale = outs["exact"].abs().max()
     assert (outs["emulation"] - outs["exact"]).abs().max() < 0.05 * scale
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"mlp_only_layers": [0]}, "config.json makes layer 0 dense"),
+    ({"num_experts": 4, "num_local_experts": 4}, "has 8 experts, config.json says 4"),
+    ({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}, "Qwen3ForCausalLM is a dense architecture"),
+])
+def test_config_and_experts_must_agree(edit, message, make_tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from export.errors import CheckpointError
+
+    src = make_tiny_checkpoint("modelopt", family="qwen3_moe")
+    ck_dir = tmp_path / "ck"
+    shutil.copytree(src, ck_dir)
+    cfg = json.loads((ck_dir / "config.json").read_text())
+    cfg.update(edit)
+    (ck_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=message):
+        build_model(open_checkpoint(ck_dir), DTYPE)
