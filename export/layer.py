@@ -50,7 +50,9 @@ class NVFP4MoEWeights:
     same input global scale (every NVFP4 tool writes them so); readers refuse a checkpoint where
     they differ."""
     name: str  # module path of the block, e.g. "model.layers.0.mlp"
-    router_weight: torch.Tensor  # [E, H], high precision (the tools never quantize it)
+    # [E, H], high precision (the tools never quantize it); None where only its logits are known
+    # (an NVFP4MoE node's inputs)
+    router_weight: torch.Tensor | None
     gate: tuple[NVFP4LinearWeights, ...]  # E linears [I, H]
     up: tuple[NVFP4LinearWeights, ...]  # E linears [I, H]
     down: tuple[NVFP4LinearWeights, ...]  # E linears [H, I]

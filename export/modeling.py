@@ -1,5 +1,5 @@
-"""A torch Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) with an explicit KV cache, built
-from an NVFP4 `Checkpoint`.
+"""A torch Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, and the Mixture-of-Experts
+Qwen3-MoE and Mixtral) with an explicit KV cache, built from an NVFP4 `Checkpoint`.
 
 One forward serves prefill and decode:
     model(input_ids [B,S], position_ids [B,S], attention_mask [B,P+S], past_key_values)
@@ -10,11 +10,17 @@ RoPE cos/sin from float32 positions, softmax in float32, GQA by repeating K/V) s
 tests can compare with transformers' own models.
 
 NVFP4 linears are `export.torch_ops.NVFP4Linear` (reference "exact", "emulation" or "onnx");
-every other weight (embeddings, norms, lm_head, excluded linears) is kept in `dtype`. Module
-names equal the checkpoint's, so the ONNX initializers keep the checkpoint's tensor names.
+every other weight (embeddings, norms, lm_head, excluded linears, MoE routers) is kept in `dtype`.
+Module names equal the checkpoint's, so the ONNX initializers keep the checkpoint's tensor names.
+An MoE block (`mlp`, or Mixtral's `block_sparse_moe` where the checkpoint keeps that name) is a
+router `gate` (a dense linear giving the logits) and `experts` (`export.torch_ops.NVFP4MoE`, whose
+"onnx" form holds the op's stacked tensors, named `<block>.experts.w13_weight` etc.). Routing
+follows transformers: softmax over all experts, top-k, renormalised for Mixtral and for Qwen3-MoE
+with `norm_topk_prob`; Qwen3-MoE layers are sparse per `decoder_sparse_step` / `mlp_only_layers`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,17 +28,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from export.checkpoint.moe import find_expert_blocks, read_moe_block, routing_from_config
 from export.errors import CheckpointError
-from export.torch_ops import REFERENCES, NVFP4Linear
+from export.moe import stack_moe_deferred
+from export.torch_ops import REFERENCES, NVFP4Linear, NVFP4MoE
 
 # Architecture -> (attention bias on q/k/v, on o, per-head q/k RMSNorm) defaults. Where the
 # config has `attention_bias` / `mlp_bias` (Llama, Qwen3), the config decides.
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                           "Qwen3MoeForCausalLM", "MixtralForCausalLM")
 _MODEL_TYPE = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
-               "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
+               "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
+               "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral"}
+MOE_ARCHITECTURES = ("Qwen3MoeForCausalLM", "MixtralForCausalLM")
 _REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
 # RoPE variants whose inverse frequencies do not depend on the sequence length.
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    """The Mixture-of-Experts part of config.json."""
+    num_experts: int
+    top_k: int
+    normalize_topk: bool
+    intermediate_size: int  # of one expert
+    sparse_layers: tuple[bool, ...]  # per layer: MoE block (True) or dense MLP
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,7 @@ class DecoderConfig:
     sliding_windows: tuple[int | None, ...]  # per layer, None = full attention
     inv_freq: torch.Tensor  # float32 [head_dim/2]
     attention_scaling: float  # multiplies cos/sin (1.0 except yarn)
+    moe: MoEConfig | None = None  # Qwen3-MoE, Mixtral
 
 
 def _config_error(checkpoint, message: str) -> CheckpointError:
@@ -117,7 +139,7 @@ def decoder_config(checkpoint) -> DecoderConfig:
         inv_freq, attention_scaling = ROPE_INIT_FUNCTIONS[rope_type](hf)
         inv_freq = inv_freq.float()
 
-    if arch == "MistralForCausalLM":
+    if arch in ("MistralForCausalLM",) + MOE_ARCHITECTURES:  # one window (or none) for every layer
         windows = (getattr(hf, "sliding_window", None),) * layers
     else:
         types = getattr(hf, "layer_types", None) or ["full_attention"] * layers
@@ -132,6 +154,8 @@ def decoder_config(checkpoint) -> DecoderConfig:
         "MistralForCausalLM": (False, False),
         "Qwen2ForCausalLM": (True, False),
         "Qwen3ForCausalLM": (attention_bias, attention_bias),
+        "Qwen3MoeForCausalLM": (attention_bias, attention_bias),
+        "MixtralForCausalLM": (False, False),
     }[arch]
     return DecoderConfig(
         architecture=arch, hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
@@ -140,10 +164,33 @@ def decoder_config(checkpoint) -> DecoderConfig:
         max_position_embeddings=int(getattr(hf, "max_position_embeddings", 4096) or 4096),
         qkv_bias=qkv_bias, o_bias=o_bias,
         mlp_bias=bool(getattr(hf, "mlp_bias", False)) if arch == "LlamaForCausalLM" else False,
-        qk_norm=arch == "Qwen3ForCausalLM",
+        qk_norm=arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"),
         tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", False)),
         sliding_windows=windows, inv_freq=inv_freq, attention_scaling=float(attention_scaling),
+        moe=_moe_config(checkpoint, arch, hf) if arch in MOE_ARCHITECTURES else None,
     )
+
+
+def _moe_config(checkpoint, arch: str, hf) -> MoEConfig:
+    layers, experts = hf.num_hidden_layers, getattr(hf, "num_experts", None)
+    if not isinstance(experts, int) or experts < 1:
+        raise _config_error(checkpoint, f"num_experts / num_local_experts must be a positive integer, got {experts!r}")
+    try:
+        # transformers' values (its defaults where config.json is silent)
+        top_k, normalize = routing_from_config({"model_type": _MODEL_TYPE[arch],
+                                                "num_experts_per_tok": getattr(hf, "num_experts_per_tok", None),
+                                                "norm_topk_prob": getattr(hf, "norm_topk_prob", False)})
+    except ValueError as e:
+        raise _config_error(checkpoint, str(e)) from None
+    if top_k > experts:
+        raise _config_error(checkpoint, f"num_experts_per_tok={top_k} exceeds the {experts} experts")
+    if arch == "MixtralForCausalLM":
+        return MoEConfig(experts, top_k, normalize, hf.intermediate_size, (True,) * layers)
+    # transformers' Qwen3MoeDecoderLayer: sparse unless listed in mlp_only_layers, every
+    # decoder_sparse_step-th layer.
+    step, dense_only = int(getattr(hf, "decoder_sparse_step", 1) or 1), set(getattr(hf, "mlp_only_layers", []) or [])
+    sparse = tuple(i not in dense_only and (i + 1) % step == 0 for i in range(layers))
+    return MoEConfig(experts, top_k, normalize, hf.moe_intermediate_size, sparse)
 
 
 # --- building blocks -----------------------------------------------------------------------------
@@ -241,19 +288,37 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+class SparseMoeBlock(nn.Module):
+    """An MoE block: the router `gate` (dense, gives the logits) and the NVFP4 `experts`."""
+
+    def __init__(self, gate: nn.Module, experts: NVFP4MoE):
+        super().__init__()
+        self.gate = gate
+        self.experts = experts
+
+    def forward(self, x):
+        return self.experts(x, self.gate(x))
+
+
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: DecoderConfig, linear: Callable, norm: Callable, idx: int):
+    """`mlp_name` is where the feed-forward block lives: "mlp", or Mixtral's "block_sparse_moe"
+    where the checkpoint names it so (module paths stay the checkpoint's)."""
+
+    def __init__(self, cfg: DecoderConfig, linear: Callable, norm: Callable, idx: int,
+                 moe_block: Callable | None = None, mlp_name: str = "mlp"):
         super().__init__()
         prefix = f"model.layers.{idx}"
         self.input_layernorm = norm(f"{prefix}.input_layernorm", cfg.hidden_size)
         self.self_attn = Attention(cfg, linear, norm, f"{prefix}.self_attn", idx)
         self.post_attention_layernorm = norm(f"{prefix}.post_attention_layernorm", cfg.hidden_size)
-        self.mlp = MLP(cfg, linear, f"{prefix}.mlp")
+        self.mlp_name = mlp_name
+        block = moe_block(f"{prefix}.{mlp_name}") if moe_block is not None else MLP(cfg, linear, f"{prefix}.{mlp_name}")
+        self.add_module(mlp_name, block)
 
     def forward(self, x, cos, sin, masks, past_k, past_v):
         a, present = self.self_attn(self.input_layernorm(x), cos, sin, masks, past_k, past_v)
         x = x + a
-        x = x + self.mlp(self.post_attention_layernorm(x))
+        x = x + getattr(self, self.mlp_name)(self.post_attention_layernorm(x))
         return x, present
 
 
@@ -317,12 +382,53 @@ class NVFP4CausalLM(nn.Module):
 
 # --- construction from a checkpoint ---------------------------------------------------------------
 
-def _module_names(cfg: DecoderConfig) -> list[str]:
+def _module_names(cfg: DecoderConfig, moe_blocks: dict) -> list[str]:
     names = []
     for i in range(cfg.num_layers):
         names += [f"model.layers.{i}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
-        names += [f"model.layers.{i}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+        block = moe_blocks.get(i)
+        if block is None:
+            names += [f"model.layers.{i}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+        else:
+            names += [block.linear_name(e, r) for e in range(block.num_experts) for r in ("gate", "up", "down")]
     return names + ["lm_head"]
+
+
+_BLOCK_NAME = re.compile(r"model\.layers\.(\d+)\.(mlp|block_sparse_moe)")
+
+
+def moe_blocks_by_layer(checkpoint, cfg: DecoderConfig) -> dict:
+    """{layer index: ExpertBlock} of the checkpoint's MoE blocks, checked against config.json
+    (which layers are sparse, how many experts). Raises CheckpointError."""
+    found = find_expert_blocks(checkpoint)
+    directory = str(checkpoint.directory)
+    if cfg.moe is None:
+        if found:
+            raise CheckpointError(f"has Mixture-of-Experts experts under '{next(iter(found))}' but "
+                                  f"{cfg.architecture} is a dense architecture", file=directory)
+        return {}
+    by_layer = {}
+    for name, block in found.items():
+        m = _BLOCK_NAME.fullmatch(name)
+        mixtral = cfg.architecture == "MixtralForCausalLM"
+        if m is None or int(m[1]) >= cfg.num_layers or (m[2] == "block_sparse_moe" and not mixtral):
+            raise CheckpointError(f"experts under '{name}' are not in an MoE block of a {cfg.architecture} with "
+                                  f"{cfg.num_layers} layers", file=directory)
+        i = int(m[1])
+        if i in by_layer:
+            raise CheckpointError(f"layer {i} has experts under both '{by_layer[i].name}' and '{name}'", file=directory)
+        by_layer[i] = block
+    for i, sparse in enumerate(cfg.moe.sparse_layers):
+        if sparse and i not in by_layer:
+            raise CheckpointError(f"config.json makes layer {i} a Mixture-of-Experts layer but the checkpoint has "
+                                  f"no experts under model.layers.{i}", file=directory)
+        if not sparse and i in by_layer:
+            raise CheckpointError(f"config.json makes layer {i} dense (decoder_sparse_step / mlp_only_layers) but "
+                                  f"the checkpoint has experts under '{by_layer[i].name}'", file=directory)
+        if sparse and by_layer[i].num_experts != cfg.moe.num_experts:
+            raise CheckpointError(f"'{by_layer[i].name}' has {by_layer[i].num_experts} experts, config.json says "
+                                  f"{cfg.moe.num_experts}", file=directory)
+    return by_layer
 
 
 # Dense weights at least this large are converted lazily when `defer_casts` is set.
@@ -334,16 +440,19 @@ def build_model(checkpoint, dtype: torch.dtype = torch.float32, reference: str =
     """The decoder of `checkpoint` with activations in `dtype`. NVFP4 weights stay packed
     (views of the checkpoint's tensors); other weights are converted to `dtype`. `progress(i)`
     is called after each decoder layer is built (a progress bar hook).
+    MoE blocks with reference "onnx" hold the op's stacked copies of their experts (see defer_casts).
 
     defer_casts (export only): a large dense weight whose stored dtype differs from `dtype` is
     not converted; the model holds a zero-stride stand-in of the right shape and dtype (its values
     are wrong) and `model.deferred_casts[name]` the stored tensor, which the exporter converts
-    while writing it, so the converted copy never coexists with the other weights in memory."""
+    while writing it, so the converted copy never coexists with the other weights in memory.
+    The stacked expert tensors of MoE blocks are deferred the same way, as functions making them."""
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     cfg = decoder_config(checkpoint)
     quantized = set(checkpoint.quantized_names)
-    unknown = sorted(quantized - set(_module_names(cfg)))
+    moe_blocks = moe_blocks_by_layer(checkpoint, cfg)
+    unknown = sorted(quantized - set(_module_names(cfg, moe_blocks)))
     if unknown:
         raise CheckpointError(f"quantized layer {unknown[0]!r} is not a linear of a {cfg.architecture} "
                               f"with {cfg.num_layers} layers", file=str(checkpoint.directory))
@@ -380,10 +489,28 @@ def build_model(checkpoint, dtype: torch.dtype = torch.float32, reference: str =
     def norm(name, size):
         return RMSNorm(tensor(f"{name}.weight", (size,)), cfg.rms_norm_eps)
 
+    def moe_block(block):
+        def make(prefix):
+            moe = read_moe_block(checkpoint, block, top_k=cfg.moe.top_k, normalize_topk=cfg.moe.normalize_topk)
+            if (moe.hidden_size, moe.intermediate_size) != (cfg.hidden_size, cfg.moe.intermediate_size):
+                raise CheckpointError(
+                    f"experts are [hidden={moe.hidden_size}, intermediate={moe.intermediate_size}] but config.json "
+                    f"implies [hidden={cfg.hidden_size}, intermediate={cfg.moe.intermediate_size}]",
+                    file=str(checkpoint.directory), tensor=f"{block.linear_name(0, 'gate')}.weight")
+            router = DenseLinear(tensor(f"{block.router_name}.weight", (cfg.moe.num_experts, cfg.hidden_size)), None)
+            stacked = None
+            if reference == "onnx" and defer_casts:
+                stacked, makers = stack_moe_deferred(moe)
+                deferred.update({f"{prefix}.experts.{n}": make for n, make in makers.items()})
+            return SparseMoeBlock(router, NVFP4MoE(moe, reference=reference, stacked=stacked))
+        return make
+
     embed = tensor("model.embed_tokens.weight", (cfg.vocab_size, cfg.hidden_size))
     layers = []
     for i in range(cfg.num_layers):
-        layers.append(DecoderLayer(cfg, linear, norm, i))
+        block = moe_blocks.get(i)
+        layers.append(DecoderLayer(cfg, linear, norm, i, moe_block=moe_block(block) if block else None,
+                                   mlp_name=block.name.rpartition(".")[2] if block else "mlp"))
         if progress is not None:
             progress(i)
     body = _Body(embed, layers, norm("model.norm", cfg.hidden_size))

@@ -5,8 +5,10 @@ Pipeline (`export_model`):
     weights stay views of the checkpoint's (memory-mapped) tensors.
  2. The TorchScript exporter (`torch.onnx.export(..., dynamo=False)`, chosen for speed, see
     docs/export.md) traces the graph only: weights are passed as inputs, custom ops skip their
-    arithmetic, and each `nvfp4::linear` call becomes one `trt.plugins::NVFP4Linear` node
-    (export/torch_ops.py). The weights then become initializers over the model's own tensors.
+    arithmetic, and each `nvfp4::linear` call becomes one `trt.plugins::NVFP4Linear` node, each
+    `nvfp4::moe` call one `trt.plugins::NVFP4MoE` node (export/torch_ops.py). The weights then
+    become initializers over the model's own tensors (an MoE block's stacked experts are made
+    while being written, one tensor at a time).
  3. The ONNX IR model is tidied: interface I/O names and dim names, node names = module paths,
     IR version; `--format qdq` rewrites the plugin nodes (export/qdq.py).
  4. onnx_ir saves it, streaming initializers into external data when asked or when the model is
@@ -35,7 +37,7 @@ import torch
 from export import sidecar as sidecar_mod
 from export.errors import CheckpointError
 from export.modeling import NVFP4CausalLM, build_model, decoder_config
-from export.torch_ops import NVFP4Linear, op_contract, register_onnx_symbolic, shape_only_tracing
+from export.torch_ops import NVFP4Linear, NVFP4MoE, op_contract, register_onnx_symbolic, shape_only_tracing
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 FORMATS = ("plugin", "qdq")
@@ -211,8 +213,10 @@ def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
             continue
         if value.name in deferred:
             src, name = deferred[value.name], value.name
-            value.const_value = ir.LazyTensor(lambda src=src, name=name: _as_ir_tensor(src.to(model.dtype), name),
-                                              dtype=value.type.dtype, shape=ir.Shape(src.shape), name=name)
+            # A stored tensor to convert, or a function making the tensor (stacked MoE experts).
+            make = src if callable(src) else (lambda src=src: src.to(model.dtype))
+            value.const_value = ir.LazyTensor(lambda make=make, name=name: _as_ir_tensor(make(), name),
+                                              dtype=value.type.dtype, shape=ir.Shape(weights[name].shape), name=name)
         else:
             value.const_value = _as_ir_tensor(weights[value.name], value.name)
         graph.register_initializer(value)
@@ -260,11 +264,15 @@ def finalize_graph(model_ir, cfg, source: str) -> None:
         v.shape = ir.Shape(["batch", "sequence", cfg.vocab_size] if name == "logits" else ["batch", kv, "total_sequence", hd])
 
     contract = op_contract()
+    moe = op_contract("NVFP4MoE")
     for node in graph:
         node.metadata_props.clear()  # the tracer's stack traces: large, of no use downstream
         if node.domain == contract["domain"] and node.op_type == contract["name"]:
             w = node.inputs[1].name  # "<module path>.weight"
             node.name = w[: -len(".weight")] if w.endswith(".weight") else w
+        elif node.domain == moe["domain"] and node.op_type == moe["name"]:
+            w = node.inputs[2].name  # "<block>.experts.w13_weight"
+            node.name = w[: -len(".w13_weight")] if w.endswith(".w13_weight") else w
     model_ir.producer_name = "nvfp4-export"
     model_ir.producer_version = "0.1.0"
     model_ir.metadata_props["nvfp4.source_checkpoint"] = source
@@ -276,6 +284,9 @@ def count_parameters(model: torch.nn.Module) -> int:
     """Logical parameters: N*K per NVFP4 weight (not its bytes or scales), numel elsewhere."""
     total, seen = 0, set()
     for module in model.modules():
+        if isinstance(module, NVFP4MoE):  # E experts of gate, up [I, H] and down [H, I]
+            total += 3 * module.num_experts * module.hidden_size * module.intermediate_size
+            continue
         for name, buf in module.named_buffers(recurse=False):
             if buf is None or id(buf) in seen or name == "inv_freq":
                 continue
@@ -288,6 +299,12 @@ def count_parameters(model: torch.nn.Module) -> int:
             else:
                 total += buf.numel()
     return total
+
+
+def nvfp4_linear_count(model: torch.nn.Module) -> int:
+    """NVFP4 linears of the model, each expert's three projections included."""
+    return sum(1 if isinstance(m, NVFP4Linear) else 3 * m.num_experts if isinstance(m, NVFP4MoE) else 0
+               for m in model.modules())
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -368,7 +385,7 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
     with tqdm(total=cfg.num_layers, desc="layers", unit="layer", disable=not progress, leave=False) as bar:
         model = build_model(checkpoint, DTYPES[dtype], reference="onnx", progress=lambda i: bar.update(1),
                             defer_casts=True)
-    quantized = sum(isinstance(m, NVFP4Linear) for m in model.modules())
+    quantized = nvfp4_linear_count(model)
     parameters = count_parameters(model)
 
     model_ir = trace_to_onnx_ir(model, opset)
@@ -456,6 +473,10 @@ def make_runner(onnx_path: Path, fmt: str, library: str | None = None) -> Callab
         try:
             sess = make_session(str(onnx_path), library=library, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT reports missing kernels as a generic error
+            if "is not a registered function/op" in str(e):  # e.g. a library built without NVFP4MoE
+                op = str(e).split("Fatal error:")[-1].split("(")[0].strip()
+                raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime: its custom-op library has no "
+                                  f"{op} op; build one that has it") from None
             if "NOT_IMPLEMENTED" not in str(e):
                 raise
             raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime's CPU provider "
@@ -473,15 +494,17 @@ def make_runner(onnx_path: Path, fmt: str, library: str | None = None) -> Callab
 
 
 def verify_export(onnx_path: str | os.PathLike, model_dir: str | os.PathLike, *, fmt: str, dtype: str,
-                  batch: int = 2, prefill: int = 6, seed: int = 0, library: str | None = None) -> VerifyReport:
+                  batch: int = 2, prefill: int = 6, seed: int = 0, library: str | None = None,
+                  runner: Callable[[dict], dict] | None = None) -> VerifyReport:
     """Prefill (with a left-padded row) + one decode step through the ONNX graph and through the
-    `exact` torch reference; per-output max/mean abs errors against the reference."""
+    `exact` torch reference; per-output max/mean abs errors against the reference. `runner`
+    (feeds -> outputs by name) replaces `make_runner`'s CPU runtime."""
     onnx_path = Path(onnx_path)
     checkpoint = open_any(model_dir)
     ref = build_model(checkpoint, DTYPES[dtype], reference="exact")
     emu = build_model(checkpoint, DTYPES[dtype], reference="emulation")
     cfg = ref.config
-    run = make_runner(onnx_path, fmt, library)
+    run = runner or make_runner(onnx_path, fmt, library)
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, cfg.vocab_size, (batch, prefill), generator=gen)
     mask = torch.ones(batch, prefill, dtype=torch.int64)

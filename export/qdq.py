@@ -14,6 +14,20 @@ DQ cannot take an FP8 x_scale at any opset (onnx-ort-polygraphy-facts.md §1), h
 nodes per operand. FLOAT4E2M1 needs opset >= 23 (IR 11). The FP4 initializer holds the
 checkpoint's packed bytes unchanged (ONNX also stores element 2j in the low nibble).
 
+An NVFP4MoE node (one Mixture-of-Experts block) is first expanded into standard routing ops and
+one NVFP4Linear per expert projection (`expand_moe_node`), which then take the form above:
+
+    l = Cast(router_logits, FLOAT);  values, experts = TopK(l, k)          (ties: lower index)
+    R = ReduceSum(OneHot(experts, E) * Softmax(values), over k)            (normalize_topk)
+      = ReduceSum(OneHot(experts, E), over k) * Softmax(l)                 (otherwise) [..., E]
+    per expert e: g, u = Split(NVFP4Linear_e(x; gate rows then up rows))
+                  h = Cast_T(g·Sigmoid(g) in FLOAT) · u;  d = NVFP4Linear_e(h; down)
+    y = Cast_T(Σ_e Cast(d, FLOAT) · R[..., e])
+
+Every expert runs on every token (ONNX has no data-dependent dispatch that TensorRT compiles into
+grouped GEMMs): E/k times the expert arithmetic of the plugin, and an expert's Inf/NaN output
+on a token that did not select it still poisons that token (0 · Inf). docs/export.md says more.
+
 Also here: `TRT_FP4DynamicQuantize`, an `onnx.reference` implementation of TensorRT's
 DynamicQuantize for running the rewritten graph on CPU. TensorRT gets only the dequant-direction
 double-quant scale d; the block scales follow the op contract's activation math with
@@ -28,7 +42,7 @@ import onnx_ir as ir
 import torch
 
 from export.layer import GROUP_SIZE
-from export.torch_ops import op_contract
+from export.torch_ops import node_attributes, op_contract
 
 QDQ_MIN_OPSET = 23  # FLOAT4E2M1 in DequantizeLinear
 QDQ_IR_VERSION = 11
@@ -61,6 +75,35 @@ def _scalar_initializer(graph: ir.Graph, name: str, x: float) -> ir.Value:
     return value
 
 
+class _NewNodes(list):
+    """Nodes made to replace one node, in order; node `<prefix>/<suffix>`, outputs `..._out<i>`."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def add(self, op_type, inputs, attributes=None, domain="", num_outputs=1, suffix=""):
+        label = f"{self.prefix}/{suffix or op_type}"
+        nd = ir.node(op_type, inputs, attributes or {}, domain=domain, num_outputs=num_outputs, name=label)
+        for i, o in enumerate(nd.outputs):
+            o.name = f"{label}_out{i}"
+        self.append(nd)
+        return nd.outputs if num_outputs > 1 else nd.outputs[0]
+
+
+def _replace(graph: ir.Graph, node: ir.Node, nodes: list, y: ir.Value) -> None:
+    """Put `nodes` where `node` is, y standing for its (single) output, and remove it."""
+    out = node.outputs[0]
+    graph.insert_before(node, nodes)
+    y.type, y.shape = out.type, out.shape  # same tensor as the node's output
+    if out.is_graph_output():  # keep the graph's output name
+        name = out.name
+        out.name = f"{name}/replaced"
+        y.name = name
+    out.replace_all_uses_with(y, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+
+
 def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     x, weight, weight_scale, global_scale = node.inputs[:4]
     bias = node.inputs[4] if len(node.inputs) > 4 else None
@@ -81,15 +124,8 @@ def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     _retype_initializer(global_scale, g if per_channel else g.reshape(()), ir.DataType.FLOAT,
                         [n] if per_channel else [])
 
-    nodes = []
-
-    def add(op_type, inputs, attributes=None, domain="", num_outputs=1, suffix=""):
-        nd = ir.node(op_type, inputs, attributes or {}, domain=domain, num_outputs=num_outputs,
-                     name=f"{name}/{suffix or op_type}")
-        for i, o in enumerate(nd.outputs):
-            o.name = f"{name}/{suffix or op_type}_out{i}"
-        nodes.append(nd)
-        return nd.outputs if num_outputs > 1 else nd.outputs[0]
+    nodes = _NewNodes(name)
+    add = nodes.add
 
     s_w = add("DequantizeLinear", [weight_scale, global_scale], {"axis": 0} if per_channel else {},
               suffix="weight_scale_dq")
@@ -110,21 +146,102 @@ def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     y = add("MatMul", [a, wt], suffix="matmul")
     if bias is not None:
         y = add("Add", [y, bias], suffix="bias")
-    graph.insert_before(node, nodes)
-    y.type, y.shape = out.type, out.shape  # same tensor as the node's output
-    if out.is_graph_output():  # keep the graph's output name
-        name = out.name
-        out.name = f"{name}/replaced"
-        y.name = name
-    out.replace_all_uses_with(y, replace_graph_outputs=True)
-    graph.remove(node, safe=True)
+    _replace(graph, node, nodes, y)
+
+
+def _int64(graph: ir.Graph, name: str, values) -> ir.Value:
+    value = ir.Value(name=name, const_value=ir.tensor(np.array(values, dtype=np.int64), name=name))
+    graph.register_initializer(value)
+    return value
+
+
+def expand_moe_node(graph: ir.Graph, node: ir.Node) -> None:
+    """Replace one NVFP4MoE node (in place) by standard routing ops and 2·E NVFP4Linear nodes (each
+    expert's gate+up rows, then its down), per docs/op-contract-moe.md; the per-expert weights are
+    views of the stacked initializers' experts."""
+    x, logits = node.inputs[:2]
+    stacked = node.inputs[2:8]
+    name = node.name or "nvfp4_moe"
+    for v in stacked:
+        if v is None or v.const_value is None:
+            raise ValueError(f"{name}: the stacked expert inputs must be initializers for the qdq rewrite")
+    e_count, top_k = _attr(node, "num_experts"), _attr(node, "top_k")
+    inter, mode = _attr(node, "intermediate_size"), _attr(node, "mode")
+    out = node.outputs[0]
+    act_type = x.type.dtype if x.type is not None else out.type.dtype
+    arrays = [_as_numpy(v.const_value) for v in stacked]
+    scales = {k: _attr(node, k) for k in ("w13_input_global_scale", "w13_input_global_scale_inv",
+                                          "w2_input_global_scale", "w2_input_global_scale_inv")}
+    nodes = _NewNodes(name)
+    add = nodes.add
+
+    def initializer(label, array):
+        value = ir.Value(name=f"{name}.{label}", const_value=ir.Tensor(array, name=f"{name}.{label}"))
+        graph.register_initializer(value)
+        return value
+
+    l32 = add("Cast", [logits], {"to": ir.DataType.FLOAT}, suffix="logits_float")
+    values, experts = add("TopK", [l32, _int64(graph, f"{name}.top_k", [top_k])], {"axis": -1},
+                          num_outputs=2, suffix="topk")
+    one_hot = add("OneHot", [experts, _int64(graph, f"{name}.num_experts", e_count),
+                             initializer("one_hot_values", np.array([0.0, 1.0], dtype=np.float32))],
+                  {"axis": -1}, suffix="one_hot")  # [..., k, E]
+    over_k = _int64(graph, f"{name}.axis_m2", [-2])
+    if _attr(node, "normalize_topk"):  # softmax over the k selected logits
+        weights = add("Softmax", [values], {"axis": -1}, suffix="topk_softmax")
+        weighted = add("Mul", [one_hot, add("Unsqueeze", [weights, _int64(graph, f"{name}.axis_m1", [-1])],
+                                            suffix="weights_unsqueeze")], suffix="routing_weighted")
+        routing = add("ReduceSum", [weighted, over_k], {"keepdims": 0}, suffix="routing")
+    else:  # the selected experts' softmax over all E
+        selected = add("ReduceSum", [one_hot, over_k], {"keepdims": 0}, suffix="selected")
+        routing = add("Mul", [selected, add("Softmax", [l32], {"axis": -1}, suffix="softmax")], suffix="routing")
+    split = _int64(graph, f"{name}.split", [inter, inter])
+    acc = None
+    for e in range(e_count):
+        def linear(label, inp, packed, scale, glob, s_in, s_in_inv):
+            n_out = packed.shape[0]
+            attrs = node_attributes(in_features=packed.shape[1] * 2, out_features=n_out, mode=mode,
+                                    input_global_scale=s_in, input_global_scale_inv=s_in_inv, has_bias=False)
+            lin = ir.node(op_contract()["name"], [inp, initializer(f"{e}.{label}.weight", packed),
+                                                  initializer(f"{e}.{label}.weight_scale", scale),
+                                                  initializer(f"{e}.{label}.weight_global_scale", glob)],
+                          attrs, domain=op_contract()["domain"], name=f"{name}.{e}.{label}")
+            lin.outputs[0].name = f"{name}.{e}.{label}_out"
+            lin.outputs[0].type = ir.TensorType(act_type)
+            nodes.append(lin)
+            return lin.outputs[0]
+
+        s13 = (scales["w13_input_global_scale"][e], scales["w13_input_global_scale_inv"][e])
+        s2 = (scales["w2_input_global_scale"][e], scales["w2_input_global_scale_inv"][e])
+        gate_up = linear("gate_up", x, arrays[0][e], arrays[1][e], arrays[2][e], *s13)
+        g, u = add("Split", [gate_up, split], {"axis": -1}, num_outputs=2, suffix=f"{e}/split")
+        g32 = add("Cast", [g], {"to": ir.DataType.FLOAT}, suffix=f"{e}/gate_float")
+        silu = add("Mul", [g32, add("Sigmoid", [g32], suffix=f"{e}/sigmoid")], suffix=f"{e}/silu")
+        if act_type != ir.DataType.FLOAT:
+            silu = add("Cast", [silu], {"to": act_type}, suffix=f"{e}/silu_cast")
+        h = add("Mul", [silu, u], suffix=f"{e}/h")
+        d = linear("down", h, arrays[3][e], arrays[4][e], arrays[5][e], *s2)
+        if act_type != ir.DataType.FLOAT:
+            d = add("Cast", [d], {"to": ir.DataType.FLOAT}, suffix=f"{e}/down_float")
+        r = add("Gather", [routing, _int64(graph, f"{name}.expert_{e}", [e])], {"axis": -1}, suffix=f"{e}/weight")
+        term = add("Mul", [d, r], suffix=f"{e}/weighted")
+        acc = term if acc is None else add("Add", [acc, term], suffix=f"{e}/sum")
+    y = acc if act_type == ir.DataType.FLOAT else add("Cast", [acc], {"to": act_type}, suffix="output")
+    _replace(graph, node, nodes, y)
+    for v in stacked:
+        if not v.uses() and v.name in graph.initializers:
+            del graph.initializers[v.name]
 
 
 def rewrite_to_qdq(model: ir.Model) -> int:
-    """Replace every NVFP4Linear node of `model` (in place) by its Q/DQ form; returns how many.
+    """Replace every NVFP4Linear node of `model` (in place) by its Q/DQ form, after expanding every
+    NVFP4MoE node into NVFP4Linear nodes; returns how many NVFP4Linear nodes were rewritten.
     Sets the opset to at least 23 and the IR version to 11."""
     contract = op_contract()
     graph = model.graph
+    moe = op_contract("NVFP4MoE")
+    for nd in [nd for nd in graph if nd.domain == moe["domain"] and nd.op_type == moe["name"]]:
+        expand_moe_node(graph, nd)
     targets = [nd for nd in graph if nd.domain == contract["domain"] and nd.op_type == contract["name"]]
     for i, nd in enumerate(targets):
         _rewrite_node(graph, nd, i)

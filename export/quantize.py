@@ -7,6 +7,8 @@ Activations (W4A4): "max" calibration of each linear's input amax on given or se
 token batches run through the transformers model (forward pre-hooks on nn.Linear), then
 input scale = amax/2688 (ModelOpt/Quark, dequant) or 2688/amax (compressed-tensors, quant).
 Every linear keeps its own scales: nothing is shared or max-merged across q/k/v or gate/up.
+Mixture-of-Experts experts (one stored linear per expert and projection) are quantized the same
+way; their calibration is export/quantize_moe.py's.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from export.checkpoint.writer import layer_tensors, make_scheme, write_checkpoin
 from export.errors import CheckpointError
 from export.layer import GROUP_SIZE, NVFP4LinearWeights
 from export.nvfp4 import E2M1_MAX, FP8_E4M3_MAX, quantize_weight
+from export.quantize_moe import expert_amax_hooks, expert_linears, router_names
 
 DEFAULT_EXCLUDE = ("lm_head",)
 _SKIP_FILES = {"config.json", "hf_quant_config.json", INDEX_NAME}
@@ -71,11 +74,13 @@ def random_calibration_batches(vocab_size: int, batches: int, seed: int, batch_s
     return [torch.randint(0, vocab_size, (batch_size, seq_len), generator=gen) for _ in range(batches)]
 
 
-def calibrate_input_amax(model, names: list[str], batches: list[torch.Tensor]) -> dict[str, float]:
-    """Max |input| seen by each named nn.Linear over the batches."""
+def calibrate_input_amax(model, names: list[str], batches: list[torch.Tensor], experts=None) -> dict[str, float]:
+    """Max |input| seen by each named nn.Linear over the batches, and by each expert linear of
+    `experts` (export.quantize_moe.expert_linears)."""
     modules = dict(model.named_modules())
     amax = {n: 0.0 for n in names}
-    hooks = []
+    hooks = expert_amax_hooks(model, experts, amax) if experts else []
+    names = [n for n in names if not experts or n not in experts]
 
     def hook_for(name):
         def hook(_module, args):
@@ -121,14 +126,19 @@ def quantize_checkpoint(src_dir, out_dir, fmt: str, *, w4a16: bool = False, cali
     embed = skeleton.get_input_embeddings().weight
     # A tied lm_head shares the embedding and has no tensor of its own: it stays unquantized.
     tied = {n for n in linears if modules[n].weight is embed}
+    experts = expert_linears(store.names())
+    if experts:  # routers stay unquantized; list them as excluded, as ModelOpt and llm-compressor do
+        scheme.exclude += [r for r in router_names(experts) if not matches_any(r, scheme.exclude)]
     quantized = [n for n in linears if n not in tied and not matches_any(n, scheme.exclude)]
     excluded = [n for n in linears if n not in quantized]
+    experts = {n: x for n, x in experts.items() if not matches_any(n, scheme.exclude)}
+    quantized += list(experts)
     for n in quantized:
         wname = f"{n}.weight"
         if wname not in store:
             raise CheckpointError(f"missing tensor for nn.Linear '{n}'", file=str(src), tensor=wname)
-        expected = [modules[n].out_features, modules[n].in_features]
-        if store.shape(wname) != expected:
+        expected = [modules[n].out_features, modules[n].in_features] if n in modules else store.shape(wname)
+        if store.shape(wname) != expected or len(expected) != 2:
             raise CheckpointError(f"expected shape {expected} (from config.json), got {store.shape(wname)}",
                                   file=str(store.file_of(wname)), tensor=wname)
         if expected[1] % GROUP_SIZE:
@@ -140,7 +150,7 @@ def quantize_checkpoint(src_dir, out_dir, fmt: str, *, w4a16: bool = False, cali
     if not w4a16:
         model = _load_model(src, weights=True)
         batches = calib_input_ids or random_calibration_batches(model.config.vocab_size, calib_batches, seed)
-        amax = calibrate_input_amax(model, quantized, batches)
+        amax = calibrate_input_amax(model, quantized, batches, experts)
         del model
         for n, a in amax.items():
             if not (math.isfinite(a) and a > 0):

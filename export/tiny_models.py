@@ -4,6 +4,10 @@ Every linear dimension is a multiple of 16 so that every linear can be NVFP4-qua
 hidden 64, intermediate 128, 2 layers, 4 query heads, 2 KV heads, head_dim 16, vocab 256.
 Per family: llama uses Llama-3 rope scaling ("llama3"), qwen2 has q/k/v biases, qwen3 has
 q/k RMSNorm and tied embeddings (as the small Qwen3 models do), mistral is plain GQA.
+The Mixture-of-Experts families: qwen3_moe (Qwen3 attention, 8 experts of intermediate 32, top-2,
+`norm_topk_prob` as the Qwen3-MoE releases) and mixtral (Mistral attention, 4 experts of
+intermediate 32, top-2, renormalised). Their routers get a larger spread than transformers' init
+so that the tokens of a short random sequence reach every expert.
 """
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # dense
+MOE_FAMILIES = ("qwen3_moe", "mixtral")
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                 "qwen3": "Qwen3ForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM", "mixtral": "MixtralForCausalLM"}
 
 _COMMON = dict(
     vocab_size=256,
@@ -35,8 +42,8 @@ _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "h
 def _config(family: str, tie_word_embeddings: bool | None):
     import transformers
 
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r} (expected one of {', '.join(FAMILIES)})")
+    if family not in FAMILIES + MOE_FAMILIES:
+        raise ValueError(f"unknown family {family!r} (expected one of {', '.join(FAMILIES + MOE_FAMILIES)})")
     tied = (family == "qwen3") if tie_word_embeddings is None else bool(tie_word_embeddings)
     kw = dict(_COMMON, tie_word_embeddings=tied)
     if family == "llama":
@@ -47,6 +54,15 @@ def _config(family: str, tie_word_embeddings: bool | None):
     if family == "qwen2":  # Qwen2 always has q/k/v biases
         return transformers.Qwen2Config(**kw, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
                                         use_sliding_window=False)
+    if family == "qwen3_moe":
+        return transformers.Qwen3MoeConfig(**kw, attention_bias=False, use_sliding_window=False, num_experts=8,
+                                           num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True,
+                                           decoder_sparse_step=1, mlp_only_layers=[],
+                                           rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+    if family == "mixtral":
+        return transformers.MixtralConfig(**dict(kw, intermediate_size=32), num_local_experts=4,
+                                          num_experts_per_tok=2, sliding_window=None,
+                                          rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
     return transformers.Qwen3Config(**kw, attention_bias=False, use_sliding_window=False,
                                     rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
 
@@ -57,8 +73,7 @@ def make_tiny_hf_model(family: str, out_dir, seed: int = 0, dtype: torch.dtype =
     import transformers
 
     config = _config(family, tie_word_embeddings)
-    config.architectures = [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                             "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[family]]
+    config.architectures = [ARCHITECTURES[family]]
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():
@@ -68,6 +83,8 @@ def make_tiny_hf_model(family: str, out_dir, seed: int = 0, dtype: torch.dtype =
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             elif name.endswith(".bias"):
                 p.copy_(0.02 * torch.randn_like(p))
+            elif name.endswith(".gate.weight"):  # MoE router: spread the logits across experts
+                p.copy_(0.5 * torch.randn_like(p))
     model = model.to(dtype).eval()
     out = Path(out_dir)
     model.save_pretrained(out, safe_serialization=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Make the real-producer test fixtures under tests/fixtures/producers/.
+"""Make the real-producer test fixtures under tests/fixtures/producers/ (tiny Llama) and
+tests/fixtures/producers-moe/<family>/ (tiny Qwen3-MoE and Mixtral, `--family qwen3_moe|mixtral`).
 
-A tiny seeded random Llama (`source`) is quantized to NVFP4 W4A4 by each real tool, with the
+A tiny seeded random model (`source`) is quantized to NVFP4 W4A4 by each real tool, with the
 tool's own public API, and the folder the tool exported is committed as it was written (less
 tokenizer/generation files). Next to it go `tool_dequant.safetensors` (every quantized weight
 dequantized to float32 by the TOOL'S OWN dequantization code) and `provenance.json`.
@@ -13,6 +14,7 @@ Each tool sub-command must run inside that tool's own venv (see scripts/dev/READ
     /tmp/venv-modelopt/bin/python scripts/dev/make_producer_fixtures.py modelopt
     /tmp/venv-quark/bin/python    scripts/dev/make_producer_fixtures.py quark
     /tmp/venv-llmc/bin/python     scripts/dev/make_producer_fixtures.py compressed-tensors
+    ... and the same four with `--family qwen3_moe` or `--family mixtral` for the MoE fixtures.
 
 The tool sub-commands import nothing from the project (the venvs hold only the tool), so the
 fixtures are independent of the readers they test; `source` uses export.tiny_models.
@@ -30,8 +32,22 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+FAMILY = "llama"  # set by --family
 FIXTURES = REPO / "tests" / "fixtures" / "producers"
 SOURCE_DIR = FIXTURES / "source-llama"
+
+
+def select_family(family: str) -> None:
+    """Llama fixtures live in producers/ (source-llama/, <tool>/); each MoE family's in
+    producers-moe/<family>/ (source/, <tool>/)."""
+    global FAMILY, FIXTURES, SOURCE_DIR
+    FAMILY = family
+    if family == "llama":
+        FIXTURES = REPO / "tests" / "fixtures" / "producers"
+        SOURCE_DIR = FIXTURES / "source-llama"
+    else:
+        FIXTURES = REPO / "tests" / "fixtures" / "producers-moe" / family
+        SOURCE_DIR = FIXTURES / "source"
 
 MODEL_SEED = 0
 CALIB_SEED = 1234
@@ -61,25 +77,27 @@ def make_source() -> None:
     from safetensors.torch import load_file, save_file
 
     with tempfile.TemporaryDirectory(dir=FIXTURES) as tmp:
-        make_tiny_hf_model("llama", tmp, seed=MODEL_SEED, dtype=SOURCE_DTYPE)
+        make_tiny_hf_model(FAMILY, tmp, seed=MODEL_SEED, dtype=SOURCE_DTYPE)
         _keep_only_checkpoint_files(Path(tmp))
-        weights_file = Path(tmp) / "model.safetensors"
-        tensors = load_file(str(weights_file))
-        name = f"{EDGE_LAYER}.weight"
-        tensors[name] = inject_edge_blocks(tensors[name]).to(SOURCE_DTYPE)
-        save_file(tensors, str(weights_file), metadata={"format": "pt"})
         prov = {
-            "what": "seeded random tiny Llama, the source model every producer fixture quantizes",
-            "built_with": f'export.tiny_models.make_tiny_hf_model("llama", out_dir, seed={MODEL_SEED}, '
+            "what": f"seeded random tiny {FAMILY}, the source model every producer fixture beside it quantizes",
+            "built_with": f'export.tiny_models.make_tiny_hf_model("{FAMILY}", out_dir, seed={MODEL_SEED}, '
             f"dtype=torch.{str(SOURCE_DTYPE).removeprefix('torch.')})",
             "seed": MODEL_SEED,
-            "edge_blocks": f"{EDGE_LAYER}.weight rescaled and given hand-set blocks in rows 0-7 "
-            "(see inject_edge_blocks in scripts/dev/make_producer_fixtures.py)",
             "dtype": str(SOURCE_DTYPE).removeprefix("torch."),
             "torch": torch.__version__,
             "transformers": metadata.version("transformers"),
-            "command": "python3 scripts/dev/make_producer_fixtures.py source",
+            "command": "python3 scripts/dev/make_producer_fixtures.py source"
+            + ("" if FAMILY == "llama" else f" --family {FAMILY}"),
         }
+        if FAMILY == "llama":
+            weights_file = Path(tmp) / "model.safetensors"
+            tensors = load_file(str(weights_file))
+            name = f"{EDGE_LAYER}.weight"
+            tensors[name] = inject_edge_blocks(tensors[name]).to(SOURCE_DTYPE)
+            save_file(tensors, str(weights_file), metadata={"format": "pt"})
+            prov["edge_blocks"] = (f"{EDGE_LAYER}.weight rescaled and given hand-set blocks in rows 0-7 "
+                                   "(see inject_edge_blocks in scripts/dev/make_producer_fixtures.py)")
         (Path(tmp) / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
         _replace_dir(Path(tmp), SOURCE_DIR)
     print(f"wrote {SOURCE_DIR}")
@@ -175,18 +193,20 @@ def _finish_fixture(tool: str, export_dir: Path, dequant: dict[str, torch.Tensor
         "tool": tool,
         "torch": torch.__version__,
         "transformers": metadata.version("transformers"),
-        "source_model": "tests/fixtures/producers/source-llama (see its provenance.json)",
+        "source_model": f"{SOURCE_DIR.relative_to(REPO)} (see its provenance.json)",
         "seed": {"model": MODEL_SEED, "calibration": CALIB_SEED},
         "calibration": calibration_description(),
         "tool_dequant": "tool_dequant.safetensors: every quantized linear's weight, dequantized "
         "to float32 by the tool's own code (see 'dequant_code')",
     }
     base.update(prov)
-    (export_dir / "provenance.json").write_text(json.dumps(base, indent=2) + "\n")
+    base["command"] += "" if FAMILY == "llama" else f" --family {FAMILY}"
     dst = FIXTURES / tool_folder(tool)
+    (export_dir / "provenance.json").write_text(json.dumps(base, indent=2) + "\n")
     size = sum(p.stat().st_size for p in export_dir.iterdir())
-    if size >= 2_000_000:
-        sys.exit(f"error: the {tool} export is {size} bytes, the fixture limit is 2 MB; {dst} left as it was")
+    limit = 2_000_000 if FAMILY == "llama" else 1_000_000
+    if size >= limit:
+        sys.exit(f"error: the {tool} export is {size} bytes, the fixture limit is {limit} bytes; {dst} left as it was")
     _replace_dir(export_dir, dst)
     print(f"wrote {dst} ({size / 1e6:.2f} MB)")
 
@@ -256,10 +276,18 @@ def make_quark() -> None:
     from quark.torch.export.nn.modules.qparamslinear import QParamsLinear
     from torch.utils.data import DataLoader
 
+    from quark.torch.utils.llm.model_preparation import preprocess_for_quantization
+
     model = load_source()
-    # Quark's own llama template + its "nvfp4" scheme (FP4Block16ScaleE4M3Scheme); it shares the
-    # global scale across q/k/v and gate/up by default (shared_scale_groups).
-    config = LLMTemplate.get("llama").get_config(scheme="nvfp4", exclude_layers=["lm_head"])
+    exclude = ["lm_head"]
+    if FAMILY != "llama":
+        # Without this Quark quantizes only attention and exports the experts in bf16: it turns
+        # transformers' fused 3-D experts into one nn.Linear per expert (its LLM CLI calls it too).
+        preprocess_for_quantization(model)
+        exclude.append("*.gate")  # the router, as Quark's own MoE templates exclude it
+    # Quark's own template for the family + its "nvfp4" scheme (FP4Block16ScaleE4M3Scheme); it
+    # shares the global scale across q/k/v and gate/up by default (shared_scale_groups).
+    config = LLMTemplate.get(FAMILY).get_config(scheme="nvfp4", exclude_layers=exclude)
     quantizer = ModelQuantizer(config)
     model = quantizer.quantize_model(model, DataLoader(calibration_tokens(), batch_size=1))
     model = quantizer.freeze(model)
@@ -268,7 +296,10 @@ def make_quark() -> None:
         export_safetensors(model, str(out))
         # Quark's own dequantization: re-import the export (QParamsLinear modules) and ask each
         # module for its dequantized weight (SequentialRealQuantizer on the packed tensors).
-        reloaded = import_model_from_safetensors(load_source(), str(out))
+        skeleton = load_source()
+        if FAMILY != "llama":
+            preprocess_for_quantization(skeleton)
+        reloaded = import_model_from_safetensors(skeleton, str(out))
         dequant = {}
         with torch.no_grad():
             for name, module in reloaded.named_modules():
@@ -276,10 +307,13 @@ def make_quark() -> None:
                     dequant[name] = module._get_qweight(module.weight).float()
         _finish_fixture("amd-quark", out, dequant, {
             "tool_version": metadata.version("amd-quark"),
-            "recipe": 'quark.torch.LLMTemplate.get("llama").get_config(scheme="nvfp4", '
-            'exclude_layers=["lm_head"]); ModelQuantizer(config).quantize_model(model, dataloader); '
+            "recipe": ("" if FAMILY == "llama" else "quark.torch.utils.llm.model_preparation."
+                       "preprocess_for_quantization(model); ")
+            + f'quark.torch.LLMTemplate.get("{FAMILY}").get_config(scheme="nvfp4", '
+            f"exclude_layers={json.dumps(exclude)}); ModelQuantizer(config).quantize_model(model, dataloader); "
             "quantizer.freeze(model); quark.torch.export_safetensors(model, export_dir)",
-            "dequant_code": "quark.torch.import_model_from_safetensors(source_model, export_dir), then "
+            "dequant_code": "quark.torch.import_model_from_safetensors(source_model, export_dir) (the source "
+            "model preprocessed like the quantized one), then "
             "QParamsLinear._get_qweight(module.weight) for each quantized linear (Quark's "
             "SequentialRealQuantizer dequantization of the packed weight)",
             "command": "/tmp/venv-quark/bin/python scripts/dev/make_producer_fixtures.py quark",
@@ -303,7 +337,10 @@ def make_compressed_tensors() -> None:
         "input_ids": calib.tolist(),
         "attention_mask": torch.ones_like(calib).tolist(),
     })
-    recipe = QuantizationModifier(targets="Linear", scheme="NVFP4", ignore=["lm_head"])
+    # MoE: oneshot unfuses the experts itself; the router is ignored as llm-compressor's MoE
+    # examples do (it is not a Linear in transformers 5, so this changes nothing but the config).
+    ignore = ["lm_head"] if FAMILY == "llama" else ["lm_head", "re:.*\\.gate$"]
+    recipe = QuantizationModifier(targets="Linear", scheme="NVFP4", ignore=ignore)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "export"
         oneshot(model=model, dataset=dataset, recipe=recipe, processor=_local_tokenizer(), num_calibration_samples=CALIB_SAMPLES,
@@ -335,7 +372,7 @@ def make_compressed_tensors() -> None:
             "tool_version": metadata.version("llmcompressor"),
             "compressed_tensors_version": metadata.version("compressed-tensors"),
             "recipe": 'llmcompressor.oneshot(model, dataset=<local datasets.Dataset of the token ids>, '
-            'recipe=QuantizationModifier(targets="Linear", scheme="NVFP4", ignore=["lm_head"])); '
+            f'recipe=QuantizationModifier(targets="Linear", scheme="NVFP4", ignore={json.dumps(ignore)})); '
             "model.save_pretrained(export_dir, save_compressed=True)",
             "dequant_code": "compressed_tensors.compressors.nvfp4.helpers.unpack_fp4_from_uint8(packed, "
             "m, 2n, dtype=float32) then compressed_tensors.quantization.lifecycle.forward.dequantize("
@@ -374,7 +411,9 @@ def _ct_weight_args(qconfig, layer: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["source", "modelopt", "quark", "compressed-tensors"])
+    parser.add_argument("--family", choices=["llama", "qwen3_moe", "mixtral"], default="llama")
     args = parser.parse_args()
+    select_family(args.family)
     FIXTURES.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(MODEL_SEED)
     {

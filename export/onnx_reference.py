@@ -1,0 +1,99 @@
+"""The project's custom ONNX nodes (`trt.plugins::NVFP4Linear`, `trt.plugins::NVFP4MoE`) evaluated
+with the torch `exact` references, on numpy arrays.
+
+- `NODE_REFERENCES[op_type](node, inputs) -> output`: one node given its input arrays, what the
+  layer-by-layer verifier runs for the node (node: an `onnx.NodeProto` or an `onnx_ir.Node`).
+- `reference_ops()`: the same as `onnx.reference` ops, so that `ReferenceEvaluator(model,
+  new_ops=reference_ops())` runs a small plugin-format graph end to end on CPU without the ONNX
+  Runtime custom-op library (also `export.qdq`'s TRT_FP4DynamicQuantize).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from export.layer import NVFP4LinearWeights
+from export.moe import unstack_moe
+from export.reference import nvfp4_linear_exact, nvfp4_moe_exact
+
+
+def node_attributes(node) -> dict[str, Any]:
+    """{name: value} of an onnx.NodeProto's or onnx_ir.Node's attributes (strings decoded)."""
+    if hasattr(node, "attribute"):  # onnx.NodeProto
+        import onnx
+
+        values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    else:
+        values = {name: attr.value for name, attr in node.attributes.items()}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
+
+
+def _to_torch(a: np.ndarray) -> torch.Tensor:
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":  # ml_dtypes
+        return torch.from_numpy(np.array(a).view(np.int16)).view(torch.bfloat16)
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
+def _to_numpy(t: torch.Tensor, like: np.ndarray) -> np.ndarray:
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.asarray(like).dtype)
+    return t.numpy()
+
+
+def nvfp4_linear_node_reference(node, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """One NVFP4Linear node (docs/op-contract.md) through `nvfp4_linear_exact`."""
+    attrs = node_attributes(node)
+    x, weight, scale, global_scale = (_to_torch(a) for a in inputs[:4])
+    bias = _to_torch(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
+    w4a4 = attrs["mode"] == "w4a4"
+    g = global_scale.to(torch.float32).reshape(-1)
+    layer = NVFP4LinearWeights(
+        name=getattr(node, "name", "") or "NVFP4Linear", weight_packed=weight.view(torch.uint8),
+        weight_scale=scale.view(torch.float8_e4m3fn), weight_global_scale=g.reshape(()) if g.numel() == 1 else g,
+        input_global_scale=torch.tensor(attrs["input_global_scale"], dtype=torch.float32) if w4a4 else None,
+        input_global_scale_inv=torch.tensor(attrs["input_global_scale_inv"], dtype=torch.float32) if w4a4 else None,
+        bias=bias)
+    return _to_numpy(nvfp4_linear_exact(x, layer), inputs[0])
+
+
+def nvfp4_moe_node_reference(node, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """One NVFP4MoE node (docs/op-contract-moe.md): `NVFP4MoEWeights` from its stacked inputs and
+    attributes (export.moe.unstack_moe), then `nvfp4_moe_exact` on its x and router logits."""
+    attrs = node_attributes(node)
+    x, logits = _to_torch(inputs[0]), _to_torch(inputs[1])
+    moe = unstack_moe(
+        [_to_torch(a) for a in inputs[2:8]], num_experts=attrs["num_experts"], top_k=attrs["top_k"],
+        hidden_size=attrs["hidden_size"], intermediate_size=attrs["intermediate_size"], mode=attrs["mode"],
+        normalize_topk=attrs["normalize_topk"], w13_input_global_scale=attrs["w13_input_global_scale"],
+        w13_input_global_scale_inv=attrs["w13_input_global_scale_inv"],
+        w2_input_global_scale=attrs["w2_input_global_scale"],
+        w2_input_global_scale_inv=attrs["w2_input_global_scale_inv"],
+        name=getattr(node, "name", "") or "NVFP4MoE")
+    if attrs.get("activation", "silu") != "silu":
+        raise ValueError(f"{moe.name}: activation {attrs['activation']!r} is not 'silu'")
+    return _to_numpy(nvfp4_moe_exact(x, logits, moe), inputs[0])
+
+
+NODE_REFERENCES = {"NVFP4Linear": nvfp4_linear_node_reference, "NVFP4MoE": nvfp4_moe_node_reference}
+
+
+def reference_ops() -> list:
+    """onnx.reference ops for the plugin nodes and for export.qdq's TRT_FP4DynamicQuantize."""
+    from onnx.reference.op_run import OpRun
+
+    from export.contract import op_contract
+    from export.qdq import reference_ops as qdq_reference_ops
+
+    def op(op_type: str):
+        reference = NODE_REFERENCES[op_type]
+
+        def _run(self, *inputs, **_attributes):
+            return (reference(self.onnx_node, inputs),)
+
+        return type(op_type, (OpRun,), {"op_domain": op_contract(op_type)["domain"], "_run": _run})
+
+    return [op(t) for t in NODE_REFERENCES] + qdq_reference_ops()
