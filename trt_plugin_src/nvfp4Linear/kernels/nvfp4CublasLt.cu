@@ -8,7 +8,8 @@
 // link dependency on cuBLAS); the header only supplies the types. Built only where CMake found
 // cublasLt.h (NVFP4_HAVE_CUBLASLT); otherwise the path reports itself unavailable.
 // COMPILE-CHECKED ONLY: no Blackwell GPU was available (docs/perf/blackwell.md).
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
 #include "nvfp4ScaleLayout.h"
 
 #include <cstdio>

@@ -11,14 +11,17 @@
 //     "full" (TMA bytes landed) and an "empty" (consumers done) mbarrier;
 //   * 2 consumer warpgroups (232 registers), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
-//     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4KernelsInternal.cuh's bit decode)
+//     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4Numerics.cuh's bit decode)
 //     and issues 4 asynchronous wgmmas; the decode of stage s+1 runs while stage s's wgmmas run.
 // Numerics as every tensor-core path: exact 16-bit products, fp32 accumulation, alpha times the
 // operand's power of two (2^14 fp16, 2^7 bf16: RsScales) last.
 // Small grids split K across CTAs (fp32 partials + the deterministic reduceSplitsKernel).
 // Requires K % 256 == 0 (the scale tensor's 16-byte TMA rows and box starts) and 16-byte aligned operands; the
 // body exists only in the sm_90a image (elsewhere the kernel traps; launchLinear never picks it).
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+#include "nvfp4Ptx.cuh"
+#include "nvfp4Tuning.h"
 #include "nvfp4Sm90.cuh"
 #include "nvfp4WgmmaRs.cuh"
 
@@ -40,12 +43,19 @@ constexpr int kThreads = 384;
 template <int BN>
 struct RsConfig
 {
+    static constexpr int kCtasPerSm = tuning::wgmmaCtasPerSm(BN);
     static constexpr int kActBytes = BN * 128;          // BN rows x 64 elements, 128B-swizzled
     static constexpr int kWBytes = kRowsPerCta * 32;     // 64 FP4 per row
     static constexpr int kSBytes = kRowsPerCta * 16;     // 16-byte aligned TMA rows: scales of 4 stages
     static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
-    static constexpr int kStages = 200 * 1024 / kStageBytes < 8 ? 200 * 1024 / kStageBytes : 8;
+    // The ring fills the SM's shared memory (227 KB, less 1 KB reserved per CTA), at most 8 deep.
+    static constexpr int kRingBudget = (kCtasPerSm == 1 ? 200 : 110) * 1024;
+    static constexpr int kStages = kRingBudget / kStageBytes < 8 ? kRingBudget / kStageBytes : 8;
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
+    // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). One CTA per
+    // SM: 128 * 40 + 256 * 232 <= 64K; two: 128 * 24 + 256 * 104 <= 32K (the launch gives 80 each).
+    static constexpr int kProducerRegs = kCtasPerSm == 1 ? 40 : 24;
+    static constexpr int kConsumerRegs = kCtasPerSm == 1 ? 232 : 104;
 };
 
 // Device helpers of the kernel body, which exists only in the sm_90a image.
@@ -182,7 +192,7 @@ __device__ __forceinline__ void decodeStage(
 #endif
 
 template <typename Op, typename T, int BN, bool kPermutedK>
-__global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
+__global__ void __launch_bounds__(kThreads, RsConfig<BN>::kCtasPerSm) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
     __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
     int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
     int64_t M, int64_t N, int numChunks, int chunksPerSplit)
@@ -191,8 +201,8 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
     using Cfg = RsConfig<BN>;
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
-    constexpr int kProducerRegs = 40;  // 128 * 40 + 256 * 232 <= 64K registers
-    constexpr int kConsumerRegs = 232; // BN / 2 accumulators + 3 x 16 fragment registers + addressing
+    constexpr int kProducerRegs = Cfg::kProducerRegs;
+    constexpr int kConsumerRegs = Cfg::kConsumerRegs; // BN / 2 accumulators + 3 x 16 fragments + addressing
     extern __shared__ uint8_t smemRaw[];
     // 1024-byte aligned (128B swizzle atoms) by pointer arithmetic on the shared array, so that the
     // compiler keeps the shared address space (LDS, not generic loads).
@@ -454,30 +464,20 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
         return err;
     }
     int const numChunks = static_cast<int>(p.K / kBK);
-    int const chunksPerSplit = (numChunks + splits - 1) / splits;
-    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
-    float* partial = nullptr;
-    if (splits > 1)
-    {
-        partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
-    }
+    SplitK const sk = planSplitK(p, numChunks, splits);
     dim3 const grid(static_cast<unsigned>((p.N + kRowsPerCta - 1) / kRowsPerCta),
-        static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(splits));
+        static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(sk.splits));
     err = launchKernel(pdl, kernel, grid, dim3(kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
         p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
-        static_cast<T*>(p.y), partial, p.M, p.N, numChunks, chunksPerSplit);
-    if (err == cudaSuccess && splits > 1)
-    {
-        err = launchReduceSplits(p, partial, splits, stream, pdl);
-    }
-    return err;
+        static_cast<T*>(p.y), sk.partial, p.M, p.N, numChunks, sk.chunksPerSplit);
+    return reduceSplitK(p, sk, err, stream, pdl);
 }
 
-// Tile height BN (activation rows) and K splits: the estimated time of the grid in waves of one
-// CTA per SM, each 64-deep stage costing the tensor time 4 * BN cycles plus ~500 cycles that the
-// decode and barriers add (fitted to the v5 H100 timings), plus for split-K the partials' traffic
-// and one reduction launch; the workspace bounds splits * M (partialBytes). Near-ties go to the
-// taller tile (fewer weight decodes and activation reads per FLOP).
+// Tile height BN (activation rows) and K splits: the estimated time of the grid in waves of the
+// resident CTAs, each 64-deep stage costing the tuning table's cycles (tensor time plus the decode
+// and barrier latency it does not hide), plus for split-K the partials' traffic and one reduction
+// launch; the workspace bounds splits * M (partialBytes). Near-ties go to the taller tile (fewer
+// weight decodes and activation reads per FLOP).
 struct RsPlan
 {
     int bn = 256;
@@ -494,20 +494,21 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
     for (int bn : {256, 128, 64})
     {
         int64_t const tiles = tilesN * ((M + bn - 1) / bn);
-        double const stageCycles = 4.0 * bn + 500.0;
-        for (int s = 1; s <= 8; ++s)
+        double const resident = static_cast<double>(tuning::wgmmaCtasPerSm(bn)) * smCount;
+        double const stageCycles = tuning::wgmmaStageCycles(bn);
+        for (int s = 1; s <= tuning::kWgmmaMaxSplits; ++s)
         {
-            if (s > 1 && (s * M > partialRows || numChunks / s < 4))
+            if (s > 1 && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit))
             {
                 break;
             }
-            double const waves = std::ceil(static_cast<double>(tiles * s) / smCount);
-            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * stageCycles / 1700.0;
+            double const waves = std::ceil(static_cast<double>(tiles * s) / resident);
+            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * stageCycles / tuning::kWgmmaClockMHz;
             if (s > 1)
             {
                 us += static_cast<double>(s) * M * N * 8.0 / 2.5e6 + 3.0;
             }
-            if (bestUs == 0.0 || us < 0.97 * bestUs)
+            if (bestUs == 0.0 || us < tuning::kWgmmaTieFactor * bestUs)
             {
                 best = {bn, s};
                 bestUs = us;
