@@ -62,18 +62,24 @@ constexpr TiledShape kTiledLargeM{128, 256, 2, 4, 4};
 
 // ---------------------------------------------------------------------------------------------
 // wgmma kernel (nvfp4Wgmma.cu): 128 weight rows per CTA, BN activation rows.
-constexpr int wgmmaCtasPerSm(int /*bn*/)
+// The tiles the planner chooses from (BN activation rows by 128 weight rows, CTAs per SM) and
+// its cost of one 64-deep stage of one CTA in cycles at kWgmmaClockMHz: the tensor time 4 * BN
+// plus the decode and barrier latency it does not hide (fitted to H100 and H200 timings). At
+// BN = 64 two CTAs can share an SM (consumers within 104 registers): each stage then takes
+// ~1400 cycles per CTA, only ~10 % more SM throughput than one CTA (H200, 8192->57344, M = 64:
+// twice the warps raised the issue utilisation from 44 % to 51 %), worth it only where the tiles
+// fill more than a wave of single CTAs. Plans within kWgmmaTieFactor of the best go to the
+// earlier entry (taller tile, then one CTA per SM).
+struct WgmmaTile
 {
-    return 1;
-}
-// The planner's cost of one 64-deep stage of one CTA in cycles (tensor time 4 * BN plus the
-// decode and barrier latency it does not hide; fitted to H100/H200 timings), at the clock below.
-constexpr double wgmmaStageCycles(int bn)
-{
-    return 4.0 * bn + 500.0;
-}
+    int bn;
+    int ctasPerSm;
+    double stageCycles;
+};
+constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 4.0 * 256 + 500}, {128, 1, 4.0 * 128 + 500},
+    {64, 1, 4.0 * 64 + 500}, {64, 2, 1400.0}};
 constexpr double kWgmmaClockMHz = 1700.0;
-constexpr double kWgmmaTieFactor = 0.97; // plans within 3 % of the best go to the taller tile
+constexpr double kWgmmaTieFactor = 0.97;
 constexpr int kWgmmaMaxSplits = 8;
 constexpr int kWgmmaMinChunksPerSplit = 4;
 

@@ -40,10 +40,12 @@ constexpr int kBK = 64;         // K per stage (one 128-byte swizzle row of 16-b
 constexpr int kRowsPerCta = 128; // weight rows: 2 consumer warpgroups x 64
 constexpr int kThreads = 384;
 
-template <int BN>
+// BN activation rows per tile; kCtasPerSm CTAs share an SM (the launch bounds, the ring depth and
+// the register split follow from it).
+template <int BN, int kCtas>
 struct RsConfig
 {
-    static constexpr int kCtasPerSm = tuning::wgmmaCtasPerSm(BN);
+    static constexpr int kCtasPerSm = kCtas;
     static constexpr int kActBytes = BN * 128;          // BN rows x 64 elements, 128B-swizzled
     static constexpr int kWBytes = kRowsPerCta * 32;     // 64 FP4 per row
     static constexpr int kSBytes = kRowsPerCta * 16;     // 16-byte aligned TMA rows: scales of 4 stages
@@ -191,14 +193,14 @@ __device__ __forceinline__ void decodeStage(
 
 #endif
 
-template <typename Op, typename T, int BN, bool kPermutedK>
-__global__ void __launch_bounds__(kThreads, RsConfig<BN>::kCtasPerSm) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
+template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
+__global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
     __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
     int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
     int64_t M, int64_t N, int numChunks, int chunksPerSplit)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Cfg = RsConfig<BN>;
+    using Cfg = RsConfig<BN, kCtas>;
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
     constexpr int kProducerRegs = Cfg::kProducerRegs;
@@ -441,10 +443,10 @@ bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void co
         == CUDA_SUCCESS;
 }
 
-template <typename Op, typename T, int BN, bool kPermutedK>
+template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
 cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cudaStream_t stream)
 {
-    using Cfg = RsConfig<BN>;
+    using Cfg = RsConfig<BN, kCtas>;
     CUtensorMap mapA, mapW, mapS;
     CUtensorMapDataType const aType = std::is_same<typename Op::Elem, __half>::value
         ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
@@ -457,7 +459,7 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
     {
         return cudaErrorNotSupported;
     }
-    auto kernel = wgmmaRsKernel<Op, T, BN, kPermutedK>;
+    auto kernel = wgmmaRsKernel<Op, T, BN, kCtas, kPermutedK>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
     if (err != cudaSuccess)
     {
@@ -481,6 +483,7 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
 struct RsPlan
 {
     int bn = 256;
+    int ctasPerSm = 1;
     int splits = 1;
 };
 
@@ -491,11 +494,10 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
     int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
     RsPlan best;
     double bestUs = 0.0;
-    for (int bn : {256, 128, 64})
+    for (tuning::WgmmaTile const& tile : tuning::kWgmmaTiles)
     {
-        int64_t const tiles = tilesN * ((M + bn - 1) / bn);
-        double const resident = static_cast<double>(tuning::wgmmaCtasPerSm(bn)) * smCount;
-        double const stageCycles = tuning::wgmmaStageCycles(bn);
+        int64_t const tiles = tilesN * ((M + tile.bn - 1) / tile.bn);
+        double const resident = static_cast<double>(tile.ctasPerSm) * smCount;
         for (int s = 1; s <= tuning::kWgmmaMaxSplits; ++s)
         {
             if (s > 1 && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit))
@@ -503,14 +505,14 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
                 break;
             }
             double const waves = std::ceil(static_cast<double>(tiles * s) / resident);
-            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * stageCycles / tuning::kWgmmaClockMHz;
+            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * tile.stageCycles / tuning::kWgmmaClockMHz;
             if (s > 1)
             {
                 us += static_cast<double>(s) * M * N * 8.0 / 2.5e6 + 3.0;
             }
             if (bestUs == 0.0 || us < tuning::kWgmmaTieFactor * bestUs)
             {
-                best = {bn, s};
+                best = {tile.bn, tile.ctasPerSm, s};
                 bestUs = us;
             }
         }
@@ -522,11 +524,12 @@ template <typename Op, typename T, bool kPermutedK>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
-    switch (plan.bn)
+    switch (plan.bn * 10 + plan.ctasPerSm)
     {
-    case 64: return runRs<Op, T, 64, kPermutedK>(p, a, plan.splits, pdl, stream);
-    case 128: return runRs<Op, T, 128, kPermutedK>(p, a, plan.splits, pdl, stream);
-    default: return runRs<Op, T, 256, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 641: return runRs<Op, T, 64, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 642: return runRs<Op, T, 64, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 1281: return runRs<Op, T, 128, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
+    default: return runRs<Op, T, 256, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
     }
 }
 
