@@ -215,16 +215,22 @@ __global__ void __launch_bounds__(kWarps * 32, kCtasPerSm) gemvMmaKernel(typenam
     }
 }
 
-// Split-K count: the smallest that gives ~0.8 of a wave of resident CTAs (each split shortens the
-// per-warp weight streams, whose start-up latency is not hidden, and adds partial sums), keeping at
-// least 16 chunks (1024 elements of K) per split.
+// Split-K count for `resident` CTA slots: the smallest that gives ~0.8 of a wave (each split
+// shortens the per-warp weight streams, whose start-up latency is not hidden, and adds partial
+// sums), never so many that the grid spills into a second wave (4096->6144 at M <= 16: 3 splits
+// of 192 CTAs on 528 slots ran 17-20 % slower than 2, H200), and at most `cap`.
+int64_t splitsForOneWave(int64_t ctasN, int64_t resident, int64_t cap)
+{
+    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
+    return std::max<int64_t>(1, std::min({wanted, resident / ctasN, cap}));
+}
+
+// The 64-chunk kernel keeps at least 16 chunks (1024 elements of K) per split.
 int64_t chooseSplits(int64_t N, int64_t K, int rowsPerCta, int smCount)
 {
     int64_t const ctasN = (N + rowsPerCta - 1) / rowsPerCta;
-    int64_t const numChunks = K / 64;
-    int64_t const wanted = (8 * static_cast<int64_t>(kCtasPerSm) * smCount / 10 + ctasN - 1) / ctasN;
-    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, numChunks / 16));
-    return std::max<int64_t>(1, std::min(wanted, cap));
+    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, K / 64 / 16));
+    return splitsForOneWave(ctasN, static_cast<int64_t>(kCtasPerSm) * smCount, cap);
 }
 
 template <typename Op, typename T, bool HasHi>
@@ -597,13 +603,11 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
 {
     int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
     int64_t const numChunks = p.K / 128;
-    // Split K across CTAs only until ~0.8 of a wave of resident CTAs is reached; every warp keeps
-    // >= 2 chunks.
+    // Every warp keeps >= 2 chunks.
     int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
-    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
     int64_t const cap
         = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
-    SplitK const sk = planSplitK(p, numChunks, std::max<int64_t>(1, std::min(wanted, cap)));
+    SplitK const sk = planSplitK(p, numChunks, splitsForOneWave(ctasN, resident, cap));
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
     auto kernel = gemvWideKernel<Op, T, NT, false>;
     if constexpr (NT == 1)
