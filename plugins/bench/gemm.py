@@ -1,8 +1,6 @@
-#!/usr/bin/env python3
-"""Benchmark the NVFP4Linear CUDA kernels (W4A4, W4A16) beside torch bf16 matmul (cuBLAS), FP8
-`torch._scaled_mm` and the torch emulation reference, in one process on one GPU.
-
-    python scripts/bench_gemm.py [--quick] [--out-dir docs/perf]
+"""Benchmark of the NVFP4Linear CUDA kernels (W4A4, W4A16) beside torch bf16 matmul (cuBLAS), FP8
+`torch._scaled_mm`, torch's int4 weight-only kernel (`_weight_int4pack_mm`, group 128) and, when
+asked for, the torch emulation reference, in one process on one GPU (scripts/bench/bench_gemm.py).
 
 Writes OUT_DIR/gemm-<card>.json and .md (`-<path>` added with --kernel-path, `-quick` with --quick)
 and prints the table.
@@ -28,21 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(REPO))  # the export/ and plugins/ packages, ahead of scripts/export.py
-if str(SCRIPTS) not in sys.path:
-    sys.path.append(str(SCRIPTS))  # render_gemm_report
+from plugins.bench import gemm_report as report_lib
+from plugins.bench.gemm_report import DEFAULT_KERNELS, KERNELS, M_VALUES, NVFP4_KERNELS, SHAPES
 
-import render_gemm_report as report_lib  # noqa: E402
-from render_gemm_report import KERNELS, M_VALUES, NVFP4_KERNELS, SHAPES  # noqa: E402
-
-QUICK_SHAPES = ((4096, 14336), (8192, 28672))
-QUICK_M_VALUES = (1, 4, 16, 64, 128, 1024, 4096)
+REPO = Path(__file__).resolve().parents[2]
+QUICK_SHAPES = ((4096, 14336), (8192, 57344))
+QUICK_M_VALUES = (1, 8, 16, 64, 128, 1024)
 DEFAULT_L2_BYTES = 50 * 2**20  # H100; used only when torch does not report the L2 size
 DEVICE = "cuda"  # all buffers live on the current CUDA device
 SPIN_CYCLES = 200_000  # ≈ 100 µs at 2 GHz: the GPU is busy while the CPU enqueues a replay
 CHECK_TOLERANCE = 2.0**-6  # max |y − exact| / max |exact|; real bugs give O(1)
+INT4_GROUP = 128  # torch's int4 kernel: bf16 scale and zero point per 128 weights along K
+INT4_INNER_K_TILES = 8
 
 
 class BenchError(RuntimeError):
@@ -81,6 +76,8 @@ def weight_copy_bytes(kernel: str, N: int, K: int) -> int:
     """Bytes of one weight copy as the kernel stores it (scales included)."""
     if kernel in NVFP4_KERNELS or kernel == "emulation":
         return N * K // 2 + N * K // 16 + 4
+    if kernel == "int4":
+        return N * K // 2 + (K // INT4_GROUP) * N * 2 * 2
     return {"bf16": 2, "fp8": 1}[kernel] * N * K
 
 
@@ -118,7 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", help="file stem (default gemm-<card>[-<kernel path>][-quick])")
     parser.add_argument("--shapes", help="comma-separated K->N list (overrides the default shapes)")
     parser.add_argument("--m", dest="m_values", help="comma-separated M list (overrides the default M values)")
-    parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated subset of {','.join(KERNELS)}")
+    parser.add_argument("--kernels", default=",".join(DEFAULT_KERNELS),
+                        help=f"comma-separated subset of {','.join(KERNELS)} (default: all but the emulation)")
     parser.add_argument("--min-replays", type=int, default=20, help="timed graph replays per row, at least")
     parser.add_argument("--max-replays", type=int, default=200)
     parser.add_argument("--emulation-replays", type=int, default=10, help="timed eager calls per emulation row")
@@ -158,6 +156,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as e:
         parser.error(str(e))
     return args
+
+
+def recorded_argv(argv: list[str]) -> list[str]:
+    """The arguments as the report records them: without --out-dir, a path of the machine that ran it."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out-dir":
+            skip = True
+        elif not arg.startswith("--out-dir="):
+            out.append(arg)
+    return out
 
 
 def _first_line(error: BaseException) -> str:
@@ -315,6 +326,16 @@ class ShapeOperands:
             self.x8 = torch.zeros(round_up(m_max, 16), K, dtype=torch.float8_e4m3fn, device=dev)
             self.x8[:m_max] = x8
             del x8
+        self.int4 = []
+        if "int4" in kernels:
+            packed = torch.ops.aten._convert_weight_to_int4pack(
+                torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device=dev), INT4_INNER_K_TILES)
+            groups = K // INT4_GROUP
+            scales_zeros = torch.stack([torch.empty(groups, N, device=dev).uniform_(0.5, 2.0) / 64,
+                                        torch.empty(groups, N, device=dev).uniform_(-0.1, 0.1)], dim=-1)
+            scales_zeros = scales_zeros.to(torch.bfloat16).contiguous()
+            self.int4 = [(packed, scales_zeros)] + [(packed.clone(), scales_zeros.clone())
+                                                    for _ in range(copies["int4"] - 1)]
 
     def layer(self, index: int, mode: str):
         """The NVFP4LinearWeights of weight copy `index` (references take this form)."""
@@ -347,6 +368,8 @@ def shape_gpu_bytes(K: int, N: int, m_max: int, kernels: tuple[str, ...], copies
         total += copies["bf16"] * weight_copy_bytes("bf16", N, K)
     if "fp8" in kernels:
         total += copies["fp8"] * weight_copy_bytes("fp8", N, K) + round_up(m_max, 16) * K + m_max * N * 2
+    if "int4" in kernels:
+        total += copies["int4"] * weight_copy_bytes("int4", N, K) + N * K  # + the unpacked bytes
     if nv:
         total += 6 * max(N * K, m_max * K, m_max * N) * 8  # float64/int64 temporaries of the references
     return total
@@ -442,6 +465,10 @@ class Bench:
                 timing, m_run = self.time_fp8(ops, M, calls)
                 if m_run != M:
                     extra["M_run"] = m_run
+            elif kernel == "int4":
+                x = ops.x[:M]
+                timing = time_graph([lambda w=w, sz=sz: torch.ops.aten._weight_int4pack_mm(x, w, INT4_GROUP, sz)
+                                     for w, sz in ops.int4[:calls]], args.min_replays, args.max_replays)
             else:
                 mode = kernel.split("_")[1]
                 x, y, ws = ops.x[:M], ops.y[:M], self.workspaces[kernel]
@@ -538,6 +565,10 @@ def build_report(bench: Bench, args, device: str, capability: str, bw_start: dic
     if "fp8" in args.kernel_list:
         notes.append("fp8 = torch._scaled_mm with per-tensor scales, bf16 out, activation already FP8 "
                      f"(its quantization is not timed), use_fast_accum={args.fp8_fast_accum}")
+    if "int4" in args.kernel_list:
+        notes.append(f"int4 = torch.ops.aten._weight_int4pack_mm (W4A16, bf16 activation and out, group "
+                     f"{INT4_GROUP}, bf16 scale and zero point per group; weights packed by "
+                     f"_convert_weight_to_int4pack with inner_k_tiles={INT4_INNER_K_TILES})")
     if bench.fp8_padded:
         notes.append(f"fp8: this torch requires M % 16 == 0; M in {sorted(bench.fp8_padded)} timed padded "
                      "to the next multiple of 16 (M_run in the JSON)")
@@ -567,7 +598,7 @@ def build_report(bench: Bench, args, device: str, capability: str, bw_start: dic
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "capability": capability,
-        "command": " ".join(["python", "scripts/bench_gemm.py", *args.argv]),
+        "command": " ".join(["python", "scripts/bench/bench_gemm.py", *recorded_argv(args.argv)]),
         "quick": bool(args.quick),
         "kernel_path": args.kernel_path,
         "method": (f"CUDA graphs; each replay runs R calls over R weight copies (together ≥ {args.l2_factor}× "
@@ -634,7 +665,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_gemm.py: {len(bench.errors)} problem(s), first: {bench.errors[0]}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,7 @@
-#!/usr/bin/env python3
-"""GEMM benchmark report: traffic and FLOP arithmetic, the issue-5 targets, floors, and the
-markdown table. Pure Python (no torch, no GPU), so that it is tested on CPU and can re-render a
-committed JSON anywhere.
-
-    python scripts/render_gemm_report.py docs/perf/gemm-NVIDIA-H100-80GB-HBM3.json [-o OUT.md]
-    python scripts/render_gemm_report.py --floors [--hbm-TBps 3.35 --copy-TBps 3.0 --bf16-TFLOPs 989]
-
-`scripts/bench_gemm.py` measures and then calls `enrich_rows` and `render_markdown` from here.
+"""GEMM benchmark report: traffic and FLOP arithmetic, the targets, floors, and the markdown table.
+Pure Python (no torch, no GPU), so that it is tested on CPU and can re-render a committed JSON
+anywhere (scripts/bench/render_gemm_report.py); plugins.bench.gemm measures and then calls
+`enrich_rows` and `render_markdown` from here.
 Units: time in µs, bandwidth in TB/s (10^12 B/s), throughput in TFLOP/s (10^12 FLOP/s).
 """
 from __future__ import annotations
@@ -19,13 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16", "bf16", "fp8", "emulation")
+KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16", "bf16", "fp8", "int4", "emulation")
 NVFP4_KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16")  # the plugin's kernels: the rows with targets
+DEFAULT_KERNELS = KERNELS[:-1]  # the emulation (seconds per call) only when asked for
 
-# (K, N) = (in_features, out_features) of real model linears, written K→N. 4096→14336 and back
-# are Llama-3-8B's MLP; 8192→28672 and back Llama-3-70B's MLP.
-SHAPES = ((4096, 4096), (4096, 14336), (14336, 4096), (8192, 28672), (28672, 8192))
-M_VALUES = (1, 2, 4, 8, 16, 32, 64, 128, 512, 1024, 4096, 8192)
+# (K, N) = (in_features, out_features) of real model linears, written K→N: Llama-3 8B's attention
+# (4096→6144 fused QKV, 4096→4096 O) and MLP (4096→14336 up or gate, 14336→4096 down, 4096→28672
+# fused gate+up), Llama-3 70B's MLP (8192→57344 fused gate+up, 28672→8192 down).
+SHAPES = ((4096, 6144), (4096, 4096), (4096, 28672), (14336, 4096), (8192, 57344), (28672, 8192), (4096, 14336))
+M_VALUES = (1, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 # Bytes one kernel must move at least: its weight format plus activation in and output out
 # (bf16 out everywhere; FP8's input is already FP8, the others read bf16).
@@ -35,18 +32,31 @@ WEIGHT_BYTES_PER_ELEMENT = {
     "emulation": 0.5625,  # same stored weights; its real traffic is far larger
     "bf16": 2.0,
     "fp8": 1.0,
+    "int4": 0.5 + 4.0 / 128,  # 4-bit code + a bf16 scale and zero point per 128
 }
 INPUT_BYTES_PER_ELEMENT = {"fp8": 1.0}  # default 2 (bf16)
 OUTPUT_BYTES_PER_ELEMENT = 2.0
 
-# Issue 5 targets for the plugin's kernels, all against numbers measured in the same run.
-SMALL_M_MAX = 16  # M ≤ 16: memory bound → fraction of measured copy bandwidth on NVFP4 bytes
+# Targets of the plugin's kernels, each against numbers measured in the same run (docs/kernels.md):
+#   M ≤ 8        ≥ 85 % of the copy bandwidth on shapes with ≥ 30 MB of NVFP4 weight; on smaller
+#                shapes faster than both FP8 and int4;
+#   9 ≤ M ≤ 64   ≥ 2.5× bf16 where N·K ≥ 58 M, else ≥ 1.5×; and faster than FP8 up to M = 32;
+#   65 ≤ M ≤ 128 ≥ 1.3× bf16;   129 ≤ M < 1024 ≥ 1.0× bf16;   M ≥ 1024 ≥ 0.9× bf16.
+SMALL_M_MAX = 8
 SMALL_M_COPY_FRACTION = 0.85
-LARGE_M_MIN = 1024  # M ≥ 1024: compute bound → fraction of bf16 cuBLAS TFLOP/s
+LARGE_WEIGHT_BYTES = 30e6
+MID_M_MAX = 64
+MID_M_LARGE_NK = 58e6
+MID_M_LARGE_BF16 = 2.5
+MID_M_SMALL_BF16 = 1.5
+MID_M_FP8_MAX = 32
+M128_BF16 = 1.3
+LARGE_M_MIN = 1024
 LARGE_M_BF16_FRACTION = 0.9
-MID_M_BF16_FRACTION = 1.0  # in between: never slower than bf16
+REGIMES = (("M ≤ 8", 1, SMALL_M_MAX), ("9–64", SMALL_M_MAX + 1, MID_M_MAX), ("65–128", MID_M_MAX + 1, 128),
+           ("129–512", 129, LARGE_M_MIN - 1), ("≥ 1024", LARGE_M_MIN, 1 << 62))
 
-# H100 SXM reference figures (docs/perf/notes.md; /work/shared/docs/hopper-perf-facts.md §6).
+# H100 SXM reference figures (hopper-perf-facts §6), for the floors table.
 H100_HBM_TBPS = 3.35
 H100_COPY_TBPS = 3.0
 H100_BF16_TFLOPS = 989.0
@@ -102,32 +112,51 @@ def crossover_m(N: int, K: int, bandwidth_TBps: float, peak_TFLOPs: float, kerne
     return math.inf if denominator <= 0 else (weight / bw) / denominator
 
 
-def target_for(M: int) -> tuple[str, float]:
-    """("copy", f): TB/s on NVFP4 bytes ≥ f · copy bandwidth; ("bf16", f): speed ≥ f × bf16."""
+def targets_for(M: int, N: int, K: int) -> list[tuple[str, float]]:
+    """The target of a plugin row as (measure, bound) conditions, all of which must hold:
+    ("copy", f): TB/s on NVFP4 bytes ≥ f · copy bandwidth; (peer, f): speed ≥ f × that peer's."""
     if M <= SMALL_M_MAX:
-        return "copy", SMALL_M_COPY_FRACTION
-    if M >= LARGE_M_MIN:
-        return "bf16", LARGE_M_BF16_FRACTION
-    return "bf16", MID_M_BF16_FRACTION
+        if N * K * WEIGHT_BYTES_PER_ELEMENT["nvfp4_w4a4"] >= LARGE_WEIGHT_BYTES:
+            return [("copy", SMALL_M_COPY_FRACTION)]
+        return [("fp8", 1.0), ("int4", 1.0)]
+    if M <= MID_M_MAX:
+        bf16 = [("bf16", MID_M_LARGE_BF16 if N * K >= MID_M_LARGE_NK else MID_M_SMALL_BF16)]
+        return bf16 + ([("fp8", 1.0)] if M <= MID_M_FP8_MAX else [])
+    if M <= 128:
+        return [("bf16", M128_BF16)]
+    if M < LARGE_M_MIN:
+        return [("bf16", 1.0)]
+    return [("bf16", LARGE_M_BF16_FRACTION)]
 
 
-def target_text(M: int, copy_TBps: float) -> str:
-    kind, fraction = target_for(M)
-    if kind == "copy":
-        return f"≥{fraction:.0%} copy ({fraction * copy_TBps:.2f} TB/s)"
-    return f"≥{fraction:.1f}× bf16"
+def target_text(M: int, N: int, K: int, copy_TBps: float) -> str:
+    parts = []
+    for measure, bound in targets_for(M, N, K):
+        if measure == "copy":
+            parts.append(f"≥{bound:.0%} copy ({bound * copy_TBps:.2f} TB/s)")
+        elif bound == 1.0 and measure != "bf16":
+            parts.append(f"faster than {measure.upper() if measure == 'fp8' else measure}")
+        else:
+            parts.append(f"≥{bound:.1f}× {measure}")
+    return ", ".join(parts)
 
 
-def verdict(kernel: str, M: int, N: int, K: int, us: float, copy_TBps: float, bf16_us: float | None) -> bool | None:
-    """True/False for the plugin's kernels; None where no target applies or its baseline is missing."""
+def verdict(kernel: str, M: int, N: int, K: int, us: float, copy_TBps: float,
+            peer_us: dict[str, float | None]) -> bool | None:
+    """True/False for the plugin's kernels; None where no target applies or a baseline is missing."""
     if kernel not in NVFP4_KERNELS:
         return None
-    kind, fraction = target_for(M)
-    if kind == "copy":
-        return tbps(nvfp4_bytes(M, N, K), us) >= fraction * copy_TBps
-    if bf16_us is None:
-        return None
-    return bf16_us / us >= fraction
+    for measure, bound in targets_for(M, N, K):
+        if measure == "copy":
+            if tbps(nvfp4_bytes(M, N, K), us) < bound * copy_TBps:
+                return False
+            continue
+        base = peer_us.get(measure)
+        if base is None:
+            return None
+        if base / us < bound:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- report
@@ -165,26 +194,24 @@ def validate_report(report: dict) -> None:
 
 
 def enrich_rows(rows: list[dict], copy_TBps: float) -> list[dict]:
-    """Copies of `rows` with the derived keys: bytes, TBps, pct_copy, TFLOPs, x_bf16, x_fp8
+    """Copies of `rows` with the derived keys: bytes, TBps, pct_copy, TFLOPs, x_bf16, x_fp8, x_int4
     (speed-ups: baseline µs / this µs, same M, N, K), target and met (plugin kernels only)."""
     us_of = {(r["M"], r["N"], r["K"], r["kernel"]): float(r["us"]) for r in rows}
     out = []
     for row in rows:
         M, N, K, kernel, us = row["M"], row["N"], row["K"], row["kernel"], float(row["us"])
         nbytes = traffic_bytes(kernel, M, N, K)
-        bf16_us = us_of.get((M, N, K, "bf16"))
-        fp8_us = us_of.get((M, N, K, "fp8"))
+        peers = {peer: us_of.get((M, N, K, peer)) for peer in ("bf16", "fp8", "int4")}
         derived = {
             "bytes": nbytes,
             "TBps": tbps(nbytes, us),
             "pct_copy": 100.0 * tbps(nbytes, us) / copy_TBps,
             "TFLOPs": tflops(M, N, K, us),
-            "x_bf16": None if bf16_us is None else bf16_us / us,
-            "x_fp8": None if fp8_us is None else fp8_us / us,
-            "target": target_text(M, copy_TBps) if kernel in NVFP4_KERNELS else None,
+            **{f"x_{peer}": None if base is None else base / us for peer, base in peers.items()},
+            "target": target_text(M, N, K, copy_TBps) if kernel in NVFP4_KERNELS else None,
             # A wrong result meets no target, however fast.
             "met": (False if row.get("check_ok") is False and kernel in NVFP4_KERNELS
-                    else verdict(kernel, M, N, K, us, copy_TBps, bf16_us)),
+                    else verdict(kernel, M, N, K, us, copy_TBps, peers)),
         }
         out.append({**row, **derived})
     return out
@@ -209,7 +236,7 @@ def _fmt_tflops(x: float) -> str:
 def _verdict_text(met: bool | None, kernel: str) -> str:
     if kernel not in NVFP4_KERNELS:
         return ""
-    return {True: "met", False: "**missed**", None: "n/a (no bf16 row)"}[met]
+    return {True: "met", False: "**missed**", None: "n/a (a peer row is missing)"}[met]
 
 
 def shape_label(K: int, N: int) -> str:
@@ -236,10 +263,12 @@ def render_markdown(report: dict) -> str:
     if report.get("method"):
         lines += ["", f"Timing: {report['method']}"]
     lines += ["", "Columns: µs per call (median); TB/s on the kernel's own minimum bytes (NVFP4 rows: "
-              "N·K·0.5625 + M·K·2 + M·N·2; bf16: N·K·2 + …; FP8: N·K + M·K + M·N·2); % of the copy "
-              "bandwidth; TFLOP/s = 2·M·N·K / time; ×bf16 and ×FP8 = baseline time / this time "
-              "(> 1 is faster). Targets (plugin kernels): M ≤ 16 ≥ 85 % of copy bandwidth; "
-              "M ≥ 1024 ≥ 0.9× bf16; between: ≥ 1.0× bf16.", ""]
+              "N·K·0.5625 + M·K·2 + M·N·2; bf16: N·K·2 + …; FP8: N·K + M·K + M·N·2; int4: N·K·0.53125 + …); "
+              "% of the copy bandwidth; TFLOP/s = 2·M·N·K / time; ×bf16, ×FP8, ×int4 = that peer's time / "
+              "this time (> 1 is faster). Targets (plugin kernels): M ≤ 8 ≥ 85 % of copy bandwidth where the "
+              "NVFP4 weight is ≥ 30 MB, else faster than FP8 and int4; M = 9–64 ≥ 2.5× bf16 where N·K ≥ 58 M, "
+              "else ≥ 1.5×, and faster than FP8 up to M = 32; M = 65–128 ≥ 1.3× bf16; M = 129–1023 ≥ 1.0× "
+              "bf16; M ≥ 1024 ≥ 0.9× bf16.", ""]
     lines += _summary(rows)
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
@@ -250,8 +279,8 @@ def render_markdown(report: dict) -> str:
     shapes = sorted({(r["K"], r["N"]) for r in rows}, key=lambda s: (s[0] * s[1], s))
     for K, N in shapes:
         lines += ["", f"## {shape_label(K, N)}", "",
-                  "| M | kernel | µs | TB/s | % copy | TFLOP/s | ×bf16 | ×FP8 | target | verdict |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+                  "| M | kernel | µs | TB/s | % copy | TFLOP/s | ×bf16 | ×FP8 | ×int4 | target | verdict |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         shape_rows = sorted((r for r in rows if (r["K"], r["N"]) == (K, N)),
                             key=lambda r: (r["M"], _kernel_order(r["kernel"])))
         for r in shape_rows:
@@ -260,6 +289,7 @@ def render_markdown(report: dict) -> str:
             lines.append(
                 f"| {r['M']} | {r['kernel']} | {_fmt_us(r['us'])}{mark} | {r['TBps']:.2f} | {r['pct_copy']:.0f} | "
                 f"{_fmt_tflops(r['TFLOPs'])} | {_fmt_ratio(r['x_bf16'])} | {_fmt_ratio(r['x_fp8'])} | "
+                f"{_fmt_ratio(r.get('x_int4'))} | "
                 f"{r['target'] or ''} | {verdict_cell} |")
     if any(r.get("timing", "cuda_graph") != "cuda_graph" for r in rows):
         lines += ["", "† timed eagerly with CUDA events: the emulation always (see the notes), a plugin kernel only "
@@ -281,37 +311,32 @@ def _copy_detail(report: dict) -> str:
     return text
 
 
-ISSUE_SMALL_M_BF16_ESTIMATE = 3.0  # the issue's "≈ ≥ 3.0× bf16" reading of the M ≤ 16 target
-
-
 def _summary(rows: list[dict]) -> list[str]:
-    lines = ["| kernel | targets met | M ≤ 16 | 16 < M < 1024 | M ≥ 1024 | M ≤ 16 at ≥ 3.0× bf16 (the issue's estimate) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """Targets met per kernel and regime."""
+    lines = ["| kernel | targets met | " + " | ".join(f"M {name}" if name[0].isdigit() else name
+                                                     for name, _, _ in REGIMES) + " |",
+             "|---|---:|" + "---:|" * len(REGIMES)]
     for kernel in NVFP4_KERNELS:
         mine = [r for r in rows if r["kernel"] == kernel and r["met"] is not None]
         if not mine:
             continue
 
-        def count(select) -> str:
-            part = [r for r in mine if select(r["M"])]
+        def count(low: int, high: int) -> str:
+            part = [r for r in mine if low <= r["M"] <= high]
             return f"{sum(r['met'] for r in part)}/{len(part)}" if part else "—"
 
-        small = [r for r in rows if r["kernel"] == kernel and r["M"] <= SMALL_M_MAX and r["x_bf16"] is not None]
-        vs_bf16 = (f"{sum(r['x_bf16'] >= ISSUE_SMALL_M_BF16_ESTIMATE and r.get('check_ok') is not False for r in small)}"
-                   f"/{len(small)}" if small else "—")
-        lines.append(f"| {kernel} | {count(lambda m: True)} | {count(lambda m: m <= SMALL_M_MAX)} | "
-                     f"{count(lambda m: SMALL_M_MAX < m < LARGE_M_MIN)} | {count(lambda m: m >= LARGE_M_MIN)} | "
-                     f"{vs_bf16} |")
+        lines.append(f"| {kernel} | {count(1, 1 << 62)} | "
+                     + " | ".join(count(low, high) for _, low, high in REGIMES) + " |")
     return lines + [""] if len(lines) > 2 else []
 
 
-# ---------------------------------------------------------------- floors (for docs/perf/notes.md)
+# ---------------------------------------------------------------- floors
 def render_floors_markdown(hbm_TBps: float = H100_HBM_TBPS, copy_TBps: float = H100_COPY_TBPS,
                            bf16_TFLOPs: float = H100_BF16_TFLOPS, fp8_TFLOPs: float = H100_FP8_TFLOPS,
                            shapes=SHAPES, m_values=M_VALUES) -> str:
     """Per shape and M: NVFP4 bytes, the bytes floor (datasheet HBM and measured copy), the FLOP
     floor on bf16 tensor cores, the bound, the bf16 cuBLAS floor and the best possible ×bf16;
-    plus the target time each issue-5 target implies."""
+    plus the target time each target implies."""
     lines = []
     for K, N in shapes:
         cross_hbm = crossover_m(N, K, hbm_TBps, bf16_TFLOPs)
@@ -334,12 +359,13 @@ def render_floors_markdown(hbm_TBps: float = H100_HBM_TBPS, copy_TBps: float = H
             f_fp8 = flop_floor_us(M, N, K, fp8_TFLOPs)
             floor = max(b_copy, f_bf16)
             bf16_floor = max(bytes_floor_us(traffic_bytes("bf16", M, N, K), copy_TBps), f_bf16)
-            kind, fraction = target_for(M)
-            if kind == "copy":
-                target_us = nbytes / (fraction * copy_TBps * 1e6)
-                target = f"{_fmt_us(target_us)} (≥{fraction:.0%} copy)"
+            measure, bound = targets_for(M, N, K)[0]
+            if measure == "copy":
+                target = f"{_fmt_us(nbytes / (bound * copy_TBps * 1e6))} (≥{bound:.0%} copy)"
+            elif measure == "bf16":
+                target = f"≤ bf16/{bound:.1f} ({_fmt_us(bf16_floor / bound)} at bf16's floor)"
             else:
-                target = f"≤ bf16/{fraction:.1f} ({_fmt_us(bf16_floor / fraction)} at bf16's floor)"
+                target = target_text(M, N, K, copy_TBps)
             lines.append(f"| {M} | {nbytes / 1e6:.1f} | {_fmt_us(b_hbm)} | {_fmt_us(b_copy)} | {_fmt_us(f_bf16)} | "
                          f"{_fmt_us(f_fp8)} | {_fmt_us(floor)} | {_fmt_us(bf16_floor)} | {bf16_floor / floor:.2f}× | "
                          f"{target} |")
@@ -397,7 +423,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Export speed and memory benchmark (not a test): a synthetic ~1 B-parameter NVFP4 Llama.
 
-    python scripts/bench_export.py [--dtype bfloat16] [--format plugin] [--keep DIR]
+    python scripts/bench/bench_export.py [--dtype bfloat16] [--format plugin] [--keep DIR]
 
 Writes a Llama-3.2-1B-shaped ModelOpt NVFP4 checkpoint (hidden 2048, 16 layers, 32/8 heads,
 intermediate 8192, vocab 128256, tied bf16 embeddings; random packed weights and FP8 scales, so
 it is fast to make) into a temporary folder, runs `scripts/export.py` on it in a child process and
 prints wall time and the child's peak RSS (resource.getrusage(RUSAGE_CHILDREN).ru_maxrss) against
-the goals: <= 60 s and <= 2x the checkpoint's bytes. Results go to docs/perf/export-bench.md.
+the goals: <= 60 s and <= 2x the checkpoint's bytes. Results: docs/export.md, "Speed and memory".
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 SHAPE = dict(hidden=2048, layers=16, heads=32, kv_heads=8, head_dim=64, intermediate=8192, vocab=128256)

@@ -13,7 +13,7 @@ block scales, +-6 saturation, E2M1 rounding ties, NaN/Inf activations, bias, per
 scale, w4a4 and w4a16, float32/float16/bfloat16. Prints a table and a final PASS/FAIL line
 (exit status 0/1; 2 when no GPU or library).
 
-    python scripts/gpu_check.py [--quick] [--report docs/gpu/correctness-<card>-<date>.txt]
+    python scripts/check/gpu_check.py [--quick] [--report FILE]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the export/ and plugins/ packages
 
 import torch  # noqa: E402
 
@@ -65,6 +65,7 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("wgmma", 70, 136, 256, dt, edges=all_edges, bias=True, per_channel=True),
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
                 Case("wgmma", 600, 3000, 256, dt, edges=("zero",), bias=True),  # BN 128, unsplit
+                Case("wgmma", 64, 17000, 256, dt, edges=("zero",)),  # BN 64: two CTAs share SMs
             ]
         return cases
     for dt in DTYPES.values():
@@ -111,6 +112,9 @@ def build_cases(quick: bool) -> list[Case]:
             Case("wgmma-sk", 130, 4104, 4096, dt, edges=("zero",), bias=True),  # BN 256, split, N tiles odd
             Case("wgmma-16", 129, 200, 1280, dt, mode="w4a16", edges=("subnormal_scales",), bias=True),
             Case("wgmma-16", 300, 4104, 1024, dt, mode="w4a16", per_channel=True),
+            # BN = 64 with more tiles than SMs: two CTAs share an SM (registers, shared memory).
+            Case("wgmma-2cta", 64, 20000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
+            Case("wgmma-2cta", 24, 40000, 1024, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
         ]
         for M in (1, 16, 40, 300, 1024):
             cases.append(Case("w4a16", M, 328, 960, dt, mode="w4a16", edges=("subnormal_scales",),
@@ -229,7 +233,7 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
     if mma and sm == 90 and case.K % 256 == 0:
         paths.append("wgmma")
     if sm >= 100 and case.mode == "w4a4" and case.K % 64 == 0 and case.N % 8 == 0:
-        paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/perf/blackwell.md)
+        paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/kernels.md)
     return paths
 
 

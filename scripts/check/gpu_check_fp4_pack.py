@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU check of the native FP4 path's arch-independent parts (docs/perf/blackwell.md), on any GPU:
+"""GPU check of the native FP4 path's arch-independent parts (docs/kernels.md), on any GPU:
 
   1. activation packing (nvfp4_fp4_quantize_activation): packed E2M1 bytes and block scales in
      cuBLASLt's tiled 128x4 layout vs export.nvfp4.quantize_activation (CPU torch) and a layout
@@ -11,7 +11,7 @@
      crashing and its verdict is printed (on sm < 100 cuBLASLt is expected to offer no algorithm).
 
 Prints one line per case and PASS/FAIL; exit status 0 / 1 (2: no GPU or library).
-    python3 scripts/gpu_check_fp4_pack.py [--seed N]
+    python3 scripts/check/gpu_check_fp4_pack.py [--seed N]
 """
 from __future__ import annotations
 
@@ -20,23 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the export/ and plugins/ packages
 
 import torch  # noqa: E402
 
+from plugins.kernels import tiled_scale_layout  # noqa: E402
+
 CUDA_ERROR_NOT_SUPPORTED = 801
-
-
-def tiled_scale_layout(scales: torch.Tensor) -> torch.Tensor:
-    """cuBLAS "1D block scaling factors layout": [rows, cols] uint8 -> flat uint8, 128x4 tiles of
-    512 bytes (row-tile major); inside a tile, row r and column c at (r % 32) * 16 + (r // 32) * 4 + c;
-    rows padded to 128 and columns to 4 with zeros."""
-    rows, cols = scales.shape
-    rt, ct = -(-rows // 128), -(-cols // 4)
-    padded = torch.zeros(rt * 128, ct * 4, dtype=torch.uint8)
-    padded[:rows, :cols] = scales
-    tiles = padded.view(rt, 128, ct, 4).permute(0, 2, 1, 3)  # [rt, ct, 128, 4]
-    return tiles.reshape(rt, ct, 4, 32, 4).transpose(2, 3).reshape(-1)
 
 
 def make_activation(M: int, K: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
