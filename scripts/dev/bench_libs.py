@@ -1,36 +1,30 @@
 #!/usr/bin/env python3
-"""Times several builds of libnvfp4_kernels.so on the same problems in one process (kernel variants,
-old vs new), the way scripts/bench_gemm.py times one: CUDA graphs of R calls over R weight copies
-(together >= 3x L2). Also checks every build's output against the first build's (relative error;
-the first build is expected to be the checked reference build).
+"""Times several builds of libnvfp4_kernels.so (kernel variants, old vs new) and forced kernel
+families on the same problems in one process, the way plugins.bench.gemm times one: CUDA graphs of
+R calls over R weight copies (together >= 3x L2). Also checks every build's output against the
+first build's (relative error; the first build is expected to be the checked reference build).
 
-    python3 scripts/dev/bench_gemv_libs.py --libs old=build/gpu-old/libnvfp4_kernels.so,new=build/gpu/libnvfp4_kernels.so \\
-        --shapes 4096->4096,8192->28672 --m 1,4,16 --modes w4a4,w4a16 [--bf16] [--out FILE]
+    python3 scripts/dev/bench_libs.py --libs old=build/gpu-old/libnvfp4_kernels.so,new=build/gpu/libnvfp4_kernels.so,\
+        newgemv=build/gpu/libnvfp4_kernels.so@gemv --shapes 4096->4096,8192->28672 --m 1,4,16 --modes w4a4,w4a16 \
+        [--bf16] [--out FILE]
+`NAME=PATH@FAMILY` forces a kernel family (plugins.kernels.KERNEL_PATHS) for that entry.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib.util
 import math
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the plugins/ package
 
 import torch  # noqa: E402
 
-from plugins.kernels import _load  # noqa: E402
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_gemm", ROOT / "scripts" / "bench_gemm.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gemm"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+from plugins.bench import gemm as bench  # noqa: E402
+from plugins.kernels import KERNEL_PATHS, _load  # noqa: E402
 
 
 def main() -> int:
@@ -45,20 +39,20 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    bench = _bench_module()
     libs = []
     for item in args.libs.split(","):
-        name, path = item.split("=", 1)
-        libs.append((name, _load(str(Path(path).resolve()))))
+        name, spec = item.split("=", 1)
+        path, _, family = spec.partition("@")
+        libs.append((name, _load(str(Path(path).resolve())), KERNEL_PATHS[family or "auto"]))
     dev = torch.device("cuda")
     props = torch.cuda.get_device_properties(dev)
     l2 = getattr(props, "L2_cache_size", 50 * 2**20)
-    lines = [f"bench_gemv_libs: {props.name}, {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, "
-             f"libs {', '.join(n for n, _ in libs)}"]
+    lines = [f"bench_libs: {props.name}, {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, "
+             f"libs {', '.join(n for n, _, _ in libs)}"]
     bench.warm_up_clocks()
     bw = bench.measure_bandwidth(1 << 30)
     lines.append(f"copy bandwidth {bw}")
-    header = f"{'K->N':>12} {'M':>3} {'mode':<6} " + " ".join(f"{n:>9}" for n, _ in libs) + "  (us; TB/s of NVFP4 bytes for the last) rel.err vs first"
+    header = f"{'K->N':>12} {'M':>3} {'mode':<6} " + " ".join(f"{n:>9}" for n, _, _ in libs) + "  (us; TB/s of NVFP4 bytes for the last) rel.err vs first"
     lines.append(header)
     print("\n".join(lines), flush=True)
     gen = torch.Generator(device=dev)
@@ -79,7 +73,8 @@ def main() -> int:
             for mode in args.modes.split(","):
                 w4a4 = mode == "w4a4"
                 times, outs = [], []
-                for name, lib in libs:
+                for name, lib, family in libs:
+                    lib.nvfp4_force_kernel(family)
                     ws_bytes = max(256, int(lib.nvfp4_workspace_size(M, N, K, int(w4a4), 2)))
                     ws = torch.empty(ws_bytes, dtype=torch.uint8, device=dev)
                     y = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
@@ -92,13 +87,20 @@ def main() -> int:
                         if st != 0:
                             raise RuntimeError(f"{name}: launch status {st}")
 
-                    call(*weights[0])
-                    torch.cuda.synchronize()
-                    outs.append(y.float().clone())
-                    t = bench.time_graph([lambda w=w, s=s: call(w, s) for w, s in weights], args.min_replays, args.max_replays)
-                    times.append(t.us)
+                    try:
+                        call(*weights[0])
+                        torch.cuda.synchronize()
+                        outs.append(y.float().clone())
+                        t = bench.time_graph([lambda w=w, s=s: call(w, s) for w, s in weights], args.min_replays,
+                                             args.max_replays)
+                        times.append(t.us)
+                    except RuntimeError:  # a forced family that cannot run this problem
+                        outs.append(None)
+                        times.append(math.nan)
+                    lib.nvfp4_force_kernel(0)
                 ref = outs[0]
-                errs = [float((o - ref).norm() / ref.norm()) for o in outs[1:]]
+                errs = [math.nan if o is None or ref is None else float((o - ref).norm() / ref.norm())
+                        for o in outs[1:]]
                 tb = wbytes / (times[-1] * 1e-6) / 1e12
                 line = (f"{shape:>12} {M:>3} {mode:<6} " + " ".join(f"{t:>9.2f}" for t in times)
                         + f"  {tb:.2f} TB/s  " + " ".join(f"{e:.1e}" for e in errs))
