@@ -56,7 +56,7 @@ LARGE_M_BF16_FRACTION = 0.9
 REGIMES = (("M ≤ 8", 1, SMALL_M_MAX), ("9–64", SMALL_M_MAX + 1, MID_M_MAX), ("65–128", MID_M_MAX + 1, 128),
            ("129–512", 129, LARGE_M_MIN - 1), ("≥ 1024", LARGE_M_MIN, 1 << 62))
 
-# H100 SXM reference figures (hopper-perf-facts §6), for the floors table.
+# H100 SXM datasheet figures (dense tensor-core peaks), the floors table's defaults.
 H100_HBM_TBPS = 3.35
 H100_COPY_TBPS = 3.0
 H100_BF16_TFLOPS = 989.0

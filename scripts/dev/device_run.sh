@@ -55,11 +55,12 @@ for step in "$@"; do
       timeout "${BENCH_S:-400}" python3 scripts/bench/bench_gemm.py --out-dir "$out" --max-replays 60 \
         2> "$out/bench-log-$card-$day.txt" | head -20; echo "bench exit ${PIPESTATUS[0]}" ;;
     ncu)
-      for spec in "1 14336 4096 w4a4 gemv" "64 14336 4096 w4a4 wgmma"; do
+      for spec in "1 4096->14336 gemv" "64 8192->57344 wgmma"; do
         set -- $spec
-        timeout 120 ncu --clock-control none --kernel-name "regex:$5" --launch-skip 1 --launch-count 1 \
-          --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
-          python3 scripts/dev/profile_once.py $1 $2 $3 $4 > "$out/ncu-$5-M$1-$4.txt" 2>&1
+        timeout 120 ncu --clock-control none --kernel-name "regex:$3" --launch-skip 1 --launch-count 1 \
+          --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats \
+          --section WarpStateStats --section ComputeWorkloadAnalysis --section Occupancy \
+          python3 scripts/dev/profile_linear.py --shape "$2" --m "$1" --mode w4a4 > "$out/ncu-$3-M$1.txt" 2>&1
         echo "ncu $spec exit $?"
       done ;;
     *) echo "unknown step $step" ;;
