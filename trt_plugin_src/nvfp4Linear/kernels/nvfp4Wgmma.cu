@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
     constexpr int kProducerRegs = Cfg::kProducerRegs;
-    constexpr int kConsumerRegs = Cfg::kConsumerRegs; // BN / 2 accumulators + 3 x 16 fragments + addressing
+    constexpr int kConsumerRegs = Cfg::kConsumerRegs; // BN / 2 accumulators + 2 x 16 fragments + addressing
     extern __shared__ uint8_t smemRaw[];
     // 1024-byte aligned (128B swizzle atoms) by pointer arithmetic on the shared array, so that the
     // compiler keeps the shared address space (LDS, not generic loads).
@@ -290,9 +290,11 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
         uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
         decodeStage<Op, kPermutedK>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, t, sel, frag);
     };
-    // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
-    // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
-    // moves the temporaries into `next`. Decoding before the wait keeps it off the critical path.
+    // wgmmas of stage `it` from `cur`; then (wait_group 1: stage it-1's wgmmas, the readers of
+    // `next`, are done; they were issued a whole stage earlier, so this rarely waits) frees stage
+    // it-1 and decodes stage it+1 straight into `next` while stage it's wgmmas run. The fence on
+    // `next` keeps its old values, and so its registers, alive until that wait; `cur` stays alive
+    // until the next step's fence, so the new fragments cannot land in registers a wgmma still reads.
     auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
         uint32_t const bAddr = sm90::smemAddr(smem + (it % S) * Cfg::kStageBytes);
         sm90::fenceRegs(acc);
@@ -305,13 +307,6 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
         }
         sm90::wgmmaCommit();
         sm90::fenceRegs(acc);
-        bool const more = it + 1 < nLocal;
-        uint32_t tmp[4][4];
-        if (more)
-        {
-            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
-            decode(it + 1, tmp);
-        }
         sm90::wgmmaWait<1>();
         sm90::fenceRegs(next);
         if (it > 0)
@@ -322,17 +317,10 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
                 sm90::mbarArrive(&empty[(it - 1) % S]);
             }
         }
-        if (more)
+        if (it + 1 < nLocal)
         {
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk)
-            {
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-                {
-                    next[kk][r] = tmp[kk][r];
-                }
-            }
+            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
+            decode(it + 1, next);
         }
     };
 
