@@ -4,7 +4,7 @@
 # (build_kernels.sh). The product sources stay untouched; a variant that wins is adopted by
 # editing the table itself.
 # Usage: scripts/dev/build_variant.sh NAME 'SED_EXPRESSION' [ARCHS]
-#   e.g. build_variant.sh gemv-to-24 's/kDispatchHopper{16}/kDispatchHopper{24}/'
+#   e.g. build_variant.sh gemv-to-32 's/kDispatchHopper{40}/kDispatchHopper{32}/'
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=$1; edit=$2; archs=${3:-90a}
