@@ -218,3 +218,15 @@ def native_fp4_probe(M: int, N: int, K: int, dtype: torch.dtype, wgs_len: int = 
     status = int(lib.nvfp4_native_fp4_probe(M, N, K, _act_type(dtype), wgs_len, int(bias), buf.data_ptr()))
     why = lib.nvfp4_native_fp4_status()
     return status, (why.decode() if why else None)
+
+
+def tiled_scale_layout(scales: torch.Tensor) -> torch.Tensor:
+    """cuBLAS "1D block scaling factors layout": [rows, cols] uint8 -> flat uint8, 128x4 tiles of
+    512 bytes (row-tile major); inside a tile, row r and column c at (r % 32) * 16 + (r // 32) * 4 + c;
+    rows padded to 128 and columns to 4 with zeros."""
+    rows, cols = scales.shape
+    rt, ct = -(-rows // 128), -(-cols // 4)
+    padded = torch.zeros(rt * 128, ct * 4, dtype=torch.uint8)
+    padded[:rows, :cols] = scales
+    tiles = padded.view(rt, 128, ct, 4).permute(0, 2, 1, 3)  # [rt, ct, 128, 4]
+    return tiles.reshape(rt, ct, 4, 32, 4).transpose(2, 3).reshape(-1)

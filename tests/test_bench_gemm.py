@@ -1,21 +1,16 @@
-"""scripts/bench_gemm.py and scripts/render_gemm_report.py: the pure parts on CPU (traffic and
-FLOP arithmetic, floors, targets and verdicts, JSON schema, markdown, argument parsing); the
+"""plugins.bench.gemm and plugins.bench.gemm_report (scripts/bench/): the pure parts on CPU (traffic
+and FLOP arithmetic, floors, targets and verdicts, JSON schema, markdown, argument parsing); the
 measurement itself only where a CUDA GPU is present."""
 from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.append(str(REPO / "scripts"))  # after the repo root: scripts/export.py must not shadow export/
-
-import bench_gemm  # noqa: E402
-import render_gemm_report as rep  # noqa: E402
+from plugins.bench import gemm as bench_gemm
+from plugins.bench import gemm_report as rep
 
 HAVE_CUDA = torch.cuda.is_available()
 
@@ -27,8 +22,9 @@ def test_nvfp4_bytes_is_weights_at_0_5625_plus_bf16_activations():
     assert rep.traffic_bytes("nvfp4_w4a16", M, N, K) == rep.nvfp4_bytes(M, N, K)
     assert rep.traffic_bytes("bf16", M, N, K) == N * K * 2 + M * K * 2 + M * N * 2
     assert rep.traffic_bytes("fp8", M, N, K) == N * K + M * K + M * N * 2
+    assert rep.traffic_bytes("int4", M, N, K) == N * K * (0.5 + 4 / 128) + M * K * 2 + M * N * 2
     with pytest.raises(ValueError, match="unknown kernel"):
-        rep.traffic_bytes("int4", M, N, K)
+        rep.traffic_bytes("int8", M, N, K)
 
 
 def test_units():
@@ -58,28 +54,44 @@ def test_crossover_m_bf16_weights_is_about_four_times_later():
     assert rep.crossover_m(16, 16, 3.0, 989.0) == math.inf  # activations alone outweigh the FLOPs
 
 
-@pytest.mark.parametrize("M,kind,fraction", [(1, "copy", 0.85), (16, "copy", 0.85), (17, "bf16", 1.0),
-                                             (512, "bf16", 1.0), (1023, "bf16", 1.0), (1024, "bf16", 0.9),
-                                             (8192, "bf16", 0.9)])
-def test_target_regimes(M, kind, fraction):
-    assert rep.target_for(M) == (kind, fraction)
+@pytest.mark.parametrize("M,K,N,targets", [
+    (1, 8192, 57344, [("copy", 0.85)]),                       # 264 MB of NVFP4 weight
+    (8, 4096, 14336, [("copy", 0.85)]),                       # 33 MB ≥ 30 MB
+    (8, 4096, 4096, [("fp8", 1.0), ("int4", 1.0)]),           # 9.4 MB: beat both peers
+    (9, 4096, 14336, [("bf16", 2.5), ("fp8", 1.0)]),          # N·K = 58.7 M ≥ 58 M
+    (32, 4096, 6144, [("bf16", 1.5), ("fp8", 1.0)]),
+    (33, 4096, 6144, [("bf16", 1.5)]),
+    (64, 8192, 57344, [("bf16", 2.5)]),
+    (65, 4096, 4096, [("bf16", 1.3)]), (128, 4096, 4096, [("bf16", 1.3)]),
+    (129, 4096, 4096, [("bf16", 1.0)]), (1023, 4096, 4096, [("bf16", 1.0)]),
+    (1024, 4096, 4096, [("bf16", 0.9)]), (8192, 4096, 4096, [("bf16", 0.9)]),
+])
+def test_target_regimes(M, K, N, targets):
+    assert rep.targets_for(M, N, K) == targets
 
 
 def test_bandwidth_verdict_at_the_boundary():
     M, N, K, copy = 8, 14336, 4096, 3.0
     at_target_us = rep.nvfp4_bytes(M, N, K) / (0.85 * copy * 1e6)
-    assert rep.verdict("nvfp4_w4a4", M, N, K, at_target_us * 0.999, copy, None) is True
-    assert rep.verdict("nvfp4_w4a4", M, N, K, at_target_us * 1.01, copy, None) is False
-    assert rep.verdict("bf16", M, N, K, 1.0, copy, 2.0) is None  # baselines have no target
+    assert rep.verdict("nvfp4_w4a4", M, N, K, at_target_us * 0.999, copy, {}) is True
+    assert rep.verdict("nvfp4_w4a4", M, N, K, at_target_us * 1.01, copy, {}) is False
+    assert rep.verdict("bf16", M, N, K, 1.0, copy, {"bf16": 2.0}) is None  # baselines have no target
 
 
-def test_bf16_verdicts():
+def test_peer_verdicts():
     N, K = 4096, 4096
-    assert rep.verdict("nvfp4_w4a16", 64, N, K, 10.0, 3.0, 10.0) is True  # equal speed: "never slower"
-    assert rep.verdict("nvfp4_w4a16", 64, N, K, 10.1, 3.0, 10.0) is False
-    assert rep.verdict("nvfp4_w4a4", 4096, N, K, 11.0, 3.0, 10.0) is True  # 0.909× bf16 ≥ 0.9
-    assert rep.verdict("nvfp4_w4a4", 4096, N, K, 11.2, 3.0, 10.0) is False
-    assert rep.verdict("nvfp4_w4a4", 4096, N, K, 11.0, 3.0, None) is None
+    small = {"fp8": 10.0, "int4": 9.0}
+    assert rep.verdict("nvfp4_w4a16", 1, N, K, 8.9, 3.0, small) is True  # faster than both
+    assert rep.verdict("nvfp4_w4a16", 1, N, K, 9.5, 3.0, small) is False  # slower than int4
+    assert rep.verdict("nvfp4_w4a16", 1, N, K, 8.0, 3.0, {"fp8": 10.0}) is None  # int4 row missing
+    assert rep.verdict("nvfp4_w4a16", 64, N, K, 10.0, 3.0, {"bf16": 15.0}) is True  # 1.5× on a small shape
+    assert rep.verdict("nvfp4_w4a16", 64, N, K, 10.1, 3.0, {"bf16": 15.0}) is False
+    assert rep.verdict("nvfp4_w4a16", 32, N, K, 10.0, 3.0, {"bf16": 15.0, "fp8": 9.0}) is False  # FP8 faster
+    assert rep.verdict("nvfp4_w4a16", 128, N, K, 10.0, 3.0, {"bf16": 13.0}) is True
+    assert rep.verdict("nvfp4_w4a16", 512, N, K, 10.0, 3.0, {"bf16": 10.0}) is True  # equal: "never slower"
+    assert rep.verdict("nvfp4_w4a4", 4096, N, K, 11.0, 3.0, {"bf16": 10.0}) is True  # 0.909× bf16 ≥ 0.9
+    assert rep.verdict("nvfp4_w4a4", 4096, N, K, 11.2, 3.0, {"bf16": 10.0}) is False
+    assert rep.verdict("nvfp4_w4a4", 4096, N, K, 11.0, 3.0, {}) is None
 
 
 # ---------------------------------------------------------------- report
@@ -89,6 +101,7 @@ def _report(rows=None, **extra):
         {"M": 1, "N": 14336, "K": 4096, "kernel": "fp8", "us": 23.6},
         {"M": 1, "N": 14336, "K": 4096, "kernel": "nvfp4_w4a16", "us": 12.0},
         {"M": 1, "N": 14336, "K": 4096, "kernel": "nvfp4_w4a4", "us": 20.0},
+        {"M": 1, "N": 14336, "K": 4096, "kernel": "int4", "us": 20.0},
         {"M": 1, "N": 14336, "K": 4096, "kernel": "emulation", "us": 1800.0, "timing": "eager"},
         {"M": 64, "N": 14336, "K": 4096, "kernel": "nvfp4_w4a16", "us": 30.0},
         {"M": 4096, "N": 4096, "K": 4096, "kernel": "bf16", "us": 180.0},
@@ -102,6 +115,7 @@ def test_enrich_rows_ratios_and_verdicts():
     w4a16 = rows[(1, 14336, "nvfp4_w4a16")]
     assert w4a16["x_bf16"] == pytest.approx(42.5 / 12.0)
     assert w4a16["x_fp8"] == pytest.approx(23.6 / 12.0)
+    assert w4a16["x_int4"] == pytest.approx(20.0 / 12.0)
     assert w4a16["TBps"] == pytest.approx(rep.nvfp4_bytes(1, 14336, 4096) / 12.0 * 1e-6)
     assert w4a16["pct_copy"] == pytest.approx(100 * w4a16["TBps"] / 3.0)
     assert w4a16["met"] is True  # 33.1 MB in 12 µs = 2.76 TB/s ≥ 0.85 × 3.0
@@ -118,7 +132,7 @@ def test_enrich_rows_ratios_and_verdicts():
     (lambda r: r.update(copy_TBps=float("nan")), "copy_TBps"),
     (lambda r: r.update(rows={}), "'rows' must be list"),
     (lambda r: r["rows"][0].pop("us"), r"rows\[0\] misses key 'us'"),
-    (lambda r: r["rows"][0].update(kernel="int4"), "expected one of"),
+    (lambda r: r["rows"][0].update(kernel="int8"), "expected one of"),
     (lambda r: r["rows"][0].update(M=True), r"rows\[0\].M must be a positive integer"),
     (lambda r: r["rows"][0].update(M=2.0), r"rows\[0\].M must be a positive integer"),
     (lambda r: r["rows"][0].update(us=-1.0), r"rows\[0\].us must be a positive finite"),
@@ -142,14 +156,16 @@ def test_render_markdown():
                   and not line.startswith("| nvfp4_w4a")]
     assert len(table_rows) == len(_report()["rows"])
     line = next(l for l in table_rows if "| 1 | nvfp4_w4a16 |" in l)
-    assert "| 12.0 | 2.76 | 92 |" in line and "3.54×" in line and "1.97×" in line and "| met |" in line
+    assert "| 12.0 | 2.76 | 92 |" in line and "3.54×" in line and "1.97×" in line and "1.67×" in line
+    assert "| met |" in line
     assert "≥85% copy (2.55 TB/s)" in line
-    assert "**wrong output**" in text and "n/a (no bf16 row)" in text and "**missed**" in text
+    assert "**wrong output**" in text and "n/a (a peer row is missing)" in text and "**missed**" in text
     assert "1800 †" in text and "† timed eagerly" in text
     assert "- note: fp8 padded" in text and "- **error**: M=3 boom" in text
     # summary counts: w4a16 has 1 verdict (M=1, met), w4a4 has 2 (M=1 missed, M=4096 wrong output)
-    assert "| nvfp4_w4a16 | 1/1 | 1/1 | — | — | 1/1 |" in text  # 42.5 / 12.0 = 3.54× ≥ 3.0×
-    assert "| nvfp4_w4a4 | 0/2 | 0/1 | — | 0/1 | 0/1 |" in text  # 42.5 / 20.0 = 2.1×
+    assert "| kernel | targets met | M ≤ 8 | M 9–64 | M 65–128 | M 129–512 | ≥ 1024 |" in text
+    assert "| nvfp4_w4a16 | 1/1 | 1/1 | — | — | — | — |" in text
+    assert "| nvfp4_w4a4 | 0/2 | 0/1 | — | — | — | 0/1 |" in text
 
 
 def test_render_cli_roundtrip(tmp_path, capsys):
@@ -208,17 +224,22 @@ def test_sanitize_card_name_and_stem():
 def test_rotation_count_defeats_l2():
     l2 = 50 * 2**20
     for K, N in rep.SHAPES:
-        for kernel in ("nvfp4_w4a4", "bf16", "fp8"):
+        for kernel in ("nvfp4_w4a4", "bf16", "fp8", "int4"):
             size = bench_gemm.weight_copy_bytes(kernel, N, K)
             r = bench_gemm.rotation_count(size, l2, 3.0, 4)
             assert r >= 4 and r * size >= 3.0 * l2
     assert bench_gemm.weight_copy_bytes("nvfp4_w4a16", 4096, 4096) == 4096 * 4096 * 9 // 16 + 4
     assert bench_gemm.rotation_count(4096 * 4096 * 9 // 16, l2, 3.0, 4) == 17
     assert bench_gemm.rotation_count(1, l2, 3.0, 4, max_calls=64) == 64  # capped
-    # the biggest shape with every kernel stays far below the 70 GB budget
-    copies = {k: bench_gemm.rotation_count(bench_gemm.weight_copy_bytes(k, 28672, 8192), l2, 3.0, 4)
+    # the biggest shape with every kernel stays far below the 60 GiB budget
+    copies = {k: bench_gemm.rotation_count(bench_gemm.weight_copy_bytes(k, 57344, 8192), l2, 3.0, 4)
               for k in rep.KERNELS}
-    assert bench_gemm.shape_gpu_bytes(8192, 28672, 8192, rep.KERNELS, copies) < 30 * 2**30
+    assert bench_gemm.shape_gpu_bytes(8192, 57344, 4096, rep.KERNELS, copies) < 40 * 2**30
+
+
+def test_recorded_command_leaves_out_the_output_folder():
+    argv = ["--out-dir", "/root/out", "--max-replays", "60", "--out-dir=/x", "--quick"]
+    assert bench_gemm.recorded_argv(argv) == ["--max-replays", "60", "--quick"]
 
 
 def test_replay_count():
@@ -230,17 +251,19 @@ def test_replay_count():
 
 def test_parse_args_defaults_and_quick():
     args = bench_gemm.parse_args([])
-    assert args.shape_list == rep.SHAPES and args.m_list == rep.M_VALUES and args.kernel_list == rep.KERNELS
-    assert {(4096, 4096), (4096, 14336), (14336, 4096), (8192, 28672), (28672, 8192)} <= set(args.shape_list)
-    assert args.m_list == (1, 2, 4, 8, 16, 32, 64, 128, 512, 1024, 4096, 8192)
+    assert args.shape_list == rep.SHAPES and args.m_list == rep.M_VALUES and args.kernel_list == rep.DEFAULT_KERNELS
+    assert set(args.shape_list) == {(4096, 6144), (4096, 4096), (4096, 28672), (14336, 4096), (8192, 57344),
+                                    (28672, 8192), (4096, 14336)}
+    assert args.m_list == (1, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+    assert "emulation" not in args.kernel_list and "int4" in args.kernel_list
     quick = bench_gemm.parse_args(["--quick", "--out-dir", "/tmp/x", "--kernels", "bf16,nvfp4_w4a4"])
     assert quick.shape_list == bench_gemm.QUICK_SHAPES and quick.m_list == bench_gemm.QUICK_M_VALUES
-    assert quick.kernel_list == ("bf16", "nvfp4_w4a4") and quick.out_dir == Path("/tmp/x")
+    assert quick.kernel_list == ("bf16", "nvfp4_w4a4") and str(quick.out_dir) == "/tmp/x"
     custom = bench_gemm.parse_args(["--shapes", "64->32,32->48", "--m", "16,1,16"])
     assert custom.shape_list == ((64, 32), (32, 48)) and custom.m_list == (1, 16)
 
 
-@pytest.mark.parametrize("argv", [["--shapes", "4096x4096"], ["--m", "0,1"], ["--m", "a"], ["--kernels", "int4"],
+@pytest.mark.parametrize("argv", [["--shapes", "4096x4096"], ["--m", "0,1"], ["--m", "a"], ["--kernels", "int8"],
                                   ["--min-replays", "5"], ["--max-replays", "10"], ["--l2-factor", "0"],
                                   ["--kernel-path", "cutlass"], ["--emulation-max-m", "0"], ["--copy-gib", "-1"]])
 def test_parse_args_rejects(argv, capsys):
@@ -261,7 +284,7 @@ def test_main_without_gpu_exits_2(tmp_path, capsys):
 # ---------------------------------------------------------------- on a GPU
 @pytest.mark.skipif(not HAVE_CUDA, reason="needs a CUDA GPU (the benchmark times CUDA graphs)")
 def test_tiny_benchmark_on_gpu(tmp_path):
-    kernels = ["bf16", "fp8", "emulation"]
+    kernels = ["bf16", "fp8", "int4", "emulation"]
     try:
         from plugins.library import find_kernels_library
 

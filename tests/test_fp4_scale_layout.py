@@ -1,21 +1,19 @@
 """cuBLASLt's tiled block-scale layout (trt_plugin_src/nvfp4Linear/kernels/nvfp4ScaleLayout.h, used by
 the native FP4 path's kernels) against the reshape/permute form of the cuBLAS documentation's
-"1D block scaling factors layout" (scripts/gpu_check_fp4_pack.tiled_scale_layout, also the GPU
-check's reference). The header is compiled for the host with the system C++ compiler."""
+"1D block scaling factors layout" (plugins.kernels.tiled_scale_layout, also the GPU check's
+reference). The header is compiled for the host with the system C++ compiler."""
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO / "scripts"))  # after the repo root: scripts/export.py must not shadow export/
+from plugins.kernels import tiled_scale_layout
 
-from gpu_check_fp4_pack import tiled_scale_layout  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 HEADER_DIR = REPO / "trt_plugin_src" / "nvfp4Linear" / "kernels"
 PROGRAM = r"""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Picks a kernel build from a scripts/dev/bench_gemv_libs.py log (first library = the baseline):
+"""Picks a kernel build from a scripts/dev/bench_libs.py log (first library = the baseline):
 the variant with the highest geometric-mean speed-up over the baseline across all NVFP4 rows,
 adopted only if that mean is >= MIN_GAIN, no row is slower than MIN_ROW x the baseline and every
 output matches the baseline's (relative error <= MAX_ERR). Prints the table and, last, the name.
@@ -23,7 +23,7 @@ def main() -> int:
     names: list[str] = []
     rows = []
     for line in open(args.log):
-        if line.startswith("bench_gemv_libs:"):
+        if line.startswith("bench_libs:"):
             names = [n.strip() for n in line.split(", libs ", 1)[1].split(",")]
             continue
         f = line.split()

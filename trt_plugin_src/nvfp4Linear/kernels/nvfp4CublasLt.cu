@@ -7,8 +7,9 @@
 // libcublasLt.so.13 is opened with dlopen at first use (the kernels library and the plugin have no
 // link dependency on cuBLAS); the header only supplies the types. Built only where CMake found
 // cublasLt.h (NVFP4_HAVE_CUBLASLT); otherwise the path reports itself unavailable.
-// COMPILE-CHECKED ONLY: no Blackwell GPU was available (docs/perf/blackwell.md).
-#include "nvfp4KernelsInternal.cuh"
+// COMPILE-CHECKED ONLY: no Blackwell GPU was available (docs/kernels.md).
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
 #include "nvfp4ScaleLayout.h"
 
 #include <cstdio>
@@ -352,7 +353,7 @@ cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream
 #if !defined(NVFP4_HAVE_CUBLASLT)
     (void) launch;
     (void) stream;
-    return unavailable("native FP4 path: built without cublasLt.h (see docs/perf/blackwell.md)");
+    return unavailable("native FP4 path: built without cublasLt.h (see docs/kernels.md)");
 #else
     LtApi const& api = ltApi();
     if (!api.error.empty())

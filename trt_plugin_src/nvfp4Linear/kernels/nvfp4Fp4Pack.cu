@@ -1,8 +1,9 @@
 // Operand preparation for the native block-scaled FP4 GEMM (nvfp4CublasLt.cu), in cuBLASLt's
 // formats: the activation quantized to packed E2M1 + UE4M3 block scales in the 128x4 tiled layout
 // (nvfp4ScaleLayout.h), the weight block scales re-laid into that layout, and the alpha vector.
-// Arch-independent CUDA (runs on any GPU; checked on an H100 by scripts/gpu_check_fp4_pack.py).
-#include "nvfp4KernelsInternal.cuh"
+// Arch-independent CUDA (runs on any GPU; checked on Hopper GPUs by scripts/check/gpu_check_fp4_pack.py).
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
 #include "nvfp4ScaleLayout.h"
 
 namespace nvfp4

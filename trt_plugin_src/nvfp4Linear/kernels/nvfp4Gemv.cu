@@ -1,15 +1,9 @@
 // Small-M NVFP4 linear (M <= 64 when K % 128 == 0, else M <= 16; decode): memory-bound on the
 // weights (0.5625 B per weight) at small M. Two kernels (dispatch in launchGemvTyped):
-//  * gemvWideKernel (K % 128 == 0, the common case; measured in docs/perf/notes-kernels.md, v3,
-//    and v4 for 16 < M <= 64: NT = ceil(M / 8) activation n8 tiles per warp, NVFP4_GEMV_NT3_CTAS,
-//    NVFP4_GEMV_NT4_CTAS, NVFP4_GEMV_NT8_CTAS, NVFP4_GEMV_DEPTH4/8, NVFP4_GEMV_MAXNT):
-//    the weights are the MMA's A operand, 16-byte weight loads, 32 rows per warp, in-CTA split-K
-//    over 4 warps reduced in shared memory, fast fp16 decode. Compile-time knobs (defaults = the
-//    measured build): NVFP4_GEMV_DEPTH1/2 (weight ring depth, M <= 8 / M > 8), NVFP4_GEMV_MT (m16
-//    tiles per warp), NVFP4_GEMV_WIDE_CTAS / NVFP4_GEMV_NT2_CTAS (launch-bounds CTAs per SM),
-//    NVFP4_GEMV_FASTDEC, NVFP4_GEMV_MAX_SPLITS (cap on the CTA splits of
-//    K), NVFP4_GEMV_L2_CHUNKS (per-warp stream length, in chunks, from which the weight loads of
-//    M <= 8 carry the .L2::256B prefetch hint; notes-kernels.md v6).
+//  * gemvWideKernel (K % 128 == 0, the common case): the weights are the MMA's A operand, 16-byte
+//    weight loads, 32 rows per warp, in-CTA split-K over 4 warps reduced in shared memory, the
+//    strided fp16 decode; NT = ceil(M / 8) activation n8 tiles per warp. Its shape and ring depth
+//    come from the tuning table (nvfp4Tuning.h).
 //  * gemvMmaKernel (K = 64 mod 128), described here:
 // Each warp streams 8*NT weight rows (NT = 1 for M <= 8, 2 above, so the activation fragments are
 // reused across more rows when there are more of them) straight from global memory into a ring of
@@ -20,7 +14,10 @@
 // by the CTA's 8 warps, which cover different N rows over the same K range) is fetched one chunk
 // ahead. Split-K across CTAs (partials in the workspace, reduced in a fixed order) is chosen so the
 // grid fills whole waves of resident CTAs.
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+#include "nvfp4Ptx.cuh"
+#include "nvfp4Tuning.h"
 
 #include <algorithm>
 #include <cmath>
@@ -218,16 +215,22 @@ __global__ void __launch_bounds__(kWarps * 32, kCtasPerSm) gemvMmaKernel(typenam
     }
 }
 
-// Split-K count: the smallest that gives ~0.8 of a wave of resident CTAs (each split shortens the
-// per-warp weight streams, whose start-up latency is not hidden, and adds partial sums), keeping at
-// least 16 chunks (1024 elements of K) per split.
+// Split-K count for `resident` CTA slots: the smallest that gives ~0.8 of a wave (each split
+// shortens the per-warp weight streams, whose start-up latency is not hidden, and adds partial
+// sums), never so many that the grid spills into a second wave (4096->6144 at M <= 16: 3 splits
+// of 192 CTAs on 528 slots ran 17-20 % slower than 2, H200), and at most `cap`.
+int64_t splitsForOneWave(int64_t ctasN, int64_t resident, int64_t cap)
+{
+    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
+    return std::max<int64_t>(1, std::min({wanted, resident / ctasN, cap}));
+}
+
+// The 64-chunk kernel keeps at least 16 chunks (1024 elements of K) per split.
 int64_t chooseSplits(int64_t N, int64_t K, int rowsPerCta, int smCount)
 {
     int64_t const ctasN = (N + rowsPerCta - 1) / rowsPerCta;
-    int64_t const numChunks = K / 64;
-    int64_t const wanted = (8 * static_cast<int64_t>(kCtasPerSm) * smCount / 10 + ctasN - 1) / ctasN;
-    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, numChunks / 16));
-    return std::max<int64_t>(1, std::min(wanted, cap));
+    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, K / 64 / 16));
+    return splitsForOneWave(ctasN, static_cast<int64_t>(kCtasPerSm) * smCount, cap);
 }
 
 template <typename Op, typename T, bool HasHi>
@@ -235,27 +238,14 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
 {
     constexpr int kRowsPerCta = GemvShape<HasHi>::kRowsPerCta;
     int64_t const ctasN = (p.N + kRowsPerCta - 1) / kRowsPerCta;
-    int64_t const numChunks = p.K / 64;
-    int64_t splits = chooseSplits(p.N, p.K, kRowsPerCta, smCount);
-    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
-    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
-
-    float* partial = nullptr;
-    if (splits > 1)
-    {
-        partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
-    }
-    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(splits));
-    cudaError_t err = launchKernel(pdl, gemvMmaKernel<Op, T, HasHi>, grid, dim3(kWarps * 32), 0, stream,
+    SplitK const sk = planSplitK(p, p.K / 64, chooseSplits(p.N, p.K, kRowsPerCta, smCount));
+    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
+    cudaError_t const err = launchKernel(pdl, gemvMmaKernel<Op, T, HasHi>, grid, dim3(kWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
-        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), partial, static_cast<int>(p.M), p.N,
-        p.K, static_cast<int>(chunksPerSplit));
-    if (err == cudaSuccess && splits > 1)
-    {
-        err = launchReduceSplits(p, partial, static_cast<int>(splits), stream, pdl);
-    }
-    return err;
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
+        p.N, p.K, sk.chunksPerSplit);
+    return reduceSplitK(p, sk, err, stream, pdl);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,61 +259,18 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
 // their partial results in shared memory in a fixed order (no extra launch, deterministic).
 // The weights stream through a register ring of kDepth chunks (16-byte loads, L1 bypassed); the
 // activation (L1/L2-resident) is loaded at the start of each chunk, ahead of that chunk's decode.
-#ifndef NVFP4_GEMV_DEPTH1
-#define NVFP4_GEMV_DEPTH1 2
-#endif
-#ifndef NVFP4_GEMV_DEPTH2
-#define NVFP4_GEMV_DEPTH2 2
-#endif
-#ifndef NVFP4_GEMV_FASTDEC
-#define NVFP4_GEMV_FASTDEC 1 // fp16 operand: strided-pair weight decode (decodeWordStrided)
-#endif
-#ifndef NVFP4_GEMV_NT2_CTAS
-#define NVFP4_GEMV_NT2_CTAS 4
-#endif
-#ifndef NVFP4_GEMV_WIDE_CTAS
-#define NVFP4_GEMV_WIDE_CTAS 4
-#endif
-constexpr int kWideWarps = 4;  // warps per CTA = ways of the in-CTA K split
-#ifndef NVFP4_GEMV_MT
-#define NVFP4_GEMV_MT 2
-#endif
-constexpr int kWideMT = NVFP4_GEMV_MT; // m16 tiles (16 weight rows each) per warp
+constexpr int kWideWarps = 4; // warps per CTA = ways of the in-CTA K split
+constexpr int kWideMT = tuning::kGemvWide.mTiles; // m16 tiles (16 weight rows each) per warp
 constexpr int kWideRows = 16 * kWideMT;
-constexpr int kWideCtasPerSm = NVFP4_GEMV_WIDE_CTAS;
 
-// Mid M (16 < M <= 64, v4): NT = ceil(M / 8) n8 activation tiles per warp (3..8); the weight work
-// per chunk is unchanged, MMAs and activation loads grow with NT. Above 2 tiles the activation
-// words are loaded per 32-bit word group q (NT uint4 live instead of 4 NT) to bound registers.
-#ifndef NVFP4_GEMV_NT3_CTAS
-#define NVFP4_GEMV_NT3_CTAS 2 // NT 3 (M 17-24): 3 CTAs/SM fit 168 registers without spills, but were
-                              // 18 % slower on 4096->14336 (9 % faster on 14336->4096; notes-kernels v4)
-#endif
-#ifndef NVFP4_GEMV_NT4_CTAS
-#define NVFP4_GEMV_NT4_CTAS 2 // NT 4 (needs ~170 registers: 3 CTAs/SM spill)
-#endif
-#ifndef NVFP4_GEMV_NT8_CTAS
-#define NVFP4_GEMV_NT8_CTAS 2 // NT 5..8
-#endif
-#ifndef NVFP4_GEMV_DEPTH4
-#define NVFP4_GEMV_DEPTH4 2
-#endif
-#ifndef NVFP4_GEMV_DEPTH8
-#define NVFP4_GEMV_DEPTH8 2
-#endif
-#ifndef NVFP4_GEMV_MAXNT
-#define NVFP4_GEMV_MAXNT 8 // largest NT instantiated: the wide GEMV covers M <= 8 * NVFP4_GEMV_MAXNT
-#endif
-
+// Mid M (16 < M <= 64): NT = ceil(M / 8) n8 activation tiles per warp (3..8); the weight work per
+// chunk is unchanged, MMAs and activation loads grow with NT. Above 2 tiles the activation words
+// are loaded per 32-bit word group q (NT uint4 live instead of 4 NT) to bound registers.
 template <int NT>
 struct WideShape
 {
-    static constexpr int kDepth = NT == 1 ? NVFP4_GEMV_DEPTH1
-                                          : (NT == 2 ? NVFP4_GEMV_DEPTH2 : (NT <= 4 ? NVFP4_GEMV_DEPTH4 : NVFP4_GEMV_DEPTH8));
-    static constexpr int kMinCtas = NT == 1 ? kWideCtasPerSm
-                                            : (NT == 2 ? NVFP4_GEMV_NT2_CTAS
-                                                       : (NT == 3 ? NVFP4_GEMV_NT3_CTAS
-                                                                  : (NT == 4 ? NVFP4_GEMV_NT4_CTAS : NVFP4_GEMV_NT8_CTAS)));
+    static constexpr int kDepth = tuning::gemvRingDepth(NT);
+    static constexpr int kMinCtas = tuning::gemvMinCtasPerSm(NT);
     static constexpr bool kActPerWord = NT > 2; // activation loaded per word group q
 };
 
@@ -392,7 +339,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     // fp16 operand: strided-pair decode, and w' = ŵ * 2^-14 (the scale pair straight from the FP8
     // conversion, no x 2^7): exact in fp16 (>= 2^-24, <= 6 significant bits, <= 0.17); the epilogue
     // multiplies by alpha * 2^14.
-    constexpr bool kFast = NVFP4_GEMV_FASTDEC && std::is_same<Op, HalfOperand>::value;
+    constexpr bool kFast = std::is_same<Op, HalfOperand>::value;
     constexpr float kOperandScale = kFast ? kWeightOperandScale * kWeightOperandScale : kWeightOperandScale;
     __shared__ float red[kWideWarps][MT * NT * 4][32];
 
@@ -649,63 +596,42 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     }
 }
 
-#ifndef NVFP4_GEMV_L2_CHUNKS
-#define NVFP4_GEMV_L2_CHUNKS 16
-#endif
-constexpr int64_t kL2PrefetchChunks = NVFP4_GEMV_L2_CHUNKS; // per-warp chunks from which M <= 8 uses the hint
-#ifndef NVFP4_GEMV_MAX_SPLITS
-#define NVFP4_GEMV_MAX_SPLITS kMaxSplitsGemv // experiments: fewer CTA splits of K
-#endif
-constexpr int64_t kWideMaxSplits = NVFP4_GEMV_MAX_SPLITS;
-static_assert(kWideMaxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
+static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
 template <typename Op, typename T, int NT>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
     int64_t const numChunks = p.K / 128;
-    // Split K across CTAs only until ~0.8 of a wave of resident CTAs is reached; every warp keeps
-    // >= 2 chunks.
+    // Every warp keeps >= 2 chunks.
     int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
-    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
-    int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kWideMaxSplits, numChunks / (2 * kWideWarps)));
-    int64_t splits = std::max<int64_t>(1, std::min(wanted, cap));
-    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
-    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
-
-    float* partial = nullptr;
-    if (splits > 1)
-    {
-        partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
-    }
-    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(splits));
+    int64_t const cap
+        = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
+    SplitK const sk = planSplitK(p, numChunks, splitsForOneWave(ctasN, resident, cap));
+    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
     auto kernel = gemvWideKernel<Op, T, NT, false>;
     if constexpr (NT == 1)
     {
-        // Measured (notes-kernels.md v6, H100): -7..-17 % at 16-28 chunks per warp and M <= 8
-        // (8192->28672, 28672->8192); +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16.
-        if ((chunksPerSplit + kWideWarps - 1) / kWideWarps >= kL2PrefetchChunks)
+        // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
+        // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
+        if ((sk.chunksPerSplit + kWideWarps - 1) / kWideWarps >= tuning::kGemvWide.l2HintChunks)
         {
             kernel = gemvWideKernel<Op, T, NT, true>;
         }
     }
-    cudaError_t err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
+    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
-        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), partial, static_cast<int>(p.M), p.N,
-        p.K, static_cast<int>(chunksPerSplit));
-    if (err == cudaSuccess && splits > 1)
-    {
-        err = launchReduceSplits(p, partial, static_cast<int>(splits), stream, pdl);
-    }
-    return err;
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
+        p.N, p.K, sk.chunksPerSplit);
+    return reduceSplitK(p, sk, err, stream, pdl);
 }
 
-// The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to NVFP4_GEMV_MAXNT.
+// The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt.
 template <typename Op, typename T, int NT = 1>
 cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
-    if constexpr (NT <= NVFP4_GEMV_MAXNT)
+    if constexpr (NT <= tuning::kGemvWide.maxNt)
     {
         return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT>(p, a, smCount, pdl, stream)
                                    : launchGemvWideForM<Op, T, NT + 1>(p, a, smCount, pdl, stream);
@@ -734,11 +660,11 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 
 } // namespace
 
-// Largest M the GEMV kernels take for this K (declared in nvfp4LinearKernels.cu for the dispatch
+// Largest M the GEMV kernels take for this K (nvfp4Launch.cuh; used by the dispatch
 // and the workspace size): the wide kernel (K % 128 == 0) up to 8 n8 tiles, the 64-chunk one 16.
 int64_t gemvMaxM(int64_t K)
 {
-    return K % 128 == 0 ? 8 * NVFP4_GEMV_MAXNT : 16;
+    return K % 128 == 0 ? 8 * tuning::kGemvWide.maxNt : 16;
 }
 
 cudaError_t launchGemv(

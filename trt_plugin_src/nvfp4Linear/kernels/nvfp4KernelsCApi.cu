@@ -1,6 +1,6 @@
 // C API over the NVFP4Linear kernels (see nvfp4KernelsCApi.h).
 #include "nvfp4KernelsCApi.h"
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
 #include "nvfp4ScaleLayout.h"
 
 using nvfp4::ActType;

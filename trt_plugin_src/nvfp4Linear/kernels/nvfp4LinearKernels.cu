@@ -1,6 +1,7 @@
 // Entry points of the NVFP4Linear kernels: argument checks, workspace layout and dispatch by
-// compute capability and M (rules and measurements: docs/perf/dispatch.md).
-#include "nvfp4KernelsInternal.cuh"
+// compute capability and M (rules and measurements: docs/kernels.md).
+#include "nvfp4Launch.cuh"
+#include "nvfp4Tuning.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,20 +21,6 @@ size_t actOperandBytes(int64_t M, int64_t K, bool w4a4)
 {
     return w4a4 ? alignUp(static_cast<size_t>(M) * static_cast<size_t>(K) * sizeof(__half), 256) : 0;
 }
-
-// Largest M the GEMV kernels take for this K (nvfp4Gemv.cu): 64 when K % 128 == 0, else 16.
-int64_t gemvMaxM(int64_t K);
-// The automatic dispatch uses the GEMV up to this M (where it is measured faster than the tiled and
-// wgmma kernels; docs/perf/dispatch.md).
-#ifndef NVFP4_GEMV_AUTO_MAX_M
-#define NVFP4_GEMV_AUTO_MAX_M 64
-#endif
-constexpr int64_t kGemvAutoMaxM = NVFP4_GEMV_AUTO_MAX_M;
-// ... and, where the wgmma kernel can run (sm_90a, K % 256 == 0), only up to this M.
-#ifndef NVFP4_GEMV_WGMMA_MAX_M
-#define NVFP4_GEMV_WGMMA_MAX_M 40
-#endif
-constexpr int64_t kGemvWgmmaMaxM = NVFP4_GEMV_WGMMA_MAX_M;
 
 size_t partialBytes(int64_t M, int64_t N)
 {
@@ -139,7 +126,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         return err;
     }
     int const sm = p.smVersion > 0 ? p.smVersion : dev.sm;
-    bool const gemvRange = p.M <= 16 || (p.M <= kGemvAutoMaxM && p.M <= gemvMaxM(p.K));
+    bool const gemvRange = p.M <= 16 || (p.M <= tuning::kDispatchNoWgmma.gemvMaxM && p.M <= gemvMaxM(p.K));
 
     // Blackwell w4a4 above the GEMV range (decode stays memory-bound): the native block-scaled FP4
     // GEMM, which quantizes the activation itself. If it cannot run (no cuBLASLt, no algorithm),
@@ -171,8 +158,8 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     KernelPath path = forced;
     if (path == KernelPath::kAuto)
     {
-        // Above kGemvWgmmaMaxM the wgmma kernel is faster where it runs (v5, docs/perf/dispatch.md).
-        bool const gemv = gemvRange && (p.M <= kGemvWgmmaMaxM || !wgmmaOk);
+        // Above the Hopper table's GEMV range the wgmma kernel is faster where it runs.
+        bool const gemv = gemvRange && (p.M <= tuning::kDispatchHopper.gemvMaxM || !wgmmaOk);
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }

@@ -1,7 +1,9 @@
 // Dynamic NVFP4 quantization of the activation (w4a4), one pass: x [M, K] -> x-hat = q * s_B as fp16
 // (exact) for the GEMM kernels, optionally also the FP8 block scales (for bit-exact tests).
 // The arithmetic is nvfp4Math.h's, shared with the CPU ONNX Runtime op, so both agree bit for bit.
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+#include "nvfp4Ptx.cuh"
 
 namespace nvfp4
 {

@@ -2,7 +2,9 @@
 // The portable fallback and the only exact path for float32 w4a16 (an fp32 x times ŵ is not exact
 // in any 16-bit tensor-core format, but FFMA forms each product exactly before its one rounding).
 // Also the split-K reduction kernel.
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+#include "nvfp4Ptx.cuh"
 
 namespace nvfp4
 {

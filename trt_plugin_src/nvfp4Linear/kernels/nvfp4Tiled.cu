@@ -2,11 +2,14 @@
 // accumulation) fed by a cp.async multi-stage pipeline. Per stage (64 along K) the CTA copies the
 // 16-bit activation tile, the packed FP4 weight tile (0.5 B/weight) and the FP8 scales into shared
 // memory; each warp then decodes its weight fragments from the packed bytes with bit operations
-// (no dequantized copy of the weight anywhere). The thread mapping (nvfp4KernelsInternal.cuh,
+// (no dequantized copy of the weight anywhere). The thread mapping (nvfp4Numerics.cuh,
 // decodeWeightWord) lets every thread read its A fragment with 16-byte shared loads; the A rows
 // are padded to 144 bytes so that these loads are free of bank conflicts.
 // Optional split-K (grid z) with partials reduced in a fixed order, for small grids.
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+#include "nvfp4Ptx.cuh"
+#include "nvfp4Tuning.h"
 
 #include <algorithm>
 #include <cmath>
@@ -215,47 +218,31 @@ cudaError_t runTiled(LinearParams const& p, void const* a, int smCount, int maxS
     }
     int64_t const tilesN = (p.N + BN - 1) / BN;
     int64_t const tilesM = (p.M + BM - 1) / BM;
-    int64_t const numChunks = p.K / kBK;
     int64_t splits = 1;
     if (p.M <= kMaxSplitM && maxSplits > 1)
     {
         splits = chooseTileSplits(tilesN, tilesM, kCtasPerSmFor(BM), smCount, p.M, p.N, p.K, maxSplits);
     }
-    int64_t const chunksPerSplit = (numChunks + splits - 1) / splits;
-    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
-    float* partial = nullptr;
-    if (splits > 1)
-    {
-        partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
-    }
-    dim3 const grid(static_cast<unsigned>(tilesN), static_cast<unsigned>(tilesM), static_cast<unsigned>(splits));
+    SplitK const sk = planSplitK(p, p.K / kBK, splits);
+    dim3 const grid(static_cast<unsigned>(tilesN), static_cast<unsigned>(tilesM), static_cast<unsigned>(sk.splits));
     kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(static_cast<typename Op::Elem const*>(a),
         reinterpret_cast<uint8_t const*>(p.weight), reinterpret_cast<uint8_t const*>(p.weightScale),
         p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
-        static_cast<T*>(p.y), partial, p.M, p.N, p.K, static_cast<int>(chunksPerSplit));
-    err = cudaGetLastError();
-    if (err == cudaSuccess && splits > 1)
-    {
-        err = launchReduceSplits(p, partial, static_cast<int>(splits), stream);
-    }
-    return err;
+        static_cast<T*>(p.y), sk.partial, p.M, p.N, p.K, sk.chunksPerSplit);
+    return reduceSplitK(p, sk, cudaGetLastError(), stream);
 }
 
 template <typename Op, typename T>
 cudaError_t launchTiledTyped(LinearParams const& p, void const* a, int smCount, cudaStream_t stream)
 {
-    if (p.M <= 64)
+    // The tile shapes from the tuning table (template arguments need them one field at a time).
+    constexpr tuning::TiledShape kS = tuning::kTiledSmallM;
+    constexpr tuning::TiledShape kL = tuning::kTiledLargeM;
+    if (p.M <= kS.bm)
     {
-        return runTiled<Op, T, 64, 128, 2, 4, 4>(p, a, smCount, kMaxSplitsTiled, stream);
+        return runTiled<Op, T, kS.bm, kS.bn, kS.wm, kS.wn, kS.stages>(p, a, smCount, kMaxSplitsTiled, stream);
     }
-#ifndef NVFP4_TILED_BM
-#define NVFP4_TILED_BM 128
-#define NVFP4_TILED_BN 256
-#define NVFP4_TILED_WM 2
-#define NVFP4_TILED_WN 4
-#endif
-    return runTiled<Op, T, NVFP4_TILED_BM, NVFP4_TILED_BN, NVFP4_TILED_WM, NVFP4_TILED_WN, 4>(
-        p, a, smCount, kMaxSplitsTiled, stream);
+    return runTiled<Op, T, kL.bm, kL.bn, kL.wm, kL.wn, kL.stages>(p, a, smCount, kMaxSplitsTiled, stream);
 }
 
 } // namespace

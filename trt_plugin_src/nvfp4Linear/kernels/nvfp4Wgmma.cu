@@ -11,14 +11,17 @@
 //     "full" (TMA bytes landed) and an "empty" (consumers done) mbarrier;
 //   * 2 consumer warpgroups (232 registers), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
-//     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4KernelsInternal.cuh's bit decode)
+//     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4Numerics.cuh's bit decode)
 //     and issues 4 asynchronous wgmmas; the decode of stage s+1 runs while stage s's wgmmas run.
 // Numerics as every tensor-core path: exact 16-bit products, fp32 accumulation, alpha times the
 // operand's power of two (2^14 fp16, 2^7 bf16: RsScales) last.
 // Small grids split K across CTAs (fp32 partials + the deterministic reduceSplitsKernel).
 // Requires K % 256 == 0 (the scale tensor's 16-byte TMA rows and box starts) and 16-byte aligned operands; the
 // body exists only in the sm_90a image (elsewhere the kernel traps; launchLinear never picks it).
-#include "nvfp4KernelsInternal.cuh"
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+#include "nvfp4Ptx.cuh"
+#include "nvfp4Tuning.h"
 #include "nvfp4Sm90.cuh"
 #include "nvfp4WgmmaRs.cuh"
 
@@ -37,15 +40,24 @@ constexpr int kBK = 64;         // K per stage (one 128-byte swizzle row of 16-b
 constexpr int kRowsPerCta = 128; // weight rows: 2 consumer warpgroups x 64
 constexpr int kThreads = 384;
 
-template <int BN>
+// BN activation rows per tile; kCtasPerSm CTAs share an SM (the launch bounds, the ring depth and
+// the register split follow from it).
+template <int BN, int kCtas>
 struct RsConfig
 {
+    static constexpr int kCtasPerSm = kCtas;
     static constexpr int kActBytes = BN * 128;          // BN rows x 64 elements, 128B-swizzled
     static constexpr int kWBytes = kRowsPerCta * 32;     // 64 FP4 per row
     static constexpr int kSBytes = kRowsPerCta * 16;     // 16-byte aligned TMA rows: scales of 4 stages
     static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
-    static constexpr int kStages = 200 * 1024 / kStageBytes < 8 ? 200 * 1024 / kStageBytes : 8;
+    // The ring fills the SM's shared memory (227 KB, less 1 KB reserved per CTA), at most 8 deep.
+    static constexpr int kRingBudget = (kCtasPerSm == 1 ? 200 : 110) * 1024;
+    static constexpr int kStages = kRingBudget / kStageBytes < 8 ? kRingBudget / kStageBytes : 8;
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
+    // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). One CTA per
+    // SM: 128 * 40 + 256 * 232 <= 64K; two: 128 * 24 + 256 * 104 <= 32K (the launch gives 80 each).
+    static constexpr int kProducerRegs = kCtasPerSm == 1 ? 40 : 24;
+    static constexpr int kConsumerRegs = kCtasPerSm == 1 ? 232 : 104;
 };
 
 // Device helpers of the kernel body, which exists only in the sm_90a image.
@@ -181,18 +193,18 @@ __device__ __forceinline__ void decodeStage(
 
 #endif
 
-template <typename Op, typename T, int BN, bool kPermutedK>
-__global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
+template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
+__global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
     __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
     int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
     int64_t M, int64_t N, int numChunks, int chunksPerSplit)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Cfg = RsConfig<BN>;
+    using Cfg = RsConfig<BN, kCtas>;
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
-    constexpr int kProducerRegs = 40;  // 128 * 40 + 256 * 232 <= 64K registers
-    constexpr int kConsumerRegs = 232; // BN / 2 accumulators + 3 x 16 fragment registers + addressing
+    constexpr int kProducerRegs = Cfg::kProducerRegs;
+    constexpr int kConsumerRegs = Cfg::kConsumerRegs; // BN / 2 accumulators + 2 x 16 fragments + addressing
     extern __shared__ uint8_t smemRaw[];
     // 1024-byte aligned (128B swizzle atoms) by pointer arithmetic on the shared array, so that the
     // compiler keeps the shared address space (LDS, not generic loads).
@@ -278,9 +290,11 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
         uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
         decodeStage<Op, kPermutedK>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, t, sel, frag);
     };
-    // wgmmas of stage `it` from `cur`; while they run, decodes stage it+1 into temporaries, then
-    // (wait_group 1: stage it-1's wgmmas, the readers of `next`, are done) frees stage it-1 and
-    // moves the temporaries into `next`. Decoding before the wait keeps it off the critical path.
+    // wgmmas of stage `it` from `cur`; then (wait_group 1: stage it-1's wgmmas, the readers of
+    // `next`, are done; they were issued a whole stage earlier, so this rarely waits) frees stage
+    // it-1 and decodes stage it+1 straight into `next` while stage it's wgmmas run. The fence on
+    // `next` keeps its old values, and so its registers, alive until that wait; `cur` stays alive
+    // until the next step's fence, so the new fragments cannot land in registers a wgmma still reads.
     auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
         uint32_t const bAddr = sm90::smemAddr(smem + (it % S) * Cfg::kStageBytes);
         sm90::fenceRegs(acc);
@@ -293,13 +307,6 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
         }
         sm90::wgmmaCommit();
         sm90::fenceRegs(acc);
-        bool const more = it + 1 < nLocal;
-        uint32_t tmp[4][4];
-        if (more)
-        {
-            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
-            decode(it + 1, tmp);
-        }
         sm90::wgmmaWait<1>();
         sm90::fenceRegs(next);
         if (it > 0)
@@ -310,17 +317,10 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaRsKernel(__grid_constant__ C
                 sm90::mbarArrive(&empty[(it - 1) % S]);
             }
         }
-        if (more)
+        if (it + 1 < nLocal)
         {
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk)
-            {
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-                {
-                    next[kk][r] = tmp[kk][r];
-                }
-            }
+            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
+            decode(it + 1, next);
         }
     };
 
@@ -431,10 +431,10 @@ bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void co
         == CUDA_SUCCESS;
 }
 
-template <typename Op, typename T, int BN, bool kPermutedK>
+template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
 cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cudaStream_t stream)
 {
-    using Cfg = RsConfig<BN>;
+    using Cfg = RsConfig<BN, kCtas>;
     CUtensorMap mapA, mapW, mapS;
     CUtensorMapDataType const aType = std::is_same<typename Op::Elem, __half>::value
         ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
@@ -447,40 +447,31 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
     {
         return cudaErrorNotSupported;
     }
-    auto kernel = wgmmaRsKernel<Op, T, BN, kPermutedK>;
+    auto kernel = wgmmaRsKernel<Op, T, BN, kCtas, kPermutedK>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
     if (err != cudaSuccess)
     {
         return err;
     }
     int const numChunks = static_cast<int>(p.K / kBK);
-    int const chunksPerSplit = (numChunks + splits - 1) / splits;
-    splits = (numChunks + chunksPerSplit - 1) / chunksPerSplit;
-    float* partial = nullptr;
-    if (splits > 1)
-    {
-        partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
-    }
+    SplitK const sk = planSplitK(p, numChunks, splits);
     dim3 const grid(static_cast<unsigned>((p.N + kRowsPerCta - 1) / kRowsPerCta),
-        static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(splits));
+        static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(sk.splits));
     err = launchKernel(pdl, kernel, grid, dim3(kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
         p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
-        static_cast<T*>(p.y), partial, p.M, p.N, numChunks, chunksPerSplit);
-    if (err == cudaSuccess && splits > 1)
-    {
-        err = launchReduceSplits(p, partial, splits, stream, pdl);
-    }
-    return err;
+        static_cast<T*>(p.y), sk.partial, p.M, p.N, numChunks, sk.chunksPerSplit);
+    return reduceSplitK(p, sk, err, stream, pdl);
 }
 
-// Tile height BN (activation rows) and K splits: the estimated time of the grid in waves of one
-// CTA per SM, each 64-deep stage costing the tensor time 4 * BN cycles plus ~500 cycles that the
-// decode and barriers add (fitted to the v5 H100 timings), plus for split-K the partials' traffic
-// and one reduction launch; the workspace bounds splits * M (partialBytes). Near-ties go to the
-// taller tile (fewer weight decodes and activation reads per FLOP).
+// Tile height BN (activation rows) and K splits: the estimated time of the grid in waves of the
+// resident CTAs, each 64-deep stage costing the tuning table's cycles (tensor time plus the decode
+// and barrier latency it does not hide), plus for split-K the partials' traffic and one reduction
+// launch; the workspace bounds splits * M (partialBytes). Near-ties go to the taller tile (fewer
+// weight decodes and activation reads per FLOP).
 struct RsPlan
 {
     int bn = 256;
+    int ctasPerSm = 1;
     int splits = 1;
 };
 
@@ -491,25 +482,25 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
     int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
     RsPlan best;
     double bestUs = 0.0;
-    for (int bn : {256, 128, 64})
+    for (tuning::WgmmaTile const& tile : tuning::kWgmmaTiles)
     {
-        int64_t const tiles = tilesN * ((M + bn - 1) / bn);
-        double const stageCycles = 4.0 * bn + 500.0;
-        for (int s = 1; s <= 8; ++s)
+        int64_t const tiles = tilesN * ((M + tile.bn - 1) / tile.bn);
+        double const resident = static_cast<double>(tile.ctasPerSm) * smCount;
+        for (int s = 1; s <= tuning::kWgmmaMaxSplits; ++s)
         {
-            if (s > 1 && (s * M > partialRows || numChunks / s < 4))
+            if (s > 1 && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit))
             {
                 break;
             }
-            double const waves = std::ceil(static_cast<double>(tiles * s) / smCount);
-            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * stageCycles / 1700.0;
+            double const waves = std::ceil(static_cast<double>(tiles * s) / resident);
+            double us = waves * std::ceil(static_cast<double>(numChunks) / s) * tile.stageCycles / tuning::kWgmmaClockMHz;
             if (s > 1)
             {
                 us += static_cast<double>(s) * M * N * 8.0 / 2.5e6 + 3.0;
             }
-            if (bestUs == 0.0 || us < 0.97 * bestUs)
+            if (bestUs == 0.0 || us < tuning::kWgmmaTieFactor * bestUs)
             {
-                best = {bn, s};
+                best = {tile.bn, tile.ctasPerSm, s};
                 bestUs = us;
             }
         }
@@ -521,11 +512,12 @@ template <typename Op, typename T, bool kPermutedK>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
-    switch (plan.bn)
+    switch (plan.bn * 10 + plan.ctasPerSm)
     {
-    case 64: return runRs<Op, T, 64, kPermutedK>(p, a, plan.splits, pdl, stream);
-    case 128: return runRs<Op, T, 128, kPermutedK>(p, a, plan.splits, pdl, stream);
-    default: return runRs<Op, T, 256, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 641: return runRs<Op, T, 64, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 642: return runRs<Op, T, 64, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 1281: return runRs<Op, T, 128, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
+    default: return runRs<Op, T, 256, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
     }
 }
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the NVFP4Linear CUDA kernels beside their peers (run by scripts/bench/)."""

@@ -1,0 +1,88 @@
+// Tuning table of the NVFP4Linear kernels: tile shapes, pipeline depths, CTAs per SM and the
+// dispatch thresholds, frozen at the values measured on Hopper (docs/kernels.md gives the numbers
+// behind each). Product code has no build switches; an experiment builds a copy of the kernels
+// with this file edited (scripts/dev/build_variant.sh).
+#pragma once
+
+#include <cstdint>
+
+namespace nvfp4
+{
+namespace detail
+{
+namespace tuning
+{
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch by architecture (nvfp4LinearKernels.cu).
+struct Dispatch
+{
+    // The GEMV family takes M up to this (when K % 128 == 0; K % 128 == 64 caps it at 16).
+    int64_t gemvMaxM;
+};
+
+// Hopper (sm_90a image): above gemvMaxM the wgmma kernel is faster where it runs (K % 256 == 0).
+constexpr Dispatch kDispatchHopper{40};
+// Where the wgmma kernel cannot run (other architectures, K % 256 != 0 on Hopper): the GEMV beat
+// the tiled mma.sync kernel at every M up to 64 (H100, 1.4-4.7x).
+constexpr Dispatch kDispatchNoWgmma{64};
+
+// ---------------------------------------------------------------------------------------------
+// Wide GEMV (nvfp4Gemv.cu, K % 128 == 0), per NT = ceil(M / 8) activation n8 tiles per warp.
+struct GemvWide
+{
+    int mTiles;        // m16 weight tiles per warp (32 weight rows)
+    int maxNt;         // largest NT instantiated: the wide GEMV covers M <= 8 * maxNt
+    int maxSplits;     // CTA splits of K (<= kMaxSplitsGemv: the workspace holds that many partials)
+    int64_t l2HintChunks; // per-warp stream length (128-chunks) from which M <= 8 uses .L2::256B
+};
+constexpr GemvWide kGemvWide{2, 8, 8, 16};
+
+// Register ring depth (chunks of 128 in flight per warp) and the CTAs per SM the launch bounds
+// ask for, by NT. NT = 1, 2 fit 128 registers (4 CTAs per SM); NT = 3 fits 168 (3 CTAs) but
+// ran 18 % slower on 4096->14336 than at 2 CTAs; NT >= 4 needs 170-254 registers.
+constexpr int gemvRingDepth(int /*nt*/)
+{
+    return 2; // a third chunk in flight gained nothing (H100, M <= 16)
+}
+constexpr int gemvMinCtasPerSm(int nt)
+{
+    return nt <= 2 ? 4 : 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiled mma.sync GEMM (nvfp4Tiled.cu): CTA tile BM x BN (activation rows x weight rows) on a
+// WM x WN warp grid, STAGES cp.async stages.
+struct TiledShape
+{
+    int bm, bn, wm, wn, stages;
+};
+constexpr TiledShape kTiledSmallM{64, 128, 2, 4, 4}; // M <= 64
+constexpr TiledShape kTiledLargeM{128, 256, 2, 4, 4};
+
+// ---------------------------------------------------------------------------------------------
+// wgmma kernel (nvfp4Wgmma.cu): 128 weight rows per CTA, BN activation rows.
+// The tiles the planner chooses from (BN activation rows by 128 weight rows, CTAs per SM) and
+// its cost of one 64-deep stage of one CTA in cycles at kWgmmaClockMHz: the tensor time 4 * BN
+// plus the decode and barrier latency it does not hide (fitted to H100 and H200 timings). At
+// BN = 64 two CTAs can share an SM (consumers within 104 registers): each stage then takes
+// ~1400 cycles per CTA, only ~10 % more SM throughput than one CTA (H200, 8192->57344, M = 64:
+// twice the warps raised the issue utilisation from 44 % to 51 %), worth it only where the tiles
+// fill more than a wave of single CTAs. Plans within kWgmmaTieFactor of the best go to the
+// earlier entry (taller tile, then one CTA per SM).
+struct WgmmaTile
+{
+    int bn;
+    int ctasPerSm;
+    double stageCycles;
+};
+constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 4.0 * 256 + 500}, {128, 1, 4.0 * 128 + 500},
+    {64, 1, 4.0 * 64 + 500}, {64, 2, 1400.0}};
+constexpr double kWgmmaClockMHz = 1700.0;
+constexpr double kWgmmaTieFactor = 0.97;
+constexpr int kWgmmaMaxSplits = 8;
+constexpr int kWgmmaMinChunksPerSplit = 4;
+
+} // namespace tuning
+} // namespace detail
+} // namespace nvfp4
