@@ -85,3 +85,28 @@ def test_ld_preload_registers():
     """LD_PRELOAD before TensorRT is loaded: the library loads TensorRT itself and registers."""
     result = _python_with_lean(FIND_CREATOR, LD_PRELOAD=str(PLUGIN_LIB))
     assert result.returncode == 0 and "['NVFP4Linear']" in result.stdout, result.stdout + result.stderr
+
+
+def test_moe_plugin_methods_in_the_lean_runtime():
+    """The same program exercises the library's NVFP4MoE creator and plugin (leanRuntimeMoEChecks.h)."""
+    out = run_program()
+    passed = [line for line in out.splitlines() if line.startswith("PASS NVFP4MoE") or "\"NVFP4MoE\"" in line]
+    for name in ("getCreator(\"NVFP4MoE\", \"1\", \"\")", "NVFP4MoE getOutputShapes [batch, seq, 64]",
+                 "NVFP4MoE supportsFormatCombination over 216", "NVFP4MoE configurePlugin rejects router_logits",
+                 "NVFP4MoE getWorkspaceSize covers the profile max", "NVFP4MoE getFieldsToSerialize == the build-time",
+                 "NVFP4MoE createPlugin(kRUNTIME) from the serialized", "NVFP4MoE clone() is a distinct plugin",
+                 "NVFP4MoE attachToContext returns a clone", "NVFP4MoE onShapeChange rejects",
+                 "NVFP4MoE createPlugin rejects a duplicate mode", "NVFP4MoE createPlugin rejects an unknown field",
+                 "NVFP4MoE createPlugin rejects 3 values for 4 experts", "NVFP4MoE createPlugin rejects top_k 40"):
+        assert any(name in line for line in passed), f"check {name!r} did not run:\n{out}"
+    assert len(passed) >= 40, out
+    assert "SKIP NVFP4MoE enqueue" in out or "PASS NVFP4MoE enqueue matches the CPU formula" in out
+
+
+def test_static_registration_registers_both_creators():
+    out = run_program("--static-registration")
+    assert "PASS static registration: the NVFP4MoE creator is registered too" in out
+    code = ("import ctypes, tensorrt_lean_bindings as trt; ctypes.CDLL(" + repr(str(PLUGIN_LIB)) + "); "
+            "print(sorted(c.name for c in trt.get_plugin_registry().all_creators if c.name.startswith('NVFP4')))")
+    result = _python_with_lean(code)
+    assert result.returncode == 0 and "['NVFP4Linear', 'NVFP4MoE']" in result.stdout, result.stdout + result.stderr

@@ -82,16 +82,16 @@ inline std::string moeFieldList()
     return s;
 }
 
-// `text` in double quotes, at most `maxChars` characters of it, non-printable bytes as '?'.
-inline std::string quoteUserText(std::string const& text, size_t maxChars = 32)
+// `text` between `quote`s, at most `maxChars` characters of it, non-printable bytes as '?'.
+inline std::string quoteUserText(std::string const& text, size_t maxChars = 32, char quote = '"')
 {
-    std::string out = "\"";
+    std::string out(1, quote);
     for (size_t i = 0; i < text.size() && i < maxChars; ++i)
     {
         unsigned char const c = static_cast<unsigned char>(text[i]);
         out += (c >= 0x20 && c < 0x7F) ? static_cast<char>(c) : '?';
     }
-    return out + (text.size() > maxChars ? "\"..." : "\"");
+    return out + quote + (text.size() > maxChars ? "..." : "");
 }
 
 struct MoEAttributes
