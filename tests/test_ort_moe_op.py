@@ -16,6 +16,7 @@ from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.nvfp4 import quantize_weight
 from export.reference import nvfp4_moe_exact
 from plugins.library import find_ort_library
+from plugins.moe_kernels import stacked_operands
 
 try:
     ORT_LIB = find_ort_library()
@@ -53,31 +54,12 @@ def make_moe(E, H, I, top_k, *, w4a4=True, normalize=True, seed=0) -> NVFP4MoEWe
 
 
 def stacked_inputs(moe: NVFP4MoEWeights) -> dict[str, np.ndarray]:
-    """Inputs 2-7 of the node (docs/op-contract-moe.md): per expert, gate rows then up rows."""
-    def rows(linears, part):
-        return torch.stack([torch.cat([getattr(lin, part).view(torch.int8) if part != "weight_global_scale"
-                                       else lin.weight_global_scale.float().reshape(-1).expand(lin.out_features)
-                                       for lin in group]) for group in linears])
-
-    w13 = [(g, u) for g, u in zip(moe.gate, moe.up)]
-    w2 = [(d,) for d in moe.down]
-    return {f"{prefix}_{part}": rows(linears, part if part != "weight" else "weight_packed").numpy()
-            for prefix, linears in (("w13", w13), ("w2", w2))
-            for part in ("weight", "weight_scale", "weight_global_scale")}
+    """Inputs 2-7 of the node (docs/op-contract-moe.md) as numpy arrays."""
+    return {name: t.numpy() for name, t in stacked_operands(moe)[0].items()}
 
 
 def node_attributes(moe: NVFP4MoEWeights, **override):
-    def scales(linears, inverse):
-        if not moe.w4a4:
-            return [1.0] * moe.num_experts
-        return [float(lin.input_global_scale_inv if inverse else lin.input_global_scale) for lin in linears]
-
-    attrs = dict(num_experts=moe.num_experts, top_k=moe.top_k, hidden_size=moe.hidden_size,
-                 intermediate_size=moe.intermediate_size, group_size=16, mode=moe.mode, activation="silu",
-                 normalize_topk=int(moe.normalize_topk),
-                 w13_input_global_scale=scales(moe.gate, False), w13_input_global_scale_inv=scales(moe.gate, True),
-                 w2_input_global_scale=scales(moe.down, False), w2_input_global_scale_inv=scales(moe.down, True),
-                 plugin_version="1", plugin_namespace="")
+    attrs = dict(stacked_operands(moe)[1], plugin_version="1", plugin_namespace="")
     attrs.update(override)
     return {key: value for key, value in attrs.items() if value is not None}
 
