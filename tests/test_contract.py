@@ -65,26 +65,28 @@ def test_doc_tables_match_yaml():
     assert identity["attribute plugin_namespace"] == f'"{c["plugin_namespace"]}"'
 
 
-def test_cpp_creator_fields_via_bindings():
+@pytest.mark.parametrize("op_type", ["NVFP4Linear", "NVFP4MoE"])
+def test_cpp_creator_fields_via_bindings(op_type):
     trt = import_tensorrt("lean")
     if trt is None:
         pytest.skip("tensorrt_lean_bindings not installed")
     try:
-        creator = load_creator(trt, find_plugin_library())
+        creator = load_creator(trt, find_plugin_library(), op_type=op_type)
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    assert [(n, "k" + t) for n, t in creator_field_names(creator)] == contract_fields()
+    assert [(n, "k" + t) for n, t in creator_field_names(creator)] == contract_fields(op_type)
 
 
-def test_cpp_creator_fields_via_lean_runtime_program():
+@pytest.mark.parametrize("op_type, prefix", [("NVFP4Linear", "FIELDS_JSON "), ("NVFP4MoE", "MOE_FIELDS_JSON ")])
+def test_cpp_creator_fields_via_lean_runtime_program(op_type, prefix):
     program = BUILD_DIR / "leanRuntimePluginTest"
     if not program.is_file():
         pytest.skip(f"{program} not built")
     out = subprocess.run([str(program), str(find_plugin_library())], capture_output=True, text=True, timeout=300)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("FIELDS_JSON ")), None)
+    line = next((x for x in out.stdout.splitlines() if x.startswith(prefix)), None)
     assert line is not None, out.stdout + out.stderr
-    fields = json.loads(line[len("FIELDS_JSON "):])
-    assert [(f["name"], f["type"]) for f in fields] == contract_fields()
+    fields = json.loads(line[len(prefix):])
+    assert [(f["name"], f["type"]) for f in fields] == contract_fields(op_type)
 
 
 # ---- the ONNX Runtime op accepts exactly the contract's input types and count ----
@@ -185,13 +187,3 @@ def test_moe_doc_tables_match_yaml():
     assert [(r[0], r[1], r[2].split(" ×")[0]) for r in attrs] == [
         (name, spec["onnx"], spec["field"]) for name, spec in c["attributes"].items()]
 
-
-def test_moe_cpp_creator_fields_via_lean_runtime_program():
-    program = BUILD_DIR / "leanRuntimePluginTest"
-    if not program.is_file():
-        pytest.skip(f"{program} not built")
-    out = subprocess.run([str(program), str(find_plugin_library())], capture_output=True, text=True, timeout=300)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("MOE_FIELDS_JSON ")), None)
-    assert line is not None, out.stdout + out.stderr
-    fields = json.loads(line[len("MOE_FIELDS_JSON "):])
-    assert [(f["name"], f["type"]) for f in fields] == contract_fields("NVFP4MoE")

@@ -241,14 +241,8 @@ cudaError_t launchTyped(ExpertLinearArgs const& a, cudaStream_t stream)
 template <typename Op, typename T>
 cudaError_t launchForRows(ExpertLinearArgs const& a, cudaStream_t stream)
 {
-    switch (a.rowsPerItem)
-    {
-    case 8: return launchTyped<Op, T, 1>(a, stream);
-    case 16: return launchTyped<Op, T, 2>(a, stream);
-    case 32: return launchTyped<Op, T, 4>(a, stream);
-    case 64: return launchTyped<Op, T, 8>(a, stream);
-    default: return cudaErrorInvalidValue;
-    }
+    return withRowsPerItem(
+        a.rowsPerItem, [&](auto rows) { return launchTyped<Op, T, decltype(rows)::value / 8>(a, stream); });
 }
 
 bool aligned(void const* p, size_t bytes)

@@ -25,6 +25,7 @@
 #include "nvfp4Ptx.cuh"
 
 #include <cstdint>
+#include <type_traits>
 
 namespace nvfp4
 {
@@ -60,6 +61,20 @@ struct WorkItem
     int32_t expert;
     int32_t rowStart;
 };
+
+// f(std::integral_constant<int32_t, R>{}) for R = rowsPerItem (the kernels are templates on it).
+template <typename F>
+cudaError_t withRowsPerItem(int32_t rowsPerItem, F&& f)
+{
+    switch (rowsPerItem)
+    {
+    case 8: return f(std::integral_constant<int32_t, 8>{});
+    case 16: return f(std::integral_constant<int32_t, 16>{});
+    case 32: return f(std::integral_constant<int32_t, 32>{});
+    case 64: return f(std::integral_constant<int32_t, 64>{});
+    default: return cudaErrorInvalidValue;
+    }
+}
 
 // Upper bound of the number of work items for P pairs: sum_e ceil(c_e / R) <= P / R + active experts.
 inline int64_t maxWorkItems(int64_t pairs, int32_t numExperts, int32_t rowsPerItem)

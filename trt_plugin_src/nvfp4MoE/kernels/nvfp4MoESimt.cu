@@ -93,14 +93,8 @@ cudaError_t launchTyped(ExpertLinearArgs const& a, cudaStream_t stream)
 template <typename AT, typename T>
 cudaError_t launchForRows(ExpertLinearArgs const& a, cudaStream_t stream)
 {
-    switch (a.rowsPerItem)
-    {
-    case 8: return launchTyped<AT, T, 8>(a, stream);
-    case 16: return launchTyped<AT, T, 16>(a, stream);
-    case 32: return launchTyped<AT, T, 32>(a, stream);
-    case 64: return launchTyped<AT, T, 64>(a, stream);
-    default: return cudaErrorInvalidValue;
-    }
+    return withRowsPerItem(
+        a.rowsPerItem, [&](auto rows) { return launchTyped<AT, T, decltype(rows)::value>(a, stream); });
 }
 
 template <typename T>
