@@ -3,9 +3,10 @@
 
 A Qwen3-30B-A3B-shaped MoE block by default (E = 128 experts, top-8, hidden 2048, moe_intermediate
 768) at M = 1 ... 256 tokens. Every variant runs the whole block from router logits to y, timed by
-CUDA-graph replay; a graph holds R calls on R different random token batches (so the experts hit,
-and the L2 contents, change between calls as in decode), and the time per call is the median over
-replays divided by R. Variants:
+CUDA-graph replay; a graph holds R calls on R different random token batches, each call with the
+next of 4 copies of the weights (so a call never finds its weights in the L2 from the call before,
+as in a model, where a layer's weights were last read a whole forward pass ago), and the time per
+call is the median over replays divided by R. Variants:
   nvfp4 w4a4 / w4a16   plugins.moe_kernels.nvfp4_moe (the TensorRT plugin's kernels);
   bf16 grouped         softmax top-k, sort by expert, torch._grouped_mm for gate/up and down,
                        SiLU gating, weighted index_add (where torch._grouped_mm runs);
@@ -82,8 +83,11 @@ def copy_bandwidth(nbytes: int = 1 << 30) -> float:
     return 2 * nbytes / (us * 1e6)
 
 
+WEIGHT_COPIES = 4  # > 60 MB of L2 / the bytes one decode call reads
+
+
 class Layer:
-    """Random NVFP4 experts (stacked as the op takes them) and bf16 copies of the same shapes."""
+    """Random NVFP4 experts (stacked as the op takes them) and bf16 experts of the same shapes."""
 
     def __init__(self, E: int, H: int, I: int, gen):  # noqa: E741
         dev = "cuda"
@@ -98,6 +102,10 @@ class Layer:
             w2_weight_global_scale=torch.full((E, H), 1.0 / (4 * I ** 0.5), device=dev))
         self.bf16_w13 = torch.randn(E, 2 * I, H, device=dev, dtype=torch.bfloat16, generator=gen) * H ** -0.5
         self.bf16_w2 = torch.randn(E, H, I, device=dev, dtype=torch.bfloat16, generator=gen) * I ** -0.5
+
+
+def layer_copies(E: int, H: int, I: int, gen) -> list[Layer]:  # noqa: E741
+    return [Layer(E, H, I, gen) for _ in range(WEIGHT_COPIES)]
 
     def attributes(self, top_k: int, mode: str) -> dict:
         s = [4.0 / 2688] * self.E if mode == "w4a4" else [1.0] * self.E
@@ -159,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     card = torch.cuda.get_device_name()
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
     E, k, H, I = args.experts, args.top_k, args.hidden, args.intermediate
-    layer = Layer(E, H, I, gen)
+    layers = layer_copies(E, H, I, gen)
+    layer = layers[0]
     copy_start = copy_bandwidth()
     header = (f"NVFP4MoE block E={E} top-{k} H={H} I={I} on {card}, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}; "
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(cols, flush=True)
     rows = []
     for M in args.tokens:
-        calls = 16 if M <= 8 else 4  # different token batches per graph: the hit experts change
+        calls = 16 if M <= 8 else 8  # different token batches per graph, a multiple of WEIGHT_COPIES
         batches = [(torch.randn(M, H, device="cuda", generator=gen).to(torch.bfloat16),
                     torch.randn(M, E, device="cuda", generator=gen).to(torch.bfloat16)) for _ in range(calls)]
         hit = statistics.mean(len(torch.unique(route(lg, k)[0])) for _, lg in batches)
@@ -181,18 +190,20 @@ def main(argv: list[str] | None = None) -> int:
                              dtype=torch.uint8, device="cuda")
             outs = [torch.empty(M, H, device="cuda", dtype=torch.bfloat16) for _ in batches]
             row[f"nvfp4_{mode}_us"] = time_per_call(
-                [lambda x=x, lg=lg, o=o: moe_kernels.nvfp4_moe(x, lg, **layer.tensors, **attrs, out=o, workspace=ws)
-                 for (x, lg), o in zip(batches, outs)], args.replays)
+                [lambda x=x, lg=lg, o=o, w=layers[r % WEIGHT_COPIES].tensors:
+                 moe_kernels.nvfp4_moe(x, lg, **w, **attrs, out=o, workspace=ws)
+                 for r, ((x, lg), o) in enumerate(zip(batches, outs))], args.replays)
         outs = [torch.empty(M, H, device="cuda", dtype=torch.bfloat16) for _ in batches]
         try:
             row["bf16_grouped_us"] = time_per_call(
-                [lambda x=x, lg=lg, o=o: bf16_grouped(layer, x, lg, k, o) for (x, lg), o in zip(batches, outs)],
-                args.replays)
+                [lambda x=x, lg=lg, o=o, lay=layers[r % WEIGHT_COPIES]: bf16_grouped(lay, x, lg, k, o)
+                 for r, ((x, lg), o) in enumerate(zip(batches, outs))], args.replays)
         except (RuntimeError, AttributeError) as e:  # torch._grouped_mm absent or not for this GPU
             row["bf16_grouped_us"] = None
             row["bf16_grouped_error"] = str(e).splitlines()[0][:200]
         row["bf16_loop_us"] = time_per_call(
-            [bf16_loop_calls(layer, x, lg, k, o)[0] for (x, lg), o in zip(batches, outs)], args.replays)
+            [bf16_loop_calls(layers[r % WEIGHT_COPIES], x, lg, k, o)[0]
+             for r, ((x, lg), o) in enumerate(zip(batches, outs))], args.replays)
         bf16 = min(v for v in (row["bf16_grouped_us"], row["bf16_loop_us"]) if v is not None)
         row["bf16_us"] = bf16
         row["bf16_over_w4a4"] = bf16 / row["nvfp4_w4a4_us"]
