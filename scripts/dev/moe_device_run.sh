@@ -34,9 +34,9 @@ sanitizer=$!
 lean=""
 if [ -x build/leanRuntimePluginTest ]; then
     if [ -n "${LEAN_LIB_XZ:-}" ] && [ -f "$LEAN_LIB_XZ" ]; then
-        mkdir -p build/lean && python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
-            "$LEAN_LIB_XZ" build/lean/libnvinfer_lean.so.11
-        export LD_LIBRARY_PATH=$PWD/build/lean:${LD_LIBRARY_PATH:-}
+        mkdir -p /tmp/nvfp4-lean && python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
+            "$LEAN_LIB_XZ" /tmp/nvfp4-lean/libnvinfer_lean.so.11
+        export LD_LIBRARY_PATH=/tmp/nvfp4-lean:${LD_LIBRARY_PATH:-}
     fi
     timeout "$t" build/leanRuntimePluginTest build/libnvfp4_trt_plugin.so > "$out/moe-lean-runtime-enqueue-$card-$day.txt" 2>&1 &
     lean=$!
