@@ -1,6 +1,6 @@
 """ctypes access to the NVFP4MoE CUDA kernels (build/libnvfp4_kernels.so) on CUDA torch tensors.
 
-    tensors, attributes = stacked_operands(moe)      # an NVFP4MoEWeights as the op's inputs 2-7 + attributes
+    tensors, attributes = stacked_operands(moe)      # an NVFP4MoEWeights as the node's inputs 2-7 + attributes
     y = nvfp4_moe(x, router_logits, **tensors, **attributes, out=None, workspace=None)
 
 Operands follow docs/op-contract-moe.md: x [..., H] and router_logits [..., E] float32/float16/
@@ -18,7 +18,10 @@ from typing import Any, Sequence
 
 import torch
 
+from export.contract import op_contract
 from export.layer import GROUP_SIZE, NVFP4MoEWeights
+from export.moe import stack_moe
+from export.torch_ops import moe_node_attributes
 from plugins.kernels import library as _kernels_library
 
 _ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
@@ -73,33 +76,13 @@ def set_options(gemm: str = "auto", rows_per_item: int = 0, grouping: str = "aut
 
 def stacked_operands(moe: NVFP4MoEWeights, device: torch.device | str | None = None
                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The NVFP4MoE node's inputs 2-7 (stacked: per expert, gate rows then up rows; every row's own
-    weight global scale) and its attributes, for an NVFP4MoEWeights block."""
-    def stack(groups, part):
-        rows = []
-        for group in groups:
-            if part == "weight_global_scale":
-                rows.append(torch.cat([lin.weight_global_scale.float().reshape(-1).expand(lin.out_features)
-                                       for lin in group]))
-            else:
-                rows.append(torch.cat([getattr(lin, part).view(torch.int8) for lin in group]))
-        return torch.stack(rows).contiguous().to(device)
-
-    groups = {"w13": list(zip(moe.gate, moe.up)), "w2": [(d,) for d in moe.down]}
-    parts = {"weight": "weight_packed", "weight_scale": "weight_scale", "weight_global_scale": "weight_global_scale"}
-    tensors = {f"{p}_{name}": stack(groups[p], part) for p in groups for name, part in parts.items()}
-
-    def scales(linears, inverse: bool) -> list[float]:
-        if not moe.w4a4:
-            return [1.0] * moe.num_experts
-        return [float(lin.input_global_scale_inv if inverse else lin.input_global_scale) for lin in linears]
-
-    attributes = dict(num_experts=moe.num_experts, top_k=moe.top_k, hidden_size=moe.hidden_size,
-                      intermediate_size=moe.intermediate_size, group_size=GROUP_SIZE, mode=moe.mode,
-                      activation="silu", normalize_topk=int(moe.normalize_topk),
-                      w13_input_global_scale=scales(moe.gate, False), w13_input_global_scale_inv=scales(moe.gate, True),
-                      w2_input_global_scale=scales(moe.down, False), w2_input_global_scale_inv=scales(moe.down, True))
-    return tensors, attributes
+    """The NVFP4MoE node's inputs 2-7 and attributes for an NVFP4MoEWeights block, as the exporter
+    writes them (export.moe.stack_moe, export.torch_ops.moe_node_attributes), on `device`."""
+    stacked = stack_moe(moe)
+    tensors = {name: t.contiguous().to(device) for name, t in zip(stacked.TENSORS, stacked.tensors())}
+    names = op_contract("NVFP4MoE")["attributes"]
+    attributes = moe_node_attributes(**{n: getattr(stacked, n) for n in names if hasattr(stacked, n)})
+    return tensors, {n: attributes[n] for n in names}
 
 
 def _bytes(t: torch.Tensor, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:

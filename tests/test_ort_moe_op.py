@@ -59,7 +59,7 @@ def stacked_inputs(moe: NVFP4MoEWeights) -> dict[str, np.ndarray]:
 
 
 def node_attributes(moe: NVFP4MoEWeights, **override):
-    attrs = dict(stacked_operands(moe)[1], plugin_version="1", plugin_namespace="")
+    attrs = dict(stacked_operands(moe)[1], plugin_version="1", plugin_namespace="")  # the exporter's
     attrs.update(override)
     return {key: value for key, value in attrs.items() if value is not None}
 
