@@ -2,7 +2,8 @@
 
 One-node models built with onnx.helper from random experts quantized by export.nvfp4; the op must
 equal `export.reference.nvfp4_moe_exact` up to float32 accumulation order and `exp`'s last ulp
-(docs/op-contract-moe.md, "Formula"), and bit for bit where neither can matter.
+(docs/op-contract-moe.md, "Formula"), and bit for bit where neither can matter. At the end, whole
+exported real-tool checkpoints run through the op against the torch model.
 """
 from __future__ import annotations
 
@@ -316,3 +317,21 @@ def test_input_types_match_yaml():
             model = build_model(moe, torch.float32, initializers={k: v for k, v in bad.items()})
             make_session(model, ORT_LIB)
         assert "NVFP4MoE" in str(info.value), str(info.value)
+
+
+# ---- end to end: the exporter's NVFP4MoE nodes of real-tool checkpoints, run by this op ----
+
+@pytest.mark.parametrize("family, tool, dtype", [("qwen3_moe", "modelopt", "float32"),
+                                                 ("mixtral", "compressed-tensors", "float16"),
+                                                 ("qwen3_moe", "quark", "float16")])
+def test_exported_checkpoints_run_on_the_op(family, tool, dtype, tmp_path):
+    """Tiny Qwen3-MoE / Mixtral checkpoints written by ModelOpt, llm-compressor and Quark, exported
+    with one NVFP4MoE node per block, run through ONNX Runtime with this op and compared (prefill and
+    decode) with the torch `exact` model, as `export.py --verify` does."""
+    from export.onnx_export import export_model, verify_export
+    from plugins.library import REPO_ROOT
+
+    src = REPO_ROOT / "tests" / "fixtures" / "producers-moe" / family / tool
+    res = export_model(src, tmp_path / "m.onnx", fmt="plugin", dtype=dtype, progress=False)
+    report = verify_export(res.onnx_path, src, fmt="plugin", dtype=dtype, library=str(ORT_LIB))
+    assert report.ok, report.table()
