@@ -1,4 +1,5 @@
-"""The NVFP4Linear creator in a TensorRT plugin registry (full `tensorrt` or the lean runtime).
+"""The plugin library's creators (NVFP4Linear, NVFP4MoE) in a TensorRT plugin registry (full
+`tensorrt` or the lean runtime).
 
 The lean runtime (`pip install tensorrt-lean-cu13-libs tensorrt-lean-cu13-bindings`, module
 `tensorrt_lean_bindings`) installs everywhere and its plugin registry works without a GPU, so the
@@ -8,6 +9,7 @@ package (builder + ONNX parser) exposes the same registry API.
     trt = import_tensorrt()                       # full if installed, else lean; None if neither
     creator = load_creator(trt)                   # loads build/libnvfp4_trt_plugin.so, finds the creator
     plugin = create_plugin(trt, creator, attrs)   # fields converted as TensorRT's ONNX parser does
+    moe = load_creator(trt, op_type="NVFP4MoE")   # the other op of the library (same functions)
 """
 from __future__ import annotations
 
@@ -49,11 +51,11 @@ def load_library(trt: ModuleType, library: str | os.PathLike | None = None):
     return handle
 
 
-def find_creator(trt: ModuleType):
-    """The registered NVFP4Linear creator (name, version, namespace from the contract YAML), or None.
+def find_creator(trt: ModuleType, op_type: str = "NVFP4Linear"):
+    """The registered creator of `op_type` (name, version, namespace from its contract YAML), or None.
     Looks in `all_creators` first: `get_creator` reports "Cannot find plugin" to the registry's
     error recorder when the creator is absent."""
-    c = op_contract()
+    c = op_contract(op_type)
     wanted = (c["name"], c["plugin_version"], c["plugin_namespace"])
     for creator in registry(trt).all_creators:
         if (getattr(creator, "name", None), getattr(creator, "plugin_version", None),
@@ -62,33 +64,35 @@ def find_creator(trt: ModuleType):
     return None
 
 
-def load_creator(trt: ModuleType, library: str | os.PathLike | None = None):
-    creator = find_creator(trt)
+def load_creator(trt: ModuleType, library: str | os.PathLike | None = None, *, op_type: str = "NVFP4Linear"):
+    creator = find_creator(trt, op_type)
     if creator is None:
         load_library(trt, library)
-        creator = find_creator(trt)
+        creator = find_creator(trt, op_type)
     if creator is None:
-        c = op_contract()
+        c = op_contract(op_type)
         raise RuntimeError(f"no creator {c['name']!r} version {c['plugin_version']!r} namespace "
                            f"{c['plugin_namespace']!r} after loading the plugin library")
     return creator
 
 
-def parser_fields(trt: ModuleType, attributes: dict[str, Any], field_types: dict[str, str] | None = None):
+def parser_fields(trt: ModuleType, attributes: dict[str, Any], field_types: dict[str, str] | None = None,
+                  op_type: str = "NVFP4Linear"):
     """A PluginFieldCollection built the way TensorRT's ONNX parser converts node attributes:
-    INT -> kINT32 (int32), FLOAT -> kFLOAT32 (float32), STRING -> kCHAR (NUL-terminated).
-    `field_types` overrides the type of some fields (to test rejection), e.g. {"in_features": "FLOAT32"}."""
-    onnx_types = {name: spec["onnx"] for name, spec in op_contract()["attributes"].items()}
+    INT -> kINT32 (int32), FLOAT -> kFLOAT32 (float32), STRING -> kCHAR (NUL-terminated), FLOATS ->
+    kFLOAT32 with one element per value. `field_types` overrides the type of some fields (to test
+    rejection), e.g. {"in_features": "FLOAT32"}."""
+    onnx_types = {name: spec["onnx"] for name, spec in op_contract(op_type)["attributes"].items()}
     fields = []
     for name, value in attributes.items():
-        kind = (field_types or {}).get(name) or {"INT": "INT32", "FLOAT": "FLOAT32", "STRING": "CHAR"}.get(
-            onnx_types.get(name, ""), "INT32")
+        kind = (field_types or {}).get(name) or {"INT": "INT32", "FLOAT": "FLOAT32", "FLOATS": "FLOAT32",
+                                                 "STRING": "CHAR"}.get(onnx_types.get(name, ""), "INT32")
         if kind == "CHAR":
             data = np.frombuffer(str(value).encode() + b"\0", dtype=np.int8).copy()
         elif kind == "FLOAT32":
-            data = np.array([value], dtype=np.float32)
+            data = np.array(value, dtype=np.float32).reshape(-1)
         else:
-            data = np.array([value], dtype=np.int32)
+            data = np.array(value, dtype=np.int32).reshape(-1)
         fields.append(trt.PluginField(name, data, getattr(trt.PluginFieldType, kind)))
     return trt.PluginFieldCollection(fields)
 
@@ -97,7 +101,7 @@ def create_plugin(trt: ModuleType, creator, attributes: dict[str, Any], *, name:
                   phase: str = "BUILD", field_types: dict[str, str] | None = None):
     """creator.create_plugin(name, parser-style fields, TensorRTPhase.<phase>); None if rejected
     (the plugin reports why through TensorRT's logger / error recorder)."""
-    fc = parser_fields(trt, attributes, field_types)
+    fc = parser_fields(trt, attributes, field_types, op_type=creator.name)
     return creator.create_plugin(name, fc, getattr(trt.TensorRTPhase, phase))
 
 

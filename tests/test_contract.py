@@ -1,4 +1,4 @@
-"""One source of truth for the NVFP4Linear op, checked from every side.
+"""One source of truth per op (NVFP4Linear, and NVFP4MoE at the end), checked from every side.
 
 The YAML (trt_plugin_src/nvfp4Linear/NVFP4Linear_PluginConfig.yaml) against:
 - docs/op-contract.md (the Inputs and Attributes tables),
@@ -19,17 +19,18 @@ from plugins.library import BUILD_DIR, REPO_ROOT, find_ort_library, find_plugin_
 from plugins.tensorrt_registry import creator_field_names, import_tensorrt, load_creator, op_contract
 
 DOC = REPO_ROOT / "docs" / "op-contract.md"
+MOE_DOC = REPO_ROOT / "docs" / "op-contract-moe.md"
 ONNX_NAME = {"float32": "FLOAT", "int8": "INT8", "T": "T"}
-FIELD_FOR_ONNX = {"INT": "kINT32", "FLOAT": "kFLOAT32", "STRING": "kCHAR"}
+FIELD_FOR_ONNX = {"INT": "kINT32", "FLOAT": "kFLOAT32", "FLOATS": "kFLOAT32", "STRING": "kCHAR"}
 
 
-def contract_fields() -> list[tuple[str, str]]:
-    return [(name, spec["field"]) for name, spec in op_contract()["attributes"].items()]
+def contract_fields(op_type: str = "NVFP4Linear") -> list[tuple[str, str]]:
+    return [(name, spec["field"]) for name, spec in op_contract(op_type)["attributes"].items()]
 
 
-def markdown_table(section: str) -> list[list[str]]:
-    """Rows (cells without backticks) of the first table under '## <section>' in op-contract.md."""
-    text = DOC.read_text(encoding="utf-8")
+def markdown_table(section: str, doc=DOC) -> list[list[str]]:
+    """Rows (cells without backticks) of the first table under '## <section>' in the contract doc."""
+    text = doc.read_text(encoding="utf-8")
     body = text.split(f"## {section}", 1)[1]
     rows = []
     for line in body.splitlines()[1:]:
@@ -64,26 +65,28 @@ def test_doc_tables_match_yaml():
     assert identity["attribute plugin_namespace"] == f'"{c["plugin_namespace"]}"'
 
 
-def test_cpp_creator_fields_via_bindings():
+@pytest.mark.parametrize("op_type", ["NVFP4Linear", "NVFP4MoE"])
+def test_cpp_creator_fields_via_bindings(op_type):
     trt = import_tensorrt("lean")
     if trt is None:
         pytest.skip("tensorrt_lean_bindings not installed")
     try:
-        creator = load_creator(trt, find_plugin_library())
+        creator = load_creator(trt, find_plugin_library(), op_type=op_type)
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    assert [(n, "k" + t) for n, t in creator_field_names(creator)] == contract_fields()
+    assert [(n, "k" + t) for n, t in creator_field_names(creator)] == contract_fields(op_type)
 
 
-def test_cpp_creator_fields_via_lean_runtime_program():
+@pytest.mark.parametrize("op_type, prefix", [("NVFP4Linear", "FIELDS_JSON "), ("NVFP4MoE", "MOE_FIELDS_JSON ")])
+def test_cpp_creator_fields_via_lean_runtime_program(op_type, prefix):
     program = BUILD_DIR / "leanRuntimePluginTest"
     if not program.is_file():
         pytest.skip(f"{program} not built")
     out = subprocess.run([str(program), str(find_plugin_library())], capture_output=True, text=True, timeout=300)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("FIELDS_JSON ")), None)
+    line = next((x for x in out.stdout.splitlines() if x.startswith(prefix)), None)
     assert line is not None, out.stdout + out.stderr
-    fields = json.loads(line[len("FIELDS_JSON "):])
-    assert [(f["name"], f["type"]) for f in fields] == contract_fields()
+    fields = json.loads(line[len(prefix):])
+    assert [(f["name"], f["type"]) for f in fields] == contract_fields(op_type)
 
 
 # ---- the ONNX Runtime op accepts exactly the contract's input types and count ----
@@ -161,3 +164,26 @@ def test_library_lookup_order(tmp_path, monkeypatch, finder, env_var, file_name)
     assert file_name in str(info.value) and env_var in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="the path given"):
         find(tmp_path / "missing.so")
+
+
+# ---- NVFP4MoE (docs/op-contract-moe.md, trt_plugin_src/nvfp4MoE/NVFP4MoE_PluginConfig.yaml) ----
+
+def test_moe_yaml_is_self_consistent():
+    c = op_contract("NVFP4MoE")
+    assert c["name"] == "NVFP4MoE" and c["domain"] == "trt.plugins" and c["group_size"] == 16
+    assert (c["plugin_version"], c["plugin_namespace"]) == (op_contract()["plugin_version"],
+                                                           op_contract()["plugin_namespace"])
+    for name, spec in c["attributes"].items():
+        assert FIELD_FOR_ONNX[spec["onnx"]] == spec["field"], name
+        assert spec.get("length", 1) == (1 if spec["onnx"] != "FLOATS" else "E"), name
+
+
+def test_moe_doc_tables_match_yaml():
+    c = op_contract("NVFP4MoE")
+    inputs = markdown_table("Inputs", MOE_DOC)
+    assert [(r[0], r[1], r[2]) for r in inputs] == [
+        (str(i), spec["name"], ONNX_NAME[spec["type"]]) for i, spec in enumerate(c["inputs"])]
+    attrs = markdown_table("Attributes (→ TensorRT plugin fields)", MOE_DOC)
+    assert [(r[0], r[1], r[2].split(" ×")[0]) for r in attrs] == [
+        (name, spec["onnx"], spec["field"]) for name, spec in c["attributes"].items()]
+

@@ -32,20 +32,34 @@ def run_program(*args: str) -> str:
     return result.stdout
 
 
-def test_every_plugin_method_in_the_lean_runtime():
-    out = run_program()
-    passed = [line for line in out.splitlines() if line.startswith("PASS")]
-    # The checks that must have run (not only "no failure").
-    for name in ("IPluginRegistry::loadLibrary", "getOutputShapes [batch, seq, 64] -> [batch, seq, 32]",
+LINEAR_CHECKS = ("IPluginRegistry::loadLibrary", "getOutputShapes [batch, seq, 64] -> [batch, seq, 32]",
                  "supportsFormatCombination over all", "configurePlugin rejects weight [32, 16]",
                  "getFieldsToSerialize == the build-time fields", "createPlugin(kRUNTIME) from the serialized",
                  "clone() is a distinct plugin", "attachToContext returns a clone",
                  "createPlugin rejects K % 16 != 0", "createPlugin rejects mode w8a8",
                  "createPlugin rejects group_size 32", "createPlugin rejects missing in_features",
-                 "createPlugin rejects in_features as kFLOAT32", "onShapeChange rejects"):
-        assert any(name in line for line in passed), f"check {name!r} did not run:\n{out}"
-    assert len(passed) >= 50, out
-    assert "SKIP enqueue" in out or "PASS enqueue matches the CPU formula" in out
+                 "createPlugin rejects in_features as kFLOAT32", "onShapeChange rejects")
+MOE_CHECKS = ("getCreator(\"NVFP4MoE\", \"1\", \"\")", "NVFP4MoE getOutputShapes [batch, seq, 64]",
+              "NVFP4MoE supportsFormatCombination over 216", "NVFP4MoE configurePlugin rejects router_logits",
+              "NVFP4MoE getWorkspaceSize covers the profile max", "NVFP4MoE getFieldsToSerialize == the build-time",
+              "NVFP4MoE createPlugin(kRUNTIME) from the serialized", "NVFP4MoE clone() is a distinct plugin",
+              "NVFP4MoE attachToContext returns a clone", "NVFP4MoE onShapeChange rejects",
+              "NVFP4MoE createPlugin rejects a duplicate mode", "NVFP4MoE createPlugin rejects an unknown field",
+              "NVFP4MoE createPlugin rejects 3 values for 4 experts", "NVFP4MoE createPlugin rejects top_k 40")
+
+
+@pytest.mark.parametrize("op_type, names, at_least, enqueue", [
+    ("NVFP4Linear", LINEAR_CHECKS, 50, ("SKIP enqueue", "PASS enqueue matches the CPU formula")),
+    ("NVFP4MoE", MOE_CHECKS, 40, ("SKIP NVFP4MoE enqueue", "PASS NVFP4MoE enqueue matches the CPU formula")),
+])
+def test_every_plugin_method_in_the_lean_runtime(op_type, names, at_least, enqueue):
+    out = run_program()
+    passed = [line for line in out.splitlines() if line.startswith("PASS")]
+    ours = [line for line in passed if ("NVFP4MoE" in line) == (op_type == "NVFP4MoE")]
+    for name in names:  # the checks that must have run (not only "no failure")
+        assert any(name in line for line in ours), f"check {name!r} did not run:\n{out}"
+    assert len(ours) >= at_least, out
+    assert any(marker in out for marker in enqueue)
 
 
 def test_static_registration_without_load_library():
@@ -85,3 +99,12 @@ def test_ld_preload_registers():
     """LD_PRELOAD before TensorRT is loaded: the library loads TensorRT itself and registers."""
     result = _python_with_lean(FIND_CREATOR, LD_PRELOAD=str(PLUGIN_LIB))
     assert result.returncode == 0 and "['NVFP4Linear']" in result.stdout, result.stdout + result.stderr
+
+
+def test_static_registration_registers_both_creators():
+    out = run_program("--static-registration")
+    assert "PASS static registration: the NVFP4MoE creator is registered too" in out
+    code = ("import ctypes, tensorrt_lean_bindings as trt; ctypes.CDLL(" + repr(str(PLUGIN_LIB)) + "); "
+            "print(sorted(c.name for c in trt.get_plugin_registry().all_creators if c.name.startswith('NVFP4')))")
+    result = _python_with_lean(code)
+    assert result.returncode == 0 and "['NVFP4Linear', 'NVFP4MoE']" in result.stdout, result.stdout + result.stderr

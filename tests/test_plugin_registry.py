@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from plugins.library import find_plugin_library
@@ -20,6 +21,7 @@ from plugins.tensorrt_registry import (
     import_tensorrt,
     load_creator,
     op_contract,
+    parser_fields,
 )
 
 trt = import_tensorrt("lean")
@@ -137,3 +139,78 @@ def test_library_exports_only_entry_points():
     ldd = subprocess.run(["ldd", str(PLUGIN_LIB)], capture_output=True, text=True)
     assert ldd.returncode == 0 and "not found" not in ldd.stdout, ldd.stdout
     assert "libnvinfer" not in ldd.stdout and "libcudart" not in ldd.stdout, ldd.stdout
+
+
+# ---- NVFP4MoE: the library's second creator ----
+
+E4 = [0.5, 1.0, 1.5, 2.0]
+GOOD_MOE = dict(num_experts=4, top_k=2, hidden_size=64, intermediate_size=32, group_size=16, mode="w4a4",
+                activation="silu", normalize_topk=1, w13_input_global_scale=[s / 2688 for s in E4],
+                w13_input_global_scale_inv=[2688 / s for s in E4], w2_input_global_scale=[s / 448 for s in E4],
+                w2_input_global_scale_inv=[448 / s for s in E4])
+
+
+@pytest.fixture(scope="module")
+def moe_creator(recorder):
+    return load_creator(trt, PLUGIN_LIB, op_type="NVFP4MoE")
+
+
+def test_moe_creator_identity_and_fields(moe_creator):
+    contract = op_contract("NVFP4MoE")
+    assert (moe_creator.name, moe_creator.plugin_version, moe_creator.plugin_namespace) == (
+        contract["name"], contract["plugin_version"], contract["plugin_namespace"])
+    expected = [(name, spec["field"][1:]) for name, spec in contract["attributes"].items()]
+    assert creator_field_names(moe_creator) == expected
+
+
+@pytest.mark.parametrize("mode", ["w4a4", "w4a16"])
+@pytest.mark.parametrize("phase", ["BUILD", "RUNTIME"])
+def test_moe_create_plugin_from_parser_fields(moe_creator, mode, phase):
+    plugin = create_plugin(trt, moe_creator, dict(GOOD_MOE, mode=mode), name="moe0", phase=phase)
+    assert plugin is not None
+    core = plugin.get_capability_interface(trt.PluginCapabilityType.CORE)
+    assert (core.plugin_name, core.plugin_version, core.plugin_namespace) == ("NVFP4MoE", "1", "")
+    assert plugin.get_capability_interface(trt.PluginCapabilityType.RUNTIME) is not None
+
+
+def _moe_rejected(moe_creator, recorder, attrs, expected, field_types=None, phase="BUILD"):
+    recorder.clear()
+    assert create_plugin(trt, moe_creator, attrs, name="moe7", field_types=field_types, phase=phase) is None
+    ours = [e for e in recorder.errors if "NVFP4MoE plugin 'moe7'" in e]
+    assert ours and expected in ours[-1], recorder.errors
+    assert "\n" not in ours[-1] and len(ours[-1]) < 600, ours[-1]
+
+
+@pytest.mark.parametrize("change, field_types, expected", [
+    ({"group_size": 32}, None, "field 'group_size' must be 16, got 32"),
+    ({"mode": "w8a8"}, None, "field 'mode' must be \"w4a4\" or \"w4a16\", got \"w8a8\""),
+    ({"activation": "gelu" * 100}, None, "field 'activation' must be \"silu\", got \"gelugelugelugelugelugelugelugelu\"..."),
+    ({"top_k": 5}, None, "field 'top_k' must be in [1, num_experts=4], got 5"),
+    ({"top_k": 33, "num_experts": 40} | {k: [1.0] * 40 for k in GOOD_MOE if k.endswith("scale") or k.endswith("inv")},
+     None, "field 'top_k' = 33 exceeds the CUDA kernels' limit of 32"),
+    ({"hidden_size": 40}, None, "field 'hidden_size' must be a positive multiple of 16, got 40"),
+    ({"normalize_topk": 2}, None, "field 'normalize_topk' must be 0 or 1, got 2"),
+    ({"w13_input_global_scale": [1.0] * 3}, None, "field 'w13_input_global_scale' must have num_experts=4 values, got 3"),
+    ({"w2_input_global_scale_inv": [1.0, float("inf"), 1.0, 1.0]}, None,
+     "field 'w2_input_global_scale_inv' must be finite and > 0 for mode \"w4a4\", got inf for expert 1"),
+    ({"num_experts": None}, None, "missing field 'num_experts' (kINT32)"),
+    ({"w2_input_global_scale": None}, None, "missing field 'w2_input_global_scale' (kFLOAT32)"),
+    ({}, {"top_k": "FLOAT32"}, "field 'top_k' must be one kINT32 value, got type kFLOAT32 with length 1"),
+    ({}, {"w13_input_global_scale": "INT32"}, "field 'w13_input_global_scale' must be kFLOAT32 values"),
+    ({"mode": 7}, {"mode": "INT32"}, "field 'mode' must be kCHAR string, got type kINT32"),
+    ({"bogus_field": 3}, None, "unknown field \"bogus_field\"; the fields are num_experts, top_k"),
+    ({"x" * 300: 3}, None, "unknown field \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."),
+])
+def test_moe_bad_fields_rejected(moe_creator, recorder, change, field_types, expected):
+    attrs = {k: v for k, v in dict(GOOD_MOE, **change).items() if v is not None}
+    _moe_rejected(moe_creator, recorder, attrs, expected, field_types)
+
+
+def test_moe_duplicate_field_and_corrupt_runtime_fields_rejected(moe_creator, recorder):
+    fc = parser_fields(trt, GOOD_MOE, op_type="NVFP4MoE")
+    fields = list(fc) + [trt.PluginField("top_k", np.array([1], dtype=np.int32), trt.PluginFieldType.INT32)]
+    recorder.clear()
+    assert moe_creator.create_plugin("moe7", trt.PluginFieldCollection(fields), trt.TensorRTPhase.BUILD) is None
+    assert any("NVFP4MoE plugin 'moe7': field 'top_k' is given twice" in e for e in recorder.errors), recorder.errors
+    _moe_rejected(moe_creator, recorder, dict(GOOD_MOE, num_experts=3), "corrupt serialized fields in the engine: "
+                  "field 'w13_input_global_scale' must have num_experts=3 values, got 4", phase="RUNTIME")

@@ -10,6 +10,7 @@
  * No link-time dependency on libnvinfer: TensorRT's functions are looked up at run time.
  */
 #include "NVFP4LinearPlugin.h"
+#include "NVFP4MoEPlugin.h"
 #include "nvfp4LinearKernels.h"
 
 #include <cuda_runtime_api.h>
@@ -287,6 +288,11 @@ NVFP4LinearPluginCreator& creatorInstance()
 }
 
 } // namespace
+
+void nvinfer1::plugin::reportToTensorRT(ILogger::Severity severity, std::string const& text, IErrorRecorder* recorder) noexcept
+{
+    report(severity, text, recorder);
+}
 
 // ====================================================================== NVFP4LinearPlugin
 
@@ -742,12 +748,21 @@ namespace
 {
 
 std::mutex gRegistrationMutex;
-IPluginRegistry* gStaticRegistry{nullptr}; // where the static initializer registered the creator
+IPluginRegistry* gStaticRegistry{nullptr}; // where the static initializer registered the creators
+
+// The library's creators, all IPluginCreatorV3One: getCreators' list, registered statically.
+IPluginCreatorInterface* const* allCreators(int32_t& count)
+{
+    static IPluginCreatorInterface* const creators[] = {&creatorInstance(), &moePluginCreator()};
+    count = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
+    return creators;
+}
 
 // Whether a creator of this name and version is registered. Scans getAllCreators(): getCreator()
 // would report a "Cannot find plugin" error to the registry's recorder when there is none.
-bool isRegistered(IPluginRegistry* registry)
+bool isRegistered(IPluginRegistry* registry, IPluginCreatorInterface const* creator)
 {
+    auto const* ours = static_cast<IPluginCreatorV3One const*>(creator);
     int32_t count = 0;
     IPluginCreatorInterface* const* creators = registry->getAllCreators(&count);
     for (int32_t i = 0; creators != nullptr && i < count; ++i)
@@ -756,8 +771,8 @@ bool isRegistered(IPluginRegistry* registry)
         if (c != nullptr && std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0)
         {
             auto* v3 = static_cast<IPluginCreatorV3One*>(c);
-            if (std::strcmp(v3->getPluginName(), nvfp4::kOpName) == 0
-                && std::strcmp(v3->getPluginVersion(), nvfp4::kPluginVersion) == 0)
+            if (std::strcmp(v3->getPluginName(), ours->getPluginName()) == 0
+                && std::strcmp(v3->getPluginVersion(), ours->getPluginVersion()) == 0)
             {
                 return true;
             }
@@ -845,13 +860,15 @@ struct StaticRegistration
             return;
         }
         std::lock_guard<std::mutex> lock(gRegistrationMutex);
-        if (isRegistered(registry))
+        int32_t count = 0;
+        IPluginCreatorInterface* const* creators = allCreators(count);
+        for (int32_t i = 0; i < count; ++i)
         {
-            return; // another copy of the library registered it
-        }
-        if (registry->registerCreator(creatorInstance(), nvfp4::kPluginNamespace))
-        {
-            gStaticRegistry = registry;
+            // Skipped if another copy of the library registered it.
+            if (!isRegistered(registry, creators[i]) && registry->registerCreator(*creators[i], nvfp4::kPluginNamespace))
+            {
+                gStaticRegistry = registry;
+            }
         }
     }
 };
@@ -875,11 +892,14 @@ extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
         std::lock_guard<std::mutex> lock(gRegistrationMutex);
         if (gStaticRegistry != nullptr)
         {
-            gStaticRegistry->deregisterCreator(creatorInstance());
+            int32_t count = 0;
+            IPluginCreatorInterface* const* creators = allCreators(count);
+            for (int32_t i = 0; i < count; ++i)
+            {
+                gStaticRegistry->deregisterCreator(*creators[i]);
+            }
             gStaticRegistry = nullptr;
         }
     }
-    static IPluginCreatorInterface* const creators[] = {&creatorInstance()};
-    nbCreators = 1;
-    return creators;
+    return allCreators(nbCreators);
 }

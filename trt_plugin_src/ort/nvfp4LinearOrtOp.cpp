@@ -9,6 +9,7 @@
 #include "floatConvert.h"
 #include "nvfp4LinearAttributes.h"
 #include "nvfp4LinearCpu.h"
+#include "nvfp4MoEOrtOp.h"
 
 #include <onnxruntime_c_api.h>
 
@@ -437,6 +438,7 @@ extern "C" OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
                 status = gApi->CustomOpDomain_Add(domain, op);
             }
         }
+        status = status ? status : nvfp4::addMoEOrtOps(gApi, domain);
         if (status != nullptr)
         {
             domain = nullptr;

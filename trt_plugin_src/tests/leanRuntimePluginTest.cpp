@@ -10,6 +10,7 @@
 // fields, and exits 1 if any check failed.
 #include "floatConvert.h"
 #include "nvfp4LinearCpu.h"
+#include "nvfp4MoECpu.h"
 
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <random>
@@ -754,6 +756,8 @@ void checkEnqueue(IPluginCreatorV3One* creator)
     }
 }
 
+#include "leanRuntimeMoEChecks.h"
+
 int staticRegistrationTest(char const* library)
 {
     IPluginRegistry* registry = getPluginRegistry();
@@ -784,6 +788,7 @@ int staticRegistrationTest(char const* library)
         }
     }
     check(ours == 1, "exactly one NVFP4Linear creator registered", std::to_string(ours));
+    check(findMoECreator(registry) != nullptr, "static registration: the NVFP4MoE creator is registered too");
     std::printf("%s: %d check(s) failed\n", gFailures ? "FAILED" : "OK", gFailures);
     return gFailures ? 1 : 0;
 }
@@ -855,7 +860,8 @@ int main(int argc, char** argv)
     checkBadFields(creator);
 
     int deviceCount = 0;
-    if (cudaGetDeviceCount(&deviceCount) == cudaSuccess && deviceCount > 0)
+    bool const haveGpu = cudaGetDeviceCount(&deviceCount) == cudaSuccess && deviceCount > 0;
+    if (haveGpu)
     {
         checkEnqueue(creator);
     }
@@ -863,6 +869,7 @@ int main(int argc, char** argv)
     {
         std::printf("SKIP enqueue: no CUDA device\n");
     }
+    checkMoEPlugin(registry, haveGpu);
     registry->setErrorRecorder(nullptr);
     std::printf("%s: %d check(s) failed\n", gFailures ? "FAILED" : "OK", gFailures);
     return gFailures ? 1 : 0;
