@@ -1,0 +1,214 @@
+"""The layer-by-layer check, the verification's default judgement.
+
+Every checked node's input and output are returned by the runtime under test (graph.mark_outputs);
+each node's reference is computed from the runtime's own input to that node (teacher forcing), so
+rounding noise cannot accumulate through the layers and the bound (tolerance.py) follows from the
+op's formula alone. Three runs:
+
+  prefill   B rows of S tokens, the second row left-padded, empty KV cache;
+  decode    one more token per row, continuing from the runtime's own prefill cache;
+  full      the same S + 1 tokens in one pass, no cache.
+
+Each is checked node by node. In addition, the decode step's node outputs are compared with the
+full pass's at the last position ("KV cache vs full sequence"): the cache path must give the same
+layer outputs as recomputing the whole sequence (within float32 noise; see KV_RTOL).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+
+from plugins.verify import references
+from plugins.verify.graph import checked_nodes, initializer_array, values_by_name
+from plugins.verify.runtimes import numpy_dtype
+
+# KV cache vs full sequence: max |decode - full| / rms(full) per node output. The two runs differ
+# only in how attention is blocked (float32 rounding, ~1e-6) until a W4A4 quantizer rounds an
+# element the other way (one grid step: up to ~1/3 of its block's maximum), which then spreads to
+# the later layers at a level set by the model. A cache that is read wrong (positions, mask, layout)
+# is off by the output's own scale at the first layer it reaches.
+KV_RTOL = {"float32": 0.25, "float16": 0.5, "bfloat16": 0.75}
+
+
+@dataclass
+class NodeResult:
+    node: str
+    op_type: str
+    case: str
+    elements: int
+    max_abs: float
+    max_rel: float  # max |a - r| / rms(r)
+    max_ratio: float  # max |a - r| / bound: <= 1 passes
+    over: int  # elements beyond the bound
+    nonfinite_mismatch: int  # NaN/Inf where the reference has none, or the other way round
+
+    @property
+    def ok(self) -> bool:
+        return self.over == 0 and self.nonfinite_mismatch == 0
+
+
+@dataclass
+class LayerReport:
+    onnx: str
+    runtime: str
+    dtype: str
+    format: str
+    results: list[NodeResult] = field(default_factory=list)
+    kv_cache: list[dict] = field(default_factory=list)  # {"node", "max_rel", "bound", "ok"}
+    tokens: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results) and all(k["ok"] for k in self.kv_cache)
+
+    def worst(self, count: int = 8) -> list[NodeResult]:
+        return sorted(self.results, key=lambda r: (-r.over, -r.max_ratio))[:count]
+
+    def table(self, count: int = 8) -> str:
+        nodes = {r.node for r in self.results}
+        failed = sorted({r.node for r in self.results if not r.ok})
+        lines = [f"layer by layer ({self.runtime}, {self.dtype} {self.format} graph; reference from each node's "
+                 f"own input): {len(nodes)} nodes x {len({r.case for r in self.results})} runs, "
+                 f"{len(failed)} failed" + (f": {', '.join(failed[:6])}{' ...' if len(failed) > 6 else ''}" if failed else ""),
+                 f"  worst {min(count, len(self.results))} (|a-r|/bound <= 1 passes; rel = |a-r|/rms(r)):",
+                 f"  {'node':44} {'run':8} {'max abs':>10} {'max rel':>10} {'/bound':>8} {'over':>6}  ok"]
+        for r in self.worst(count):
+            lines.append(f"  {r.node[-44:]:44} {r.case:8} {r.max_abs:10.3e} {r.max_rel:10.3e} {r.max_ratio:8.3f} "
+                         f"{r.over + r.nonfinite_mismatch:6d}  {'yes' if r.ok else 'NO'}")
+        if self.kv_cache:
+            bad = [k for k in self.kv_cache if not k["ok"]]
+            top = max(self.kv_cache, key=lambda k: k["max_rel"])
+            lines.append(f"  KV cache vs full sequence: {len(self.kv_cache)} node outputs, max rel {top['max_rel']:.2e} "
+                         f"({top['node']}), bound {top['bound']}: " + ("ok" if not bad else
+                         f"{len(bad)} differ, first {bad[0]['node']} (rel {bad[0]['max_rel']:.2e})"))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"onnx": self.onnx, "runtime": self.runtime, "dtype": self.dtype, "format": self.format,
+                "passed": self.ok, "tokens": self.tokens,
+                "results": [dict(asdict(r), ok=r.ok) for r in self.results], "kv_cache": self.kv_cache}
+
+
+def compare(actual: np.ndarray, checked: references.Checked) -> dict:
+    a = np.asarray(actual).astype(np.float64)
+    r = np.asarray(checked.output).astype(np.float64)
+    if a.shape != r.shape:
+        raise ValueError(f"output shape {list(a.shape)}, reference {list(r.shape)}")
+    finite = np.isfinite(a) & np.isfinite(r)
+    same_nonfinite = ~finite & ((np.isnan(a) & np.isnan(r)) | (a == r))
+    d = np.where(finite, np.abs(a - r), 0.0)
+    bound = np.broadcast_to(np.asarray(checked.bound, dtype=np.float64), d.shape)
+    rms = float(np.sqrt(np.mean(np.square(r[finite])))) if finite.any() else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(finite, d / bound, 0.0)
+    return {"elements": int(a.size), "max_abs": float(d.max(initial=0.0)),
+            "max_rel": float(d.max(initial=0.0) / rms) if rms > 0 else 0.0,
+            "max_ratio": float(np.nan_to_num(ratio, nan=np.inf).max(initial=0.0)),
+            "over": int(np.count_nonzero(d > bound)), "nonfinite_mismatch": int(np.count_nonzero(~finite & ~same_nonfinite))}
+
+
+def make_runs(side: dict, ids: np.ndarray, pad: int = 2) -> dict[str, dict]:
+    """Feeds for prefill and full (decode's cache comes from the runtime's prefill). ids [B, S+1]."""
+    b, total = ids.shape
+    mask = np.ones((b, total), dtype=np.int64)
+    pad = min(pad, total - 2) if b > 1 else 0
+    mask[1:, :pad] = 0
+    positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+    empty = np.zeros((b, side["num_kv_heads"], 0, side["head_dim"]), dtype=numpy_dtype(side["dtype"]))
+
+    def feed(sl):
+        f = {"input_ids": np.ascontiguousarray(ids[:, sl]), "position_ids": np.ascontiguousarray(positions[:, sl]),
+             "attention_mask": np.ascontiguousarray(mask[:, : sl.stop])}
+        for i in range(side["num_layers"]):
+            f[f"past_key_values.{i}.key"] = empty
+            f[f"past_key_values.{i}.value"] = empty
+        return f
+
+    return {"prefill": feed(slice(0, total - 1)), "full": feed(slice(0, total)),
+            "decode": {"input_ids": ids[:, -1:].copy(), "position_ids": positions[:, -1:].copy(), "attention_mask": mask}}
+
+
+def random_ids(side: dict, seed: int = 0, batch: int = 2, tokens: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, side["vocab_size"], size=(batch, tokens), dtype=np.int64)
+
+
+def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
+    """node name -> (reference node, its initializer arrays): from the checkpoint's layer of that
+    name when a checkpoint is given (so the graph's weights and scales are checked too), else the
+    graph's own. Raises ValueError when graph and checkpoint disagree on which layers are NVFP4."""
+    import torch
+
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    expected = {}
+    if checkpoint is not None:
+        names = {cn.name for cn in nodes}
+        missing = sorted(set(checkpoint.quantized_names) - names)
+        extra = sorted(names - set(checkpoint.quantized_names))
+        if missing or extra:
+            what = f"NVFP4 layer {missing[0]!r} of the checkpoint has no node" if missing else \
+                f"node {extra[0]!r} is not an NVFP4 layer of the checkpoint"
+            raise ValueError(f"{what} ({len(missing)} missing, {len(extra)} unknown)")
+    for cn in nodes:
+        if checkpoint is not None:
+            expected[cn.name] = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type,
+                                                            cn.inputs[0], torch_dtype)
+        else:
+            expected[cn.name] = (cn.node, [initializer_array(values[name]) if name else None for name in cn.inputs[1:]])
+    return expected
+
+
+def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoint=None) -> LayerReport:
+    """Run the three runs (make_runs) on `make_runtime(onnx_path, extra_outputs)` and check every
+    node that has a registered reference against the checkpoint's layer (or, without a checkpoint,
+    the graph's own weights). Raises ValueError when the graph has no such node or its layers
+    differ from the checkpoint's."""
+    model = ir.load(str(onnx_path))
+    nodes = checked_nodes(model)
+    if not nodes:
+        raise ValueError(f"{onnx_path}: no node with a registered reference (e.g. NVFP4Linear); nothing to check")
+    values = values_by_name(model)
+    expected = expected_nodes(nodes, values, checkpoint, side["dtype"])
+    del model, values
+    extra = sorted({n.inputs[0] for n in nodes} | {n.output for n in nodes})
+    runtime = make_runtime(onnx_path, extra)
+    report = LayerReport(str(onnx_path), runtime.name, side["dtype"], side["format"],
+                         tokens={"batch": int(ids.shape[0]), "prefill": int(ids.shape[1] - 1)})
+    runs = make_runs(side, ids)
+    outputs = {}
+    for case in ("prefill", "decode", "full"):
+        feeds = runs[case]
+        if case == "decode":
+            for i in range(side["num_layers"]):
+                for kv in ("key", "value"):
+                    feeds[f"past_key_values.{i}.{kv}"] = outputs["prefill"][f"present.{i}.{kv}"]
+        got = runtime.run(feeds)
+        for cn in nodes:
+            node, arrays = expected[cn.name]
+            stats = compare(got[cn.output], references.check(node, [got[cn.inputs[0]], *arrays]))
+            report.results.append(NodeResult(cn.name, cn.node.op_type, case, **stats))
+        outputs[case] = {k: got[k] for k in [n.output for n in nodes] + [k for k in got if k.startswith("present.")]}
+    bound = KV_RTOL[side["dtype"]]
+    for cn in nodes:
+        dec = outputs["decode"][cn.output].astype(np.float64)
+        full = outputs["full"][cn.output][:, -1:].astype(np.float64)
+        rms = float(np.sqrt(np.mean(full * full))) or 1.0
+        rel = float(np.abs(dec - full).max()) / rms
+        report.kv_cache.append({"node": cn.name, "max_rel": rel, "bound": bound,
+                                "ok": bool(np.isfinite(rel) and rel <= bound)})
+    return report
+
+
+def verify_layers(onnx_path, checkpoint_dir=None, *, library=None, ids: np.ndarray | None = None,
+                  seed: int = 0) -> LayerReport:
+    """The layer-by-layer check of an exported graph on the CPU runtime of its format, against the
+    checkpoint in `checkpoint_dir` (or the graph's own weights when None)."""
+    from export.checkpoint import open_checkpoint
+    from plugins.tensorrt_build import load_sidecar
+    from plugins.verify.runtimes import cpu_runtime
+
+    side = load_sidecar(onnx_path)
+    checkpoint = open_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    return check_layers(onnx_path, side, cpu_runtime(side, library), random_ids(side, seed, tokens=9) if ids is None else ids,
+                        checkpoint)
