@@ -3,7 +3,8 @@ text, top-1 agreement and KL divergence of the exported graph (run by the runtim
 
   (a) the reference NVFP4 model (export.modeling, `exact`) in float64: judged, with thresholds that
       are multiples of the reference's own sensitivity (the same reference in the graph's dtype vs
-      in float64; tolerance.model_thresholds);
+      in float64; tolerance.model_thresholds): KL, top-1 disagreement and the shift of the mean
+      negative log-likelihood (log of the perplexity ratio);
   (b) the unquantized source model (transformers, float32) when given: reported, not judged (it
       measures the quantization, not the export).
 
@@ -54,9 +55,12 @@ class Scores:
     name: str
     logp: np.ndarray
 
+    def nll(self, targets: np.ndarray) -> np.ndarray:
+        """Negative log-likelihood of each target token, nats [W, S-1]."""
+        return -np.take_along_axis(self.logp, targets[..., None], axis=-1)[..., 0]
+
     def perplexity(self, targets: np.ndarray) -> float:
-        nll = -np.take_along_axis(self.logp, targets[..., None], axis=-1)
-        return float(np.exp(nll.mean()))
+        return float(np.exp(self.nll(targets).mean()))
 
     def kl_from(self, ref: "Scores") -> float:
         """Mean KL(ref || self) per position, nats."""
@@ -154,11 +158,17 @@ def accuracy_report(runtime, side: dict, checkpoint, windows: np.ndarray, *, tex
         report.rows.append({"name": s.name, "perplexity": s.perplexity(targets), "kl": s.kl_from(ref64),
                             "top1": s.top1_agreement(ref64)})
 
+    nll64 = ref64.nll(targets)
+
     def distance(s):
         return {"kl": s.kl_from(ref64), "top1_disagreement": 1.0 - s.top1_agreement(ref64),
-                "perplexity_rel": abs(s.perplexity(targets) - p64) / p64}
+                "nll_shift": abs(float(np.mean(s.nll(targets) - nll64)))}
 
     report.noise = distance(ref_t)
+    # The mean NLL shift of two correct models is a small signed number: its noise is the larger of
+    # the reference's own shift and that shift's standard error over the text's tokens.
+    diff = ref_t.nll(targets) - nll64
+    report.noise["nll_shift"] = max(report.noise["nll_shift"], float(np.std(diff) / np.sqrt(diff.size)))
     report.thresholds = tolerance.model_thresholds(report.noise)
     report.measured = distance(graph)
     del ref_t, ref64

@@ -63,14 +63,14 @@ NOISE_FACTOR = 4.0
 # Floors: below these a metric is at the level of the statistics' own resolution.
 KL_FLOOR = 1e-4  # nats per token
 TOP1_DISAGREEMENT_FLOOR = 0.02  # fraction of positions
-PERPLEXITY_REL_FLOOR = 0.005  # relative difference of perplexities
+NLL_SHIFT_FLOOR = 0.005  # nats per token: 0.5 % of perplexity
 
 
 def model_thresholds(noise: dict) -> dict:
     """Thresholds from the reference's own sensitivity `noise` = {"kl", "top1_disagreement",
-    "perplexity_rel"} (reference in the graph's dtype vs reference in float64)."""
+    "nll_shift"} (reference in the graph's dtype vs reference in float64)."""
     return {
         "kl": max(NOISE_FACTOR * noise["kl"], KL_FLOOR),
         "top1_disagreement": max(NOISE_FACTOR * noise["top1_disagreement"], TOP1_DISAGREEMENT_FLOOR),
-        "perplexity_rel": max(NOISE_FACTOR * noise["perplexity_rel"], PERPLEXITY_REL_FLOOR),
+        "nll_shift": max(NOISE_FACTOR * noise["nll_shift"], NLL_SHIFT_FLOOR),
     }
