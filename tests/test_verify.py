@@ -206,6 +206,34 @@ def test_runtime_outside_the_bound_fails_within_passes(exports):
     assert not bad.ok and {r.node for r in bad.results if not r.ok} == {target}
 
 
+def test_cache_read_wrong_fails_at_the_first_layer(exports):
+    """A runtime whose decode step sees its cache shifted by one position (a classic off-by-one)
+    differs from the full pass at the first attention: the KV-cache comparison fails there."""
+    need_ort_library()
+    from plugins.verify.runtimes import cpu_runtime
+
+    path = exports(EXAMPLE)
+    side = json.loads(Path(str(path) + ".json").read_text())
+
+    def make(p, extra):
+        inner = cpu_runtime(side)(p, extra)
+
+        class StaleCache:
+            name = "stale-cache"
+
+            def run(self, feeds):
+                if feeds["input_ids"].shape[1] == 1:  # decode: drop the newest cached token, repeat the oldest
+                    feeds = {k: (np.concatenate([v[:, :, :1], v[:, :, :-1]], axis=2) if k.startswith("past_") else v)
+                             for k, v in feeds.items()}
+                return inner.run(feeds)
+        return StaleCache()
+
+    report = check_layers(path, side, make, random_ids(side, tokens=9))
+    assert all(r.ok for r in report.results)  # every node still computes its formula
+    bad = [k["node"] for k in report.kv_cache if not k["ok"]]
+    assert not report.ok and bad == ["model.layers.0.self_attn.o_proj"], report.table()
+
+
 # --- pieces --------------------------------------------------------------------------------------
 
 def test_bfloat16_emulation_equals_the_native_kernel():

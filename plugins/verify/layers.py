@@ -30,10 +30,11 @@ from plugins.verify import references
 from plugins.verify.graph import checked_nodes, initializer_array, values_by_name
 from plugins.verify.runtimes import numpy_dtype
 
-# KV cache vs full sequence, judged nodes: max |decode - full| / rms(full) of the node's input must
+# KV cache vs full sequence, judged nodes: max |decode - full| / max |full| of the node's input must
 # be within this many units of T's relative rounding (eps_T): the attention over the cache and over
-# the recomputed sequence sum in different orders.
-KV_RTOL_EPS = 8
+# the recomputed sequence sum in different orders (measured on the real test model: up to ~2 eps in
+# float32 and float16).
+KV_RTOL_EPS = 16
 
 
 @dataclass
@@ -166,7 +167,7 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
 
 
 def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoint=None) -> LayerReport:
-    """Run the three runs (make_runs) on `make_runtime(onnx_path, extra_outputs)` and check every
+    """Run the three runs (make_runs) on `make_runtime(graph, extra_outputs)` and check every
     node that has a registered reference against the checkpoint's layer (or, without a checkpoint,
     the graph's own weights). Raises ValueError when the graph has no such node or its layers
     differ from the checkpoint's."""
@@ -176,9 +177,11 @@ def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoin
         raise ValueError(f"{onnx_path}: no node with a registered reference (e.g. NVFP4Linear); nothing to check")
     values = values_by_name(model)
     expected = expected_nodes(nodes, values, checkpoint, side["dtype"])
-    del model, values
+    sharp = sharp_nodes(model, nodes)
+    del values
     extra = sorted({n.inputs[0] for n in nodes} | {n.output for n in nodes})
-    runtime = make_runtime(onnx_path, extra)
+    runtime = make_runtime(model, extra)  # the runtime takes over the loaded graph
+    del model
     report = LayerReport(str(onnx_path), runtime.name, side["dtype"], side["format"],
                          tokens={"batch": int(ids.shape[0]), "prefill": int(ids.shape[1] - 1)})
     runs = make_runs(side, ids)
@@ -208,15 +211,14 @@ def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoin
             report.results.append(NodeResult(cn.name, cn.node.op_type, case, **compare(y, part)))
             start += rows
     eps = float(ml_dtypes.finfo(numpy_dtype(side["dtype"])).eps)
-    first_layer = sharp_nodes(onnx_path, nodes)
     for cn in nodes:
         rel = {}
         for what, name in (("input", cn.inputs[0]), ("output", cn.output)):
             dec = got["decode"][name].astype(np.float64)
             full = got["full"][name][:, -1:].astype(np.float64)
-            rms = float(np.sqrt(np.mean(full * full))) or 1.0
-            rel[what] = float(np.abs(dec - full).max()) / rms
-        judged = cn.name in first_layer
+            scale = float(np.abs(full).max()) or 1.0
+            rel[what] = float(np.abs(dec - full).max()) / scale
+        judged = cn.name in sharp
         bound = KV_RTOL_EPS * eps
         report.kv_cache.append({"node": cn.name, "input_rel": rel["input"], "output_rel": rel["output"],
                                 "judged": judged, "bound": bound,
@@ -231,11 +233,10 @@ def _rows(bound, start: int, rows: int, shape):
     return b.reshape(-1, b.shape[-1])[start:start + rows].reshape(shape)
 
 
-def sharp_nodes(onnx_path, nodes) -> set[str]:
+def sharp_nodes(model: ir.Model, nodes) -> set[str]:
     """Names of the checked nodes whose input lies at most one checked node deep: its value is
     computed from inputs that are the same in both runs, through at most one checked node, whose own
     input is then the same too, so only float rounding separates the two runs."""
-    model = ir.load(str(onnx_path))
     checked_outputs = {cn.output: cn for cn in nodes}
     depth: dict[str, int] = {}  # tensor -> checked nodes on the longest path that produced it
     for node in model.graph:

@@ -9,9 +9,9 @@
   numpy having no fast 16-bit matmul);
 - `TrtRuntime`: TensorRT through Polygraphy, where the full `tensorrt` package and a GPU exist.
 
-Each takes the tensors to return besides the graph's outputs (`extra_outputs`, marked as graph
-outputs in a copy of the graph) and returns every array in the graph's own types (bfloat16 as
-`ml_dtypes.bfloat16`).
+Each takes the graph (a path, or an onnx_ir model it may change), the tensors to return besides the
+graph's outputs (`extra_outputs`, marked as graph outputs) and returns every array in the graph's
+own types (bfloat16 as `ml_dtypes.bfloat16`).
 """
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ NUMPY_TYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
                "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 
 
-def _prepare(onnx_path, extra_outputs, dtype: str, emulate: bool) -> tuple[ir.Model, dict[str, np.dtype]]:
-    """The graph with extra outputs (and emulated if asked), and the dtype each output must be
-    returned in."""
-    model = ir.load(str(onnx_path))
+def _prepare(graph, extra_outputs, dtype: str, emulate: bool) -> tuple[ir.Model, dict[str, np.dtype]]:
+    """The graph (a path, or an ir.Model that is then changed in place) with extra outputs (and
+    emulated if asked), and the dtype each output must be returned in."""
+    model = graph if isinstance(graph, ir.Model) else ir.load(str(graph))
     extra = set(mark_outputs(model, extra_outputs))
     # Outputs in the graph's 16-bit type, and the marked activations (exported graphs often carry no
     # type for intermediate values): returned in the graph's dtype.
