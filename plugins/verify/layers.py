@@ -60,6 +60,7 @@ class LayerReport:
     runtime: str
     dtype: str
     format: str
+    weights: str = "checkpoint"  # where the references' weights come from: "checkpoint" or "graph"
     results: list[NodeResult] = field(default_factory=list)
     kv_cache: list[dict] = field(default_factory=list)  # {"node", "input_rel", "output_rel", "judged", "bound", "ok"}
     tokens: dict = field(default_factory=dict)
@@ -74,8 +75,8 @@ class LayerReport:
     def table(self, count: int = 8) -> str:
         nodes = {r.node for r in self.results}
         failed = sorted({r.node for r in self.results if not r.ok})
-        lines = [f"layer by layer ({self.runtime}, {self.dtype} {self.format} graph; reference from each node's "
-                 f"own input): {len(nodes)} nodes x {len({r.case for r in self.results})} runs, "
+        lines = [f"layer by layer ({self.runtime}, {self.dtype} {self.format} graph; reference: the {self.weights}'s "
+                 f"layer on each node's own input): {len(nodes)} nodes x {len({r.case for r in self.results})} runs, "
                  f"{len(failed)} failed" + (f": {', '.join(failed[:6])}{' ...' if len(failed) > 6 else ''}" if failed else ""),
                  f"  worst {min(count, len(self.results))} (|a-r|/bound <= 1 passes; rel = |a-r|/rms(r)):",
                  f"  {'node':44} {'run':8} {'max abs':>10} {'max rel':>10} {'/bound':>8} {'over':>6}  ok"]
@@ -94,7 +95,7 @@ class LayerReport:
 
     def to_json(self) -> dict:
         return {"onnx": self.onnx, "runtime": self.runtime, "dtype": self.dtype, "format": self.format,
-                "passed": self.ok, "tokens": self.tokens,
+                "passed": self.ok, "tokens": self.tokens, "weights": self.weights,
                 "results": [dict(asdict(r), ok=r.ok) for r in self.results], "kv_cache": self.kv_cache}
 
 
@@ -183,6 +184,7 @@ def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoin
     runtime = make_runtime(model, extra)  # the runtime takes over the loaded graph
     del model
     report = LayerReport(str(onnx_path), runtime.name, side["dtype"], side["format"],
+                         weights="checkpoint" if checkpoint is not None else "graph",
                          tokens={"batch": int(ids.shape[0]), "prefill": int(ids.shape[1] - 1)})
     runs = make_runs(side, ids)
     got = {}
