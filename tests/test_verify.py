@@ -284,6 +284,23 @@ def test_qdq_rewrite_leaves_what_the_check_needs(exports):
     assert nodes[0].name == "model.layers.0.self_attn.q_proj" and nodes[0].output.endswith("/matmul_out0")
 
 
+def test_accuracy_metrics():
+    from plugins.verify.accuracy import Scores, _log_softmax
+    from plugins.verify.tolerance import model_thresholds
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 5, 7))
+    a, b = Scores("a", _log_softmax(logits)), Scores("b", _log_softmax(logits + rng.normal(size=logits.shape)))
+    targets = rng.integers(0, 7, size=(2, 5))
+    uniform = Scores("u", _log_softmax(np.zeros((2, 5, 7))))
+    assert uniform.perplexity(targets) == pytest.approx(7.0)
+    assert a.kl_from(a) == 0.0 and a.top1_agreement(a) == 1.0
+    assert b.kl_from(a) > 0 and 0.0 <= b.top1_agreement(a) <= 1.0
+    assert np.allclose(a.nll(targets), -np.take_along_axis(a.logp, targets[..., None], -1)[..., 0])
+    t = model_thresholds({"kl": 0.1, "top1_disagreement": 0.0, "nll_shift": 0.01})
+    assert t == {"kl": pytest.approx(0.4), "top1_disagreement": 0.02, "nll_shift": pytest.approx(0.04)}
+
+
 def test_ulp():
     assert tolerance.ulp(np.array([1.0]), "bfloat16")[0] == 2.0 ** -7
     assert tolerance.ulp(np.array([1.5]), "float16")[0] == 2.0 ** -10
