@@ -75,8 +75,8 @@ class LayerReport:
     def table(self, count: int = 8) -> str:
         nodes = {r.node for r in self.results}
         failed = sorted({r.node for r in self.results if not r.ok})
-        lines = [f"layer by layer ({self.runtime}, {self.dtype} {self.format} graph; reference: the {self.weights}'s "
-                 f"layer on each node's own input): {len(nodes)} nodes x {len({r.case for r in self.results})} runs, "
+        lines = [f"layer by layer ({self.runtime}, {self.dtype} {self.format} graph; reference: weights from the {self.weights}, "
+                 f"on each node's own input): {len(nodes)} nodes x {len({r.case for r in self.results})} runs, "
                  f"{len(failed)} failed" + (f": {', '.join(failed[:6])}{' ...' if len(failed) > 6 else ''}" if failed else ""),
                  f"  worst {min(count, len(self.results))} (|a-r|/bound <= 1 passes; rel = |a-r|/rms(r)):",
                  f"  {'node':44} {'run':8} {'max abs':>10} {'max rel':>10} {'/bound':>8} {'over':>6}  ok"]
@@ -143,27 +143,30 @@ def random_ids(side: dict, seed: int = 0, batch: int = 2, tokens: int = 8) -> np
 
 
 def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
-    """node name -> (reference node, its initializer arrays): from the checkpoint's layer of that
-    name when a checkpoint is given (so the graph's weights and scales are checked too), else the
-    graph's own. Raises ValueError when graph and checkpoint disagree on which layers are NVFP4."""
+    """node name -> (reference node, its initializer arrays, where its weights come from): the
+    checkpoint's layer of that name when there is one (so the graph's weights and scales are checked
+    too), else the graph's own. Nodes that are not checkpoint layers (e.g. an MoE block, whose
+    experts the checkpoint stores one by one) are allowed only beside checkpoint layers without a
+    node of their name; otherwise a layer missing from either side raises ValueError."""
     import torch
 
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    expected = {}
+    layers = set(checkpoint.quantized_names) if checkpoint is not None else set()
     if checkpoint is not None:
         names = {cn.name for cn in nodes}
-        missing = sorted(set(checkpoint.quantized_names) - names)
-        extra = sorted(names - set(checkpoint.quantized_names))
-        if missing or extra:
+        missing, extra = sorted(layers - names), sorted(names - layers)
+        if bool(missing) != bool(extra):
             what = f"NVFP4 layer {missing[0]!r} of the checkpoint has no node" if missing else \
                 f"node {extra[0]!r} is not an NVFP4 layer of the checkpoint"
             raise ValueError(f"{what} ({len(missing)} missing, {len(extra)} unknown)")
+    expected = {}
     for cn in nodes:
-        if checkpoint is not None:
-            expected[cn.name] = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type,
-                                                            cn.inputs[0], torch_dtype)
+        if cn.name in layers:
+            node, arrays = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type, cn.inputs[0], torch_dtype)
+            expected[cn.name] = (node, arrays, "checkpoint")
         else:
-            expected[cn.name] = (cn.node, [initializer_array(values[name]) if name else None for name in cn.inputs[1:]])
+            arrays = [initializer_array(values[name]) if name else None for name in cn.inputs[1:]]
+            expected[cn.name] = (cn.node, arrays, "graph")
     return expected
 
 
@@ -184,7 +187,7 @@ def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoin
     runtime = make_runtime(model, extra)  # the runtime takes over the loaded graph
     del model
     report = LayerReport(str(onnx_path), runtime.name, side["dtype"], side["format"],
-                         weights="checkpoint" if checkpoint is not None else "graph",
+                         weights=_weights_source(expected),
                          tokens={"batch": int(ids.shape[0]), "prefill": int(ids.shape[1] - 1)})
     runs = make_runs(side, ids)
     got = {}
@@ -199,7 +202,7 @@ def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoin
     del runtime
     cases = ("prefill", "decode", "full")
     for cn in nodes:
-        node, arrays = expected[cn.name]
+        node, arrays, _ = expected[cn.name]
         xs = [got[c][cn.inputs[0]] for c in cases]
         k = xs[0].shape[-1]
         # One reference call over the rows of all runs (decoding a layer's weights once).
@@ -226,6 +229,13 @@ def check_layers(onnx_path, side: dict, make_runtime, ids: np.ndarray, checkpoin
                                 "judged": judged, "bound": bound,
                                 "ok": bool(not judged or (np.isfinite(rel["input"]) and rel["input"] <= bound))})
     return report
+
+
+def _weights_source(expected: dict) -> str:
+    sources = [source for *_, source in expected.values()]
+    if len(set(sources)) == 1:
+        return sources[0]
+    return f"checkpoint ({sources.count('checkpoint')} nodes) or graph ({sources.count('graph')})"
 
 
 def _rows(bound, start: int, rows: int, shape):
