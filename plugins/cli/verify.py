@@ -178,9 +178,9 @@ def main(argv=None) -> int:
         except (OSError, UnicodeDecodeError) as err:
             raise DeployError(f"{text_path}: cannot read the text ({err.__class__.__name__})") from None
         tokenizer = accuracy.load_tokenizer(args.tokenizer or args.model)
-        if tokenizer is None and (args.text or args.tokenizer or args.source):
+        if tokenizer is None and (args.text or args.tokenizer or args.source or args.engine):
             raise DeployError(f"{args.tokenizer or args.model}: no tokenizer there; the accuracy report needs one "
-                              "(--tokenizer DIR)")
+                              "(--tokenizer DIR)" + (", and it is the only check of a given --engine" if args.engine else ""))
     except (DeployError, CheckpointError) as err:
         return fail(err)
 
