@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -283,10 +284,13 @@ __attribute__((target("avx2,fma"))) inline double dotW4A16Avx2(uint8_t const* pa
     return sumLanes(_mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3])));
 }
 
+// NVFP4_CPU_PORTABLE=1 in the environment forces the portable loops (how the tests check them on
+// an AVX2 machine).
 inline bool haveAvx2()
 {
     // cpu_init first: this may run before libgcc's own initializer (e.g. from a static constructor).
-    static bool const have = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    static bool const have = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        && std::getenv("NVFP4_CPU_PORTABLE") == nullptr;
     return have;
 }
 #endif
