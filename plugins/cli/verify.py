@@ -119,7 +119,14 @@ def verify_after_export(onnx_path, model_dir, *, library=None, out=print) -> int
     from plugins.verify.layers import verify_layers
 
     ids = layer_ids(_sidecar(onnx_path), _tokenizer(model_dir), _default_text(), 0)
-    report = verify_layers(onnx_path, model_dir, library=library, ids=ids)
+    try:
+        report = verify_layers(onnx_path, model_dir, library=library, ids=ids)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as err:  # the runtime cannot load or run the graph (e.g. an op its library lacks)
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        print(f"error: --verify: running {onnx_path} failed: {first}", file=sys.stderr)
+        return 2
     out(report.table())
     out("verify: PASSED" if report.ok else "verify: FAILED (a layer is outside its bound)")
     return 0 if report.ok else 1
