@@ -146,6 +146,19 @@ def test_export_verify_uses_the_same_check(tmp_path, capsys):
     assert code == 0 and "layer by layer" in text and "verify: PASSED" in text
 
 
+def test_export_verify_runtime_failure_is_one_line(tmp_path, capsys):
+    """A graph the runtime refuses (here a node with group_size 32) ends --verify with one line, exit 2."""
+    need_ort_library()
+    path, model_dir = _exported(tmp_path)
+    model = onnx.load(str(path))
+    node = next(n for n in model.graph.node if n.op_type == "NVFP4Linear")
+    next(a for a in node.attribute if a.name == "group_size").i = 32
+    onnx.save(model, str(path))
+    assert verify_cli.verify_after_export(path, model_dir) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --verify: running") and "\n" not in err
+
+
 def _exported(tmp_path):
     from export.onnx_export import export_model
 
