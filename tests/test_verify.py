@@ -297,6 +297,30 @@ def test_qdq_rewrite_leaves_what_the_check_needs(exports):
     assert nodes[0].name == "model.layers.0.self_attn.q_proj" and nodes[0].output.endswith("/matmul_out0")
 
 
+def test_reference_runtime_takes_ops_for_plugin_nodes(exports):
+    """onnx.reference runs a plugin graph when given an op for its nodes (how a graph whose op the
+    ORT library lacks can still be run on CPU)."""
+    from onnx.reference.op_run import OpRun
+
+    from export.checkpoint import open_checkpoint
+    from export.qdq import reference_ops
+    from plugins.verify.runtimes import ReferenceRuntime
+
+    class NVFP4Linear(OpRun):
+        op_domain = "trt.plugins"
+
+        def _run(self, *inputs, **_attributes):
+            return (references.nvfp4_linear(self.onnx_node, list(inputs)).output,)
+
+    path = exports(EXAMPLE)
+    side = json.loads(Path(str(path) + ".json").read_text())
+    def make(graph, extra):
+        return ReferenceRuntime(graph, extra, "float32", ops=[NVFP4Linear, *reference_ops()])
+
+    report = check_layers(path, side, make, random_ids(side, tokens=9), open_checkpoint(EXAMPLE))
+    assert report.ok and report.runtime == "onnx-reference", report.table()
+
+
 def test_accuracy_metrics():
     from plugins.verify.accuracy import Scores, _log_softmax
     from plugins.verify.tolerance import model_thresholds

@@ -76,7 +76,9 @@ class OrtRuntime:
 class ReferenceRuntime:
     name = "onnx-reference"
 
-    def __init__(self, onnx_path, extra_outputs, dtype: str):
+    def __init__(self, onnx_path, extra_outputs, dtype: str, ops=None):
+        """`ops`: onnx.reference implementations of the graph's non-standard nodes (default:
+        export.qdq's TRT_FP4DynamicQuantize)."""
         from onnx.reference import ReferenceEvaluator
 
         from export.qdq import reference_ops
@@ -93,7 +95,7 @@ class ReferenceRuntime:
                                    [onnx.helper.make_empty_tensor_value_info(n) for n in inputs],
                                    [onnx.helper.make_empty_tensor_value_info(v.name) for v in graph.outputs]),
             opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in self.model.opset_imports.items()])
-        self.evaluator = ReferenceEvaluator(proto, new_ops=reference_ops())
+        self.evaluator = ReferenceEvaluator(proto, new_ops=reference_ops() if ops is None else list(ops))
         self.output_names = [v.name for v in graph.outputs]
         self.last_use = {}
         for i, node in enumerate(self.evaluator.rt_nodes_):
