@@ -39,9 +39,20 @@ class StackedMoE:
     TENSORS = ("w13_weight", "w13_weight_scale", "w13_weight_global_scale",
                "w2_weight", "w2_weight_scale", "w2_weight_global_scale")
 
+    ATTRIBUTES = ("num_experts", "top_k", "hidden_size", "intermediate_size", "mode", "normalize_topk",
+                  "w13_input_global_scale", "w13_input_global_scale_inv", "w2_input_global_scale",
+                  "w2_input_global_scale_inv")
+
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """Inputs 2-7 of the node, in the contract's order."""
         return tuple(getattr(self, n) for n in self.TENSORS)
+
+    def node_attributes(self) -> dict:
+        """The node's attributes (export.torch_ops.moe_node_attributes: the contract's order, plus
+        plugin_version / plugin_namespace)."""
+        from export.torch_ops import moe_node_attributes
+
+        return moe_node_attributes(**{n: getattr(self, n) for n in self.ATTRIBUTES})
 
 
 def _input_scales(layers: tuple[NVFP4LinearWeights, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:

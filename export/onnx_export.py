@@ -16,9 +16,7 @@ Pipeline (`export_model`):
     folder and renamed into place, so a failure leaves no partial output.
  5. The sidecar JSON (export/sidecar.py).
 
-`verify_export` runs the written graph on CPU (plugin: ONNX Runtime with the project's custom-op
-library; qdq: onnx.reference with export.qdq's TRT_FP4DynamicQuantize) for a prefill and one
-decode step and compares every output with the `exact` torch reference.
+Verification of the written graph lives on the runtime side (plugins.verify, docs/verify.md).
 """
 from __future__ import annotations
 
@@ -31,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from export import sidecar as sidecar_mod
@@ -411,139 +408,3 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
         excluded_layers=sorted(checkpoint.excluded), parameters=parameters, bytes_written=written,
         seconds=time.perf_counter() - t0, sidecar=side,
     )
-
-
-# --- verification ---------------------------------------------------------------------------------
-
-# --verify tolerance per output: max(VERIFY_RTOL[dtype] * max(max|ref|, 1), NOISE_FACTOR * floor),
-# where floor = max|emulation - exact| of the two torch references in the same dtype. W4A4 is
-# discontinuous (a rounding difference can move an activation across an FP4/FP8 rounding
-# boundary), so in float16/bfloat16 two correct implementations of the contract differ by far more
-# than one rounding of T; vLLM's emulation is such a second implementation and measures it.
-VERIFY_RTOL = {"float32": 1e-3, "float16": 1e-2, "bfloat16": 3e-2}
-NOISE_FACTOR = 3.0
-
-
-@dataclass
-class OutputError:
-    name: str
-    max_abs: float
-    mean_abs: float
-    ref_max: float
-    tolerance: float
-
-    @property
-    def ok(self) -> bool:
-        return bool(np.isfinite(self.max_abs)) and self.max_abs <= self.tolerance
-
-
-@dataclass
-class VerifyReport:
-    steps: dict[str, list[OutputError]]
-
-    @property
-    def ok(self) -> bool:
-        return all(e.ok for errs in self.steps.values() for e in errs)
-
-    def table(self) -> str:
-        lines = [f"{'step':8} {'output':28} {'max abs err':>12} {'mean abs err':>12} {'tolerance':>10}  ok"]
-        for step, errs in self.steps.items():
-            for e in errs:
-                lines.append(f"{step:8} {e.name:28} {e.max_abs:12.3e} {e.mean_abs:12.3e} {e.tolerance:10.2e}  {'yes' if e.ok else 'NO'}")
-        return "\n".join(lines)
-
-
-def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
-def _to_f64(a) -> np.ndarray:
-    return np.asarray(a).astype(np.float64)
-
-
-def make_runner(onnx_path: Path, fmt: str, library: str | None = None) -> Callable[[dict], dict]:
-    """A function feeds -> outputs (by name) running the ONNX file on CPU."""
-    if fmt == "plugin":
-        from plugins.ort import make_session
-
-        try:
-            sess = make_session(str(onnx_path), library=library, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - ORT reports missing kernels as a generic error
-            if "is not a registered function/op" in str(e):  # e.g. a library built without NVFP4MoE
-                op = str(e).split("Fatal error:")[-1].split("(")[0].strip()
-                raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime: its custom-op library has no "
-                                  f"{op} op; build one that has it") from None
-            if "NOT_IMPLEMENTED" not in str(e):
-                raise
-            raise ExportError(f"cannot run {onnx_path.name} on ONNX Runtime's CPU provider "
-                              f"({str(e).split(':')[-1].strip()}); CPU verification needs --dtype float32 or float16") from None
-        names = [o.name for o in sess.get_outputs()]
-        return lambda feeds: dict(zip(names, sess.run(None, feeds)))
-    import onnx
-    from onnx.reference import ReferenceEvaluator
-
-    from export.qdq import reference_ops
-
-    evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)), new_ops=reference_ops())
-    names = list(evaluator.output_names)
-    return lambda feeds: dict(zip(names, evaluator.run(None, feeds)))
-
-
-def verify_export(onnx_path: str | os.PathLike, model_dir: str | os.PathLike, *, fmt: str, dtype: str,
-                  batch: int = 2, prefill: int = 6, seed: int = 0, library: str | None = None,
-                  runner: Callable[[dict], dict] | None = None) -> VerifyReport:
-    """Prefill (with a left-padded row) + one decode step through the ONNX graph and through the
-    `exact` torch reference; per-output max/mean abs errors against the reference. `runner`
-    (feeds -> outputs by name) replaces `make_runner`'s CPU runtime."""
-    onnx_path = Path(onnx_path)
-    checkpoint = open_any(model_dir)
-    ref = build_model(checkpoint, DTYPES[dtype], reference="exact")
-    emu = build_model(checkpoint, DTYPES[dtype], reference="emulation")
-    cfg = ref.config
-    run = runner or make_runner(onnx_path, fmt, library)
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, cfg.vocab_size, (batch, prefill), generator=gen)
-    mask = torch.ones(batch, prefill, dtype=torch.int64)
-    if batch > 1 and prefill > 2:
-        mask[-1, :2] = 0  # left padding in the last row
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    in_names, out_names = _io_names(cfg.num_layers)
-    tol_frac = VERIFY_RTOL[dtype]
-
-    def feeds(ids, pos, mask, cache_np):
-        f = {"input_ids": ids.numpy(), "position_ids": pos.numpy(), "attention_mask": mask.numpy()}
-        f.update(zip(in_names[3:], cache_np))
-        return f
-
-    steps = {}
-    cache_t = cache_e = ref.empty_cache(batch)
-    cache_np = [_to_numpy(t) for kv in cache_t for t in kv]
-    for step in ("prefill", "decode"):
-        with torch.no_grad():
-            logits, presents = ref(ids, pos, mask, cache_t)
-            logits_e, presents_e = emu(ids, pos, mask, cache_e)
-        got = run(feeds(ids, pos, mask, cache_np))
-        want = [logits] + [t for kv in presents for t in kv]
-        second = [logits_e] + [t for kv in presents_e for t in kv]
-        errs = []
-        for name, w, e in zip(out_names, want, second):
-            w64, g64 = w.double().numpy(), _to_f64(got[name])
-            floor = float((w.double() - e.double()).abs().max()) if w.numel() else 0.0
-            if w64.shape != g64.shape:
-                raise AssertionError(f"{onnx_path}: output {name} has shape {g64.shape}, reference {w64.shape}")
-            d = np.abs(w64 - g64)
-            ref_max = float(np.abs(w64).max()) if w64.size else 0.0
-            errs.append(OutputError(name, float(d.max()) if d.size else 0.0, float(d.mean()) if d.size else 0.0,
-                                    ref_max, max(tol_frac * max(ref_max, 1.0), NOISE_FACTOR * floor)))
-        steps[step] = errs
-        # Next step: one new token per row, each side continuing from its own cache.
-        cache_t, cache_e = presents, presents_e
-        cache_np = [got[n] for n in out_names[1:]]
-        ids = torch.randint(0, cfg.vocab_size, (batch, 1), generator=gen)
-        pos = pos[:, -1:] + 1
-        mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.int64)], dim=1)
-    return VerifyReport(steps)

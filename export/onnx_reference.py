@@ -1,8 +1,10 @@
 """The project's custom ONNX nodes (`trt.plugins::NVFP4Linear`, `trt.plugins::NVFP4MoE`) evaluated
 with the torch `exact` references, on numpy arrays.
 
-- `NODE_REFERENCES[op_type](node, inputs) -> output`: one node given its input arrays, what the
-  layer-by-layer verifier runs for the node (node: an `onnx.NodeProto` or an `onnx_ir.Node`).
+- `linear_from_node` / `moe_from_node`: the canonical weights (export.layer) of one node from its
+  input arrays and attributes (node: an `onnx.NodeProto` or an `onnx_ir.Node`);
+- `NODE_REFERENCES[op_type](node, inputs) -> output`: one node given its input arrays (the
+  layer-by-layer verifier, plugins/verify, builds its per-op references on these);
 - `reference_ops()`: the same as `onnx.reference` ops, so that `ReferenceEvaluator(model,
   new_ops=reference_ops())` runs a small plugin-format graph end to end on CPU without the ONNX
   Runtime custom-op library (also `export.qdq`'s TRT_FP4DynamicQuantize).
@@ -14,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from export.layer import NVFP4LinearWeights
+from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.moe import unstack_moe
 from export.reference import nvfp4_linear_exact, nvfp4_moe_exact
 
@@ -30,7 +32,8 @@ def node_attributes(node) -> dict[str, Any]:
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
-def _to_torch(a: np.ndarray) -> torch.Tensor:
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    """A torch tensor over a numpy array (bfloat16 from ml_dtypes; a copy only if read-only)."""
     a = np.asarray(a)
     if a.dtype.name == "bfloat16":  # ml_dtypes
         return torch.from_numpy(np.array(a).view(np.int16)).view(torch.bfloat16)
@@ -38,44 +41,52 @@ def _to_torch(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
-def _to_numpy(t: torch.Tensor, like: np.ndarray) -> np.ndarray:
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """numpy of a CPU tensor (bfloat16 as ml_dtypes.bfloat16)."""
+    t = t.detach().contiguous()
     if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(np.asarray(like).dtype)
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     return t.numpy()
 
 
-def nvfp4_linear_node_reference(node, inputs: Sequence[np.ndarray]) -> np.ndarray:
-    """One NVFP4Linear node (docs/op-contract.md) through `nvfp4_linear_exact`."""
+def linear_from_node(node, inputs: Sequence[np.ndarray]) -> NVFP4LinearWeights:
+    """An NVFP4Linear node's inputs 1-4 and attributes (docs/op-contract.md) as the canonical layer."""
     attrs = node_attributes(node)
-    x, weight, scale, global_scale = (_to_torch(a) for a in inputs[:4])
-    bias = _to_torch(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
+    weight, scale, global_scale = (to_torch(a) for a in inputs[1:4])
+    bias = to_torch(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
     w4a4 = attrs["mode"] == "w4a4"
     g = global_scale.to(torch.float32).reshape(-1)
-    layer = NVFP4LinearWeights(
+    return NVFP4LinearWeights(
         name=getattr(node, "name", "") or "NVFP4Linear", weight_packed=weight.view(torch.uint8),
         weight_scale=scale.view(torch.float8_e4m3fn), weight_global_scale=g.reshape(()) if g.numel() == 1 else g,
         input_global_scale=torch.tensor(attrs["input_global_scale"], dtype=torch.float32) if w4a4 else None,
         input_global_scale_inv=torch.tensor(attrs["input_global_scale_inv"], dtype=torch.float32) if w4a4 else None,
         bias=bias)
-    return _to_numpy(nvfp4_linear_exact(x, layer), inputs[0])
+
+
+def moe_from_node(node, inputs: Sequence[np.ndarray]) -> NVFP4MoEWeights:
+    """An NVFP4MoE node's inputs 2-7 and attributes (docs/op-contract-moe.md) as the canonical block
+    (export.moe.unstack_moe; the router is not part of the node: None)."""
+    attrs = node_attributes(node)
+    if attrs.get("activation", "silu") != "silu":
+        raise ValueError(f"{getattr(node, 'name', '')}: activation {attrs['activation']!r} is not 'silu'")
+    keys = ("num_experts", "top_k", "hidden_size", "intermediate_size", "mode", "normalize_topk",
+            "w13_input_global_scale", "w13_input_global_scale_inv", "w2_input_global_scale",
+            "w2_input_global_scale_inv")
+    return unstack_moe([to_torch(a) for a in inputs[2:8]], name=getattr(node, "name", "") or "NVFP4MoE",
+                       **{k: attrs[k] for k in keys})
+
+
+def nvfp4_linear_node_reference(node, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """One NVFP4Linear node (docs/op-contract.md) through `nvfp4_linear_exact`."""
+    return to_numpy(nvfp4_linear_exact(to_torch(inputs[0]), linear_from_node(node, inputs)))
 
 
 def nvfp4_moe_node_reference(node, inputs: Sequence[np.ndarray]) -> np.ndarray:
-    """One NVFP4MoE node (docs/op-contract-moe.md): `NVFP4MoEWeights` from its stacked inputs and
-    attributes (export.moe.unstack_moe), then `nvfp4_moe_exact` on its x and router logits."""
-    attrs = node_attributes(node)
-    x, logits = _to_torch(inputs[0]), _to_torch(inputs[1])
-    moe = unstack_moe(
-        [_to_torch(a) for a in inputs[2:8]], num_experts=attrs["num_experts"], top_k=attrs["top_k"],
-        hidden_size=attrs["hidden_size"], intermediate_size=attrs["intermediate_size"], mode=attrs["mode"],
-        normalize_topk=attrs["normalize_topk"], w13_input_global_scale=attrs["w13_input_global_scale"],
-        w13_input_global_scale_inv=attrs["w13_input_global_scale_inv"],
-        w2_input_global_scale=attrs["w2_input_global_scale"],
-        w2_input_global_scale_inv=attrs["w2_input_global_scale_inv"],
-        name=getattr(node, "name", "") or "NVFP4MoE")
-    if attrs.get("activation", "silu") != "silu":
-        raise ValueError(f"{moe.name}: activation {attrs['activation']!r} is not 'silu'")
-    return _to_numpy(nvfp4_moe_exact(x, logits, moe), inputs[0])
+    """One NVFP4MoE node (docs/op-contract-moe.md) through `nvfp4_moe_exact` on its x and router logits."""
+    return to_numpy(nvfp4_moe_exact(to_torch(inputs[0]), to_torch(inputs[1]), moe_from_node(node, inputs)))
 
 
 NODE_REFERENCES = {"NVFP4Linear": nvfp4_linear_node_reference, "NVFP4MoE": nvfp4_moe_node_reference}

@@ -28,13 +28,16 @@ Every expert runs on every token (ONNX has no data-dependent dispatch that Tenso
 grouped GEMMs): E/k times the expert arithmetic of the plugin, and an expert's Inf/NaN output
 on a token that did not select it still poisons that token (0 · Inf). docs/export.md says more.
 
-Also here: `TRT_FP4DynamicQuantize`, an `onnx.reference` implementation of TensorRT's
-DynamicQuantize for running the rewritten graph on CPU. TensorRT gets only the dequant-direction
+Also here: `qdq_linear_operands`, the exact values the rewritten subgraph feeds its MatMul (what
+the layer-by-layer verification recomputes), and `TRT_FP4DynamicQuantize`, an `onnx.reference`
+implementation of TensorRT's DynamicQuantize for running the rewritten graph on CPU. TensorRT gets only the dequant-direction
 double-quant scale d; the block scales follow the op contract's activation math with
 G = fp32(1/d). For ModelOpt and Quark checkpoints that is exactly the G vLLM uses (G = 1/d);
 for compressed-tensors (G stored, d = fp32(1/G)) fp32(1/d) can differ from G by one ulp.
 """
 from __future__ import annotations
+
+import json
 
 import ml_dtypes
 import numpy as np
@@ -45,6 +48,8 @@ from export.layer import GROUP_SIZE
 from export.torch_ops import node_attributes, op_contract
 
 QDQ_MIN_OPSET = 23  # FLOAT4E2M1 in DequantizeLinear
+# Node metadata key on the last node of each rewritten linear (JSON: its tensors and attributes).
+LINEAR_METADATA_KEY = "nvfp4.linear"
 QDQ_IR_VERSION = 11
 TRT_DOMAIN = "trt"
 
@@ -146,6 +151,14 @@ def _rewrite_node(graph: ir.Graph, node: ir.Node, counter: int) -> None:
     y = add("MatMul", [a, wt], suffix="matmul")
     if bias is not None:
         y = add("Add", [y, bias], suffix="bias")
+    # What the linear was, on the node that yields its output: the layer-by-layer check finds each
+    # rewritten linear by it and recomputes the subgraph from the runtime's own input x.
+    nodes[-1].metadata_props[LINEAR_METADATA_KEY] = json.dumps({
+        "name": name, "mode": mode, "in_features": k, "out_features": n, "x": x.name,
+        "weight": weight.name, "weight_scale": weight_scale.name, "weight_global_scale": global_scale.name,
+        "bias": bias.name if bias is not None else None,
+        "input_global_scale": _attr(node, "input_global_scale"),
+        "input_global_scale_inv": _attr(node, "input_global_scale_inv")})
     _replace(graph, node, nodes, y)
 
 
@@ -285,3 +298,27 @@ def reference_ops() -> list:
             return fp4_dynamic_quantize(x, float(np.asarray(scale).reshape(())))
 
     return [TRT_FP4DynamicQuantize]
+
+
+# --- the rewritten subgraph's arithmetic, for verification ----------------------------------------
+
+def qdq_linear_operands(x: torch.Tensor, layer, act_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a [M, K], w [N, K]) as float64 holding exactly what the subgraph of `layer` (an
+    NVFP4LinearWeights; G is taken as fp32(1/input_global_scale), as TensorRT does) feeds its MatMul
+    for the activation x [..., K]: each DequantizeLinear rounds its product to float32, then both
+    operands are cast to the activation dtype. The MatMul then rounds its sum to that dtype."""
+    from export.nvfp4 import e2m1_decode, unpack_fp4
+
+    n, k = layer.out_features, layer.in_features
+    g = layer.weight_global_scale.to(torch.float32).reshape(-1, 1)  # [1, 1] or [N, 1]
+    s_w = layer.weight_scale.to(torch.float32) * g  # DQ(weight_scale FP8, global) in float32
+    w = e2m1_decode(unpack_fp4(layer.weight_packed)).to(torch.float32) * s_w.repeat_interleave(GROUP_SIZE, dim=1)
+    a = x.reshape(-1, k).to(torch.float32)
+    if layer.w4a4:
+        from export.nvfp4 import quantize_activation
+
+        d = layer.input_global_scale.to(torch.float32)
+        q, s = quantize_activation(a, torch.tensor(1.0, dtype=torch.float32) / d)
+        a = q * (s * d).repeat_interleave(GROUP_SIZE, dim=1)  # DQ(s FP8, d) then DQ(q FP4, s_x), float32
+    assert w.shape == (n, k)
+    return a.to(act_dtype).double(), w.to(act_dtype).double()

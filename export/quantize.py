@@ -74,6 +74,24 @@ def random_calibration_batches(vocab_size: int, batches: int, seed: int, batch_s
     return [torch.randint(0, vocab_size, (batch_size, seq_len), generator=gen) for _ in range(batches)]
 
 
+def text_calibration_batches(src, text: str, *, seq_len: int = 64, batch_size: int = 2) -> list[torch.Tensor]:
+    """Token batches [batch_size, seq_len] of `text`, tokenized with the tokenizer in `src` (real
+    activations for the "max" calibration); a last short batch is dropped unless it is the only one."""
+    import transformers
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(src))
+    except Exception as e:  # noqa: BLE001 - many exception types for "no tokenizer"
+        raise CheckpointError(f"calibration text needs the model's tokenizer ({_one_line(e)})", file=str(src)) from None
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.int64)
+    per_batch = seq_len * batch_size
+    if ids.numel() < per_batch:
+        if ids.numel() < 1:
+            raise CheckpointError("the calibration text has no tokens", file=str(src))
+        return [ids[None]]
+    return list(ids[: ids.numel() // per_batch * per_batch].reshape(-1, batch_size, seq_len))
+
+
 def calibrate_input_amax(model, names: list[str], batches: list[torch.Tensor], experts=None) -> dict[str, float]:
     """Max |input| seen by each named nn.Linear over the batches, and by each expert linear of
     `experts` (export.quantize_moe.expert_linears)."""

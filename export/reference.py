@@ -58,9 +58,10 @@ def _weight_operand_f64(layer: NVFP4LinearWeights) -> torch.Tensor:
     return (vals * layer.weight_scale.double().unsqueeze(-1)).reshape(n, k)
 
 
-def nvfp4_linear_exact(x: torch.Tensor, layer: NVFP4LinearWeights) -> torch.Tensor:
+def exact_operands(x: torch.Tensor, layer: NVFP4LinearWeights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The exact formula's operands for x [..., K]: (a [M, K] float64, ŵ [N, K] float64, alpha float32)
+    with y = fp32(alpha · a @ ŵᵀ). a is x̂ = q·s (w4a4) or x (w4a16); every product a·ŵ is exact."""
     _check_input(x, layer)
-    dtype = x.dtype
     x2 = x.reshape(-1, layer.in_features)
     w_g = layer.weight_global_scale.to(torch.float32)
     if layer.w4a4:
@@ -72,11 +73,15 @@ def nvfp4_linear_exact(x: torch.Tensor, layer: NVFP4LinearWeights) -> torch.Tens
     else:
         a = x2.double()  # x * w-hat is exact in float64 (24 + 5 significant bits)
         alpha = w_g
-    acc = torch.matmul(a, _weight_operand_f64(layer).t())
-    y = (acc * alpha.double()).to(torch.float32)
+    return a, _weight_operand_f64(layer), alpha
+
+
+def nvfp4_linear_exact(x: torch.Tensor, layer: NVFP4LinearWeights) -> torch.Tensor:
+    a, w, alpha = exact_operands(x, layer)
+    y = (torch.matmul(a, w.t()) * alpha.double()).to(torch.float32)
     if layer.bias is not None:
         y = y + layer.bias.to(torch.float32)
-    return y.to(dtype).reshape(*x.shape[:-1], layer.out_features)
+    return y.to(x.dtype).reshape(*x.shape[:-1], layer.out_features)
 
 
 # --- Mixture of Experts -----------------------------------------------------------------------------

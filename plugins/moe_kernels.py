@@ -21,7 +21,6 @@ import torch
 from export.contract import op_contract
 from export.layer import GROUP_SIZE, NVFP4MoEWeights
 from export.moe import stack_moe
-from export.torch_ops import moe_node_attributes
 from plugins.kernels import library as _kernels_library
 
 _ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
@@ -80,9 +79,8 @@ def stacked_operands(moe: NVFP4MoEWeights, device: torch.device | str | None = N
     writes them (export.moe.stack_moe, export.torch_ops.moe_node_attributes), on `device`."""
     stacked = stack_moe(moe)
     tensors = {name: t.contiguous().to(device) for name, t in zip(stacked.TENSORS, stacked.tensors())}
-    names = op_contract("NVFP4MoE")["attributes"]
-    attributes = moe_node_attributes(**{n: getattr(stacked, n) for n in names if hasattr(stacked, n)})
-    return tensors, {n: attributes[n] for n in names}
+    attributes = stacked.node_attributes()
+    return tensors, {n: attributes[n] for n in op_contract("NVFP4MoE")["attributes"]}
 
 
 def _bytes(t: torch.Tensor, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:

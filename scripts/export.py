@@ -29,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--external-data", action="store_true",
                    help="always store weights in OUT.onnx.data (automatic above 256 MiB); uses less memory")
     p.add_argument("--verify", action="store_true",
-                   help="run the graph on CPU (prefill + one decode step) against the exact torch reference")
+                   help="check the graph layer by layer on CPU against the checkpoint (docs/verify.md)")
     p.add_argument("--ort-library", default=None, help="ONNX Runtime custom-op library for --verify of plugin graphs")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -39,7 +39,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from export.errors import CheckpointError
-    from export.onnx_export import ExportError, export_model, verify_export
+    from export.onnx_export import ExportError, export_model
 
     try:
         result = export_model(args.model_dir, args.out, fmt=args.format, dtype=args.dtype, opset=args.opset,
@@ -51,16 +51,13 @@ def main(argv=None) -> int:
     print(result.summary())
     if not args.verify:
         return 0
+    from plugins.cli.verify import verify_after_export
+
     try:
-        report = verify_export(result.onnx_path, args.model_dir, fmt=args.format, dtype=args.dtype,
-                               library=args.ort_library)
-    except (FileNotFoundError, ExportError) as e:  # no ORT custom-op library, no CPU kernel for bf16
+        return verify_after_export(result.onnx_path, args.model_dir, library=args.ort_library)
+    except (FileNotFoundError, ValueError) as e:  # no ORT custom-op library; graph and checkpoint disagree
         print(f"error: --verify: {e}", file=sys.stderr)
         return 2
-    print("verify (ONNX on CPU vs exact torch reference):")
-    print(report.table())
-    print("verify: PASSED" if report.ok else "verify: FAILED (errors above tolerance)")
-    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 """Quantize a Hugging Face checkpoint folder to NVFP4 in the Quark, ModelOpt or compressed-tensors layout.
 
     python scripts/quantize.py SRC_DIR OUT_DIR --format quark|modelopt|compressed-tensors
-        [--w4a16] [--calib-batches N] [--seed S] [--exclude PATTERN ...]
+        [--w4a16] [--calib-batches N] [--calib-text FILE] [--seed S] [--exclude PATTERN ...]
 
 Weights use ModelOpt's NVFP4 math; for W4A4 each linear's input global scale comes from "max"
-calibration on N seeded random token batches. `lm_head` is excluded unless --exclude is given
+calibration on N seeded random token batches, or on a text (--calib-text). `lm_head` is excluded unless --exclude is given
 (patterns: shell wildcards, or `re:REGEX`). The output is written to a temporary folder next to
 OUT_DIR and renamed into place, so a failure leaves nothing half-written.
 Exit status: 0 done, 2 bad input (one line on stderr).
@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.checkpoint import FORMATS, CheckpointError  # noqa: E402
-from export.quantize import DEFAULT_EXCLUDE, quantize_checkpoint  # noqa: E402
+from export.quantize import DEFAULT_EXCLUDE, quantize_checkpoint, text_calibration_batches  # noqa: E402
 
 
 def parse_args(argv):
@@ -29,6 +29,8 @@ def parse_args(argv):
     ap.add_argument("--format", required=True, choices=FORMATS)
     ap.add_argument("--w4a16", action="store_true", help="weight-only: no activation quantization")
     ap.add_argument("--calib-batches", type=int, default=4, help="random token batches for calibration")
+    ap.add_argument("--calib-text", type=Path, default=None, metavar="FILE",
+                    help="calibrate on this text (tokenized with SRC_DIR's tokenizer) instead of random tokens")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--exclude", nargs="+", default=None, metavar="PATTERN",
                     help=f"modules left unquantized (default: {' '.join(DEFAULT_EXCLUDE)})")
@@ -41,11 +43,15 @@ def main(argv=None) -> int:
         print("--calib-batches must be >= 1", file=sys.stderr)
         return 2
     try:
+        calib = None
+        if args.calib_text is not None and not args.w4a16:
+            calib = text_calibration_batches(args.src, args.calib_text.read_text(encoding="utf-8"))
         result = quantize_checkpoint(
             args.src, args.out, args.format, w4a16=args.w4a16, calib_batches=args.calib_batches,
             seed=args.seed, exclude=tuple(args.exclude) if args.exclude is not None else DEFAULT_EXCLUDE,
+            calib_input_ids=calib,
         )
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, ValueError, OSError, UnicodeDecodeError) as e:
         print(str(e).splitlines()[0] if str(e) else type(e).__name__, file=sys.stderr)
         return 2
     mode = "W4A16" if args.w4a16 else "W4A4"

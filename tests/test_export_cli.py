@@ -34,8 +34,7 @@ def test_main_command_with_verify(tmp_path, capsys):
     assert _cli()([str(EXAMPLE), str(out), "--verify", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "verify: PASSED" in text and "14 NVFP4, 1 excluded" in text and "bytes written" in text
-    for step in ("prefill", "decode"):
-        assert any(line.split()[:2] == [step, "logits"] for line in text.splitlines())
+    assert "layer by layer" in text and "14 nodes x 3 runs, 0 failed" in text
     side = json.loads((tmp_path / "out.onnx.json").read_text())
     assert side["dtype"] == "float16" and side["architecture"] == "LlamaForCausalLM" and side["num_layers"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "out.onnx.json"]

@@ -1,9 +1,13 @@
 """NVFP4MoE in ONNX: the node against its contract YAML and the checkpoint's tensors, the
-verifier's node reference on its own, the qdq expansion, and whole-model exports of tiny
-Qwen3-MoE and Mixtral checkpoints run end to end on CPU (onnx.reference with the torch
-references for the plugin nodes, since the ONNX Runtime NVFP4MoE op lives in its own library)."""
+verifier's node reference on its own, the qdq expansion, whole-model exports of tiny Qwen3-MoE and
+Mixtral checkpoints checked layer by layer and end to end on CPU, and the layer check failing on
+one expert scale moved by one FP8 step."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -17,10 +21,16 @@ from export.contract import op_contract
 from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.moe import StackedMoE, stack_moe
 from export.nvfp4 import dequantize_weight, pack_fp4
-from export.onnx_export import export_model, verify_export
+from export.onnx_export import export_model
 from export.onnx_reference import nvfp4_moe_node_reference, reference_ops
 from export.reference import nvfp4_moe_exact
 from export.torch_ops import moe_node_attributes
+from plugins.tensorrt_build import load_sidecar
+from plugins.verify.accuracy import TORCH_DTYPES, graph_scores, reference_scores
+from plugins.verify.layers import random_ids, verify_layers
+from plugins.verify.runtimes import cpu_runtime
+
+FIXTURES_MOE = Path(__file__).resolve().parent / "fixtures" / "producers-moe"
 
 _ONNX_TYPES = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16,
                "int8": onnx.TensorProto.INT8}
@@ -219,10 +229,16 @@ def check_moe_nodes(model: onnx.ModelProto, checkpoint, dtype: str) -> int:
     return len(nodes)
 
 
-def _evaluator_runner(path):
-    ev = ReferenceEvaluator(str(path), new_ops=reference_ops())
-    names = list(ev.output_names)
-    return lambda feeds: dict(zip(names, ev.run(None, feeds)))
+def assert_exported_model_matches(onnx_path, src, logp_atol=1e-4):
+    """The layer-by-layer check passes, and end to end the graph's next-token log-probabilities
+    equal the torch `exact` model's (the graph around the custom nodes is wired right)."""
+    report = verify_layers(onnx_path, src)
+    assert report.ok, report.table()
+    side = load_sidecar(onnx_path)
+    windows = random_ids(side, tokens=6)
+    graph = graph_scores(cpu_runtime(side)(onnx_path, []), side, windows)
+    ref = reference_scores(open_checkpoint(src), TORCH_DTYPES[side["dtype"]], windows, "reference")
+    assert np.abs(graph.logp - ref.logp).max() < logp_atol
 
 
 @pytest.mark.parametrize("family", ["qwen3_moe", "mixtral"])
@@ -237,13 +253,9 @@ def test_whole_model_export(family, fmt, make_tiny_checkpoint, tmp_path):
     onnx.checker.check_model(model, full_check=True)
     if fmt == "plugin":
         assert check_moe_nodes(model, ck, "float32") == 2  # one node per MoE block
-        runner = _evaluator_runner(res.onnx_path)
     else:
         assert not [n for n in model.graph.node if n.domain == "trt.plugins"]
-        runner = None  # verify_export runs qdq graphs through onnx.reference itself
-    report = verify_export(res.onnx_path, src, fmt=fmt, dtype="float32", runner=runner)
-    assert report.ok, report.table()
-    assert max(e.max_abs for errs in report.steps.values() for e in errs) < 1e-4, report.table()
+    assert_exported_model_matches(res.onnx_path, src)
 
 
 def test_float16_plugin_export_keeps_types(make_tiny_checkpoint, tmp_path):
@@ -251,5 +263,39 @@ def test_float16_plugin_export_keeps_types(make_tiny_checkpoint, tmp_path):
     res = export_model(src, tmp_path / "m.onnx", fmt="plugin", dtype="float16", progress=False)
     model = onnx.load(str(res.onnx_path))
     assert check_moe_nodes(model, open_checkpoint(src), "float16") == 2
-    report = verify_export(res.onnx_path, src, fmt="plugin", dtype="float16", runner=_evaluator_runner(res.onnx_path))
+    report = verify_layers(res.onnx_path, src)
     assert report.ok, report.table()
+
+
+@pytest.mark.parametrize("what", ["weight_scale", "weight_global_scale", "input_scale"])
+def test_layer_check_fails_on_one_perturbed_expert_scale(what, tmp_path):
+    """One expert's scale moved by one FP8 step in the exported graph: the layer-by-layer check
+    (reference from the checkpoint's experts) fails at that MoE node and nowhere else."""
+    src = FIXTURES_MOE / "qwen3_moe" / "modelopt"
+    res = export_model(src, tmp_path / "m.onnx", fmt="plugin", dtype="float32", progress=False)
+    model = onnx.load(str(res.onnx_path))
+    node = next(n for n in model.graph.node if n.op_type == "NVFP4MoE")
+    inits = {i.name: i for i in model.graph.initializer}
+    expert = 1
+    if what == "weight_scale":  # the largest block scale of the expert's first down row, one code up
+        t = inits[node.input[6]]
+        raw = np.frombuffer(t.raw_data, dtype=np.uint8).copy().reshape(onnx.numpy_helper.to_array(t).shape)
+        row = raw[expert, 0]
+        j = int(np.argmax(row.view(ml_dtypes.float8_e4m3fn).astype(np.float32)))
+        row[j] += 1
+        t.raw_data = raw.tobytes()
+    elif what == "weight_global_scale":  # the expert's down projection, x 9/8
+        g = onnx.numpy_helper.to_array(inits[node.input[7]]).copy()
+        g[expert] *= np.float32(9 / 8)
+        inits[node.input[7]].CopyFrom(onnx.numpy_helper.from_array(g, node.input[7]))
+    else:  # the activation scale entering the expert's down projection (and G with it)
+        attrs = {a.name: a for a in node.attribute}
+        attrs["w2_input_global_scale"].floats[expert] *= 9 / 8
+        attrs["w2_input_global_scale_inv"].floats[expert] = float(
+            np.float32(1) / np.float32(attrs["w2_input_global_scale"].floats[expert]))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    shutil.copy(str(res.onnx_path) + ".json", str(bad) + ".json")
+    report = verify_layers(bad, src)
+    assert not report.ok
+    assert {r.node for r in report.results if not r.ok} == {node.name}

@@ -15,6 +15,7 @@
 
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -26,6 +27,10 @@ namespace
 constexpr uint32_t kOrtApiVersionUsed = 16;
 
 OrtApi const* gApi = nullptr;
+// The same API at the version that has KernelContext_ParallelFor (ORT >= 1.17); nullptr on older ORT,
+// which then runs the op on one thread.
+constexpr uint32_t kOrtApiVersionParallelFor = 17;
+OrtApi const* gParallelApi = nullptr;
 
 // Runs `call`; on failure frees ORT's status and returns false (the caller writes its own message).
 bool ortOk(OrtStatus* status)
@@ -125,7 +130,6 @@ struct Kernel
 {
     std::string nodeName;
     nvfp4::LinearAttributes attrs;
-    std::vector<float> weightDequantized; // ŵ [N, K] when weight and weight_scale are initializers
 };
 
 // ---- attribute reading (missing / wrong-typed attributes get our own one-line message) ----
@@ -231,24 +235,21 @@ OrtStatus* createKernel(OrtKernelInfo const* info, Kernel& kernel)
             return makeError(node, shapeProblem);
         }
     }
-    // Constant weights (the exported models' case): decode ŵ once, not at every Run.
-    int isConstW = 0, isConstS = 0;
-    OrtValue const* weight = nullptr;
-    OrtValue const* scale = nullptr;
-    if (inputCount >= 3 && ortOk(gApi->KernelInfoGetConstantInput_tensor(info, 1, &isConstW, &weight))
-        && ortOk(gApi->KernelInfoGetConstantInput_tensor(info, 2, &isConstS, &scale)) && isConstW && isConstS
-        && weight && scale)
-    {
-        void* w = nullptr;
-        void* s = nullptr;
-        if (ortOk(gApi->GetTensorMutableData(const_cast<OrtValue*>(weight), &w))
-            && ortOk(gApi->GetTensorMutableData(const_cast<OrtValue*>(scale), &s)))
-        {
-            kernel.weightDequantized = nvfp4::dequantizeWeight(
-                static_cast<uint8_t const*>(w), static_cast<uint8_t const*>(s), a.outFeatures, a.inFeatures);
-        }
-    }
     return nullptr;
+}
+
+// Runs the op's tasks on the session's intra-op thread pool (the threads ORT was told to use).
+void parallelFor(OrtKernelContext* context, int64_t count, std::function<void(int64_t)> const& task)
+{
+    auto trampoline = [](void* data, size_t i) {
+        (*static_cast<std::function<void(int64_t)> const*>(data))(static_cast<int64_t>(i));
+    };
+    if (gParallelApi == nullptr
+        || !ortOk(gParallelApi->KernelContext_ParallelFor(context, trampoline, static_cast<size_t>(count), 0,
+            const_cast<std::function<void(int64_t)>*>(&task))))
+    {
+        nvfp4::runSerially(count, task); // each task writes its own rows: rerunning all is harmless
+    }
 }
 
 template <ONNXTensorElementDataType kType>
@@ -341,8 +342,9 @@ OrtStatus* compute(Kernel const& kernel, OrtKernelContext* context)
     args.w4a4 = a.w4a4();
     args.inputGlobalScale = a.inputGlobalScale;
     args.inputGlobalScaleInv = a.inputGlobalScaleInv;
-    args.weightDequantized = kernel.weightDequantized.empty() ? nullptr : kernel.weightDequantized.data();
-    nvfp4::linearCpu(args);
+    nvfp4::linearCpu(args, [context](int64_t count, std::function<void(int64_t)> const& task) {
+        parallelFor(context, count, task);
+    });
 
     auto* yOut = static_cast<Storage*>(outData);
     for (size_t i = 0; i < y.size(); ++i)
@@ -426,6 +428,7 @@ extern "C" OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
         {
             return nullptr; // cannot even create a status; ORT then reports the op as unregistered
         }
+        gParallelApi = apiBase->GetApi(kOrtApiVersionParallelFor);
     }
     if (domain == nullptr)
     {

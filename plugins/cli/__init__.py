@@ -1,0 +1,1 @@
+"""The runtime-side commands' logic; scripts/<command>.py are thin shims calling `main(argv)`."""
