@@ -1,0 +1,1 @@
+"""The deploy-side commands (build_engine, make_triton_repo, triton_client, verify)."""
