@@ -83,7 +83,7 @@ if [[ -z "$cublas_include" && -n "$cuda_top" && ! -f "$cuda_top/include/cublasLt
     fi
 fi
 
-cmake_args=(-S . -B build -DCMAKE_BUILD_TYPE=Release "-DPython3_EXECUTABLE=$PY")
+cmake_args=(-S . -B build --no-warn-unused-cli -DCMAKE_BUILD_TYPE=Release "-DPython3_EXECUTABLE=$PY")
 [[ -n "$ort_include" ]] && cmake_args+=("-DORT_INCLUDE_DIR=$ort_include")
 [[ -n "$cublas_include" ]] && cmake_args+=("-DCUBLASLT_INCLUDE_DIR=$cublas_include")
 [[ -n "${NVFP4_CUDA_ARCHS:-}" ]] && cmake_args+=("-DNVFP4_CUDA_ARCHS=$NVFP4_CUDA_ARCHS")

@@ -5,7 +5,7 @@
 
 Exit status and what is printed on stderr:
   2    `error: <one line>` for bad input: a `UserError` (export/errors.py), a usage error, an
-       OSError (it names its file), or memory exhausted;
+       OSError (it names its file), memory exhausted, or a missing Python package;
   130  `interrupted` on Ctrl-C, 143 `terminated` on SIGTERM (both unwind, so the outputs' staging
        folders are removed: export/outputs.py);
   3    `internal error: ...` for anything else (a bug; NVFP4_EXPORT_TRACEBACK=1 shows the traceback).
@@ -39,7 +39,12 @@ class Terminated(BaseException):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with its errors as one line (`error: ... (see PROG --help)`) through the handler."""
+    """argparse with its errors as one line (`error: ... (see PROG --help)`) through the handler.
+    PROG is the script's name (`export.py`), or the entry point's (`nvfp4-export`) when run as one."""
+
+    def __init__(self, *args, prog: str | None = None, **kwargs):
+        invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        super().__init__(*args, prog=invoked if invoked.startswith("nvfp4-") else prog, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -110,6 +115,10 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespa
             except (OSError, ValueError):
                 pass
             return 128 + signal.SIGPIPE
+        except ModuleNotFoundError as e:
+            _say(f"error: the Python package {e.name!r} is not installed for {sys.executable}; run "
+                 "scripts/setup.sh and use .venv/bin/python3")
+            return EXIT_BAD_INPUT
         except MemoryError:
             _say("error: out of memory (is a size in the input absurd, or the model too large for this machine?)")
             return EXIT_BAD_INPUT
