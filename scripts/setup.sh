@@ -49,7 +49,7 @@ else
 fi
 PY=$PWD/.venv/bin/python3
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || fail "$("$PY" --version) is too old; Python >= 3.10 is needed"
-echo "setup: Python environment .venv -> $(prefix_of "$PY")"
+echo "setup: Python environment .venv -> $(readlink -f .venv)"
 
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 "$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
