@@ -90,41 +90,20 @@ def random_field_set(rng: random.Random) -> list[tuple[str, str, object]]:
 
 @pytest.fixture(scope="module")
 def trt_creator():
+    """(bindings, creator, recorder): the lean runtime's registry with the plugin library loaded
+    and an error recorder set (tests/test_plugin_registry.py's)."""
     trt = import_tensorrt("lean")
     if trt is None:
         pytest.skip("tensorrt_lean_bindings not installed")
     try:
-        creator = load_creator(trt, find_plugin_library())
+        library = find_plugin_library()
     except FileNotFoundError as e:
         pytest.skip(str(e))
-
-    class Recorder(trt.IErrorRecorder):
-        def __init__(self):
-            trt.IErrorRecorder.__init__(self)
-            self.errors = []
-
-        def num_errors(self):
-            return len(self.errors)
-
-        def get_error_code(self, i):
-            return trt.ErrorCodeTRT.INVALID_ARGUMENT
-
-        def get_error_desc(self, i):
-            return self.errors[i]
-
-        def has_overflowed(self):
-            return False
-
-        def clear(self):
-            self.errors.clear()
-
-        def report_error(self, code, desc):
-            self.errors.append(desc)
-            return False
+    from test_plugin_registry import Recorder
 
     recorder = Recorder()
     trt.get_plugin_registry().error_recorder = recorder
-    yield trt, creator, recorder
+    yield trt, load_creator(trt, library), recorder
     trt.get_plugin_registry().error_recorder = None
 
 
