@@ -71,13 +71,27 @@ def check_model_config(config: dict, file: str, tensor_names: Iterable[str] | No
     if stored and (len(stored) != layers or max(stored) != layers - 1):  # i.e. not exactly 0..layers-1
         raise CheckpointError(f"field 'num_hidden_layers' is {layers} but the tensors hold decoder layers "
                               f"{_ranges(stored)}", file=file)
+    if shape_of is None:
+        return
     embed = "model.embed_tokens.weight"
-    if shape_of is not None and embed in names:
+    if embed in names:
         expected = [config["vocab_size"], config["hidden_size"]]
         got = list(shape_of(embed))
         if got != expected:
             raise CheckpointError(f"vocab_size x hidden_size is {expected[0]} x {expected[1]} but tensor '{embed}' "
                                   f"has shape {got}", file=file)
+    # Output sizes (rows; a packed NVFP4 weight has them too) of the first layer's linears.
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    kv_heads = config.get("num_key_value_heads") or heads
+    for tensor, rows, fields in (
+            ("model.layers.0.self_attn.q_proj.weight", heads * head_dim, "num_attention_heads x head_dim"),
+            ("model.layers.0.self_attn.k_proj.weight", kv_heads * head_dim, "num_key_value_heads x head_dim"),
+            ("model.layers.0.mlp.gate_proj.weight", config["intermediate_size"], "intermediate_size")):
+        if tensor in names:
+            got = list(shape_of(tensor))
+            if not got or got[0] != rows:
+                raise CheckpointError(f"{fields} is {rows} but tensor '{tensor}' has shape {got}", file=file)
 
 
 def _ranges(indices: set[int]) -> str:
