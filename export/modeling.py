@@ -67,7 +67,8 @@ def decoder_config(checkpoint) -> DecoderConfig:
     cfg = dict(checkpoint.config)
     archs = cfg.get("architectures")
     if not archs or not isinstance(archs, list):
-        raise _config_error(checkpoint, f"missing 'architectures'; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
+        raise _config_error(checkpoint, f"'architectures' must name one of {', '.join(SUPPORTED_ARCHITECTURES)}, "
+                                        f"got {quote(archs)}")
     arch = archs[0]
     if arch not in SUPPORTED_ARCHITECTURES:
         raise _config_error(checkpoint, f"architecture {quote(arch)} is not supported; supported: "

@@ -286,7 +286,7 @@ CASES = [
     Case("config-not-utf8", "export", _export, "config.json: is not UTF-8",
          setup=lambda ws: _config(ws).write_bytes(b"\xff\xfe{}")),
     Case("config-huge", "export", _export, "more than the", setup=_sparse_big(_config, 65 * 1024**2)),
-    Case("architectures-string", "export", _export, "'architectures'",
+    Case("architectures-string", "export", _export, "'architectures' must name one of",
          setup=_set(_config, "architectures", "LlamaForCausalLM")),
     Case("architecture-unsupported", "export", _export, "'GPT2LMHeadModel' is not supported",
          setup=_set(_config, "architectures", ["GPT2LMHeadModel"])),

@@ -34,8 +34,8 @@ def check_model_config(config: dict, file: str, tensor_names: Iterable[str] | No
         raise CheckpointError(f"field {field!r} must be {expected}, got {quote(config.get(field))}", file=file)
 
     archs = config.get("architectures")
-    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
-        fail("architectures", "a non-empty list of strings")
+    if archs is not None and (not isinstance(archs, list) or not all(isinstance(a, str) for a in archs)):
+        fail("architectures", "null or a list of strings")
     for field in REQUIRED_SIZES:
         v = config.get(field)
         if not _is_int(v) or not 0 < v <= MAX_SIZE:
