@@ -1,12 +1,40 @@
-"""Errors the export pipeline reports to users as one line (scripts print it and exit 2)."""
+"""The errors every command reports to its user as one line, exit status 2 (export/cli/runner.py).
+
+`UserError` is the base: bad input, or an output that cannot be written. Its message is one line
+that names the file, tensor, field or node and says what was expected; anything the user gave that
+is echoed in it is capped (`quote`), so a hostile value cannot flood the terminal.
+"""
 from __future__ import annotations
 
+# Longest echo of a user-given value inside a message.
+MAX_ECHO = 80
 
-class CheckpointError(Exception):
+
+def one_line(text: object, limit: int = 2000) -> str:
+    """`text` with all whitespace runs (newlines included) collapsed to one space, capped."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def quote(value: object, limit: int = MAX_ECHO) -> str:
+    """repr() of a user-given value, capped at `limit` characters (with the full length said)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+class UserError(Exception):
+    """Bad input or an unwritable output: the command prints the one-line message and exits 2."""
+
+    def __init__(self, message: object):
+        super().__init__(one_line(message))
+
+
+class CheckpointError(UserError):
     """A checkpoint is not what the reader expects.
 
-    The message is one line that names the file, the tensor (when there is one) and what was
-    expected, so a script can print it alone, without a traceback.
+    The message names the file, the tensor (when there is one) and what was expected.
     """
 
     def __init__(self, message: str, *, file: str | None = None, tensor: str | None = None):
@@ -16,8 +44,22 @@ class CheckpointError(Exception):
         if tensor is not None:
             parts.append(f"tensor '{tensor}'")
         prefix = ": ".join(parts)
-        text = f"{prefix}: {message}" if prefix else message
-        # One line, whatever the caller passed.
-        super().__init__(" ".join(text.split()))
+        super().__init__(f"{prefix}: {message}" if prefix else message)
         self.file = file
         self.tensor = tensor
+
+
+class ExportError(UserError):
+    """Bad export arguments or output path."""
+
+
+class DeployError(UserError, ValueError):
+    """Bad deploy input (sidecar, plugin library, plan file, Triton settings)."""
+
+
+class OutputError(UserError):
+    """An output cannot be written (exists, overlaps an input, read-only, disk full, ...)."""
+
+
+class TensorRTUnavailable(UserError):
+    """The full TensorRT builder (`import tensorrt`) is not installed here."""

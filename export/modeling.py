@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from export.checkpoint.hf_config import check_model_config
 from export.checkpoint.moe import find_expert_blocks, read_moe_block, routing_from_config
-from export.errors import CheckpointError
+from export.errors import CheckpointError, quote
 from export.moe import stack_moe_deferred
 from export.torch_ops import REFERENCES, NVFP4Linear, NVFP4MoE
 
@@ -41,7 +42,6 @@ _MODEL_TYPE = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
                "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
                "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral"}
 MOE_ARCHITECTURES = ("Qwen3MoeForCausalLM", "MixtralForCausalLM")
-_REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
 # RoPE variants whose inverse frequencies do not depend on the sequence length.
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
@@ -89,14 +89,15 @@ def decoder_config(checkpoint) -> DecoderConfig:
     cfg = dict(checkpoint.config)
     archs = cfg.get("architectures")
     if not archs or not isinstance(archs, list):
-        raise _config_error(checkpoint, f"missing 'architectures'; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
+        raise _config_error(checkpoint, f"'architectures' must name one of {', '.join(SUPPORTED_ARCHITECTURES)}, "
+                                        f"got {quote(archs)}")
     arch = archs[0]
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise _config_error(checkpoint, f"architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
-    for field in _REQUIRED_FIELDS:
-        v = cfg.get(field)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise _config_error(checkpoint, f"field {field!r} must be a positive integer, got {v!r}")
+        raise _config_error(checkpoint, f"architecture {quote(arch)} is not supported; supported: "
+                                        f"{', '.join(SUPPORTED_ARCHITECTURES)}")
+    # Types, ranges and agreement with the stored tensors before transformers sizes anything by them.
+    check_model_config(cfg, f"{checkpoint.directory}/config.json", checkpoint.tensor_names(),
+                       getattr(checkpoint, "shape", None))
     model_type = cfg.get("model_type", _MODEL_TYPE[arch])
     if model_type != _MODEL_TYPE[arch]:
         raise _config_error(checkpoint, f"model_type {model_type!r} does not match architecture {arch} (expected {_MODEL_TYPE[arch]!r})")
@@ -483,6 +484,13 @@ def build_model(checkpoint, dtype: torch.dtype = torch.float32, reference: str =
                 raise CheckpointError(f"bias shape {list(layer.bias.shape)}, expected [{out_features}]",
                                       file=str(checkpoint.directory), tensor=f"{name}.bias")
             return NVFP4Linear(layer, reference=reference, dtype=dtype)
+        scheme = getattr(checkpoint, "scheme", None)  # None: an in-memory checkpoint without a config
+        if scheme is not None and scheme.expects_quantized(name):
+            wname = f"{name}.weight"
+            stored = checkpoint.tensor(wname).dtype if wname in checkpoint.tensor_names() else "absent"
+            raise CheckpointError(f"is stored unquantized ({stored}) but the quantization config "
+                                  f"({scheme.config_file}) quantizes it (it is not excluded): the config "
+                                  "and the tensors disagree", file=str(checkpoint.directory), tensor=wname)
         b = tensor(f"{name}.bias", (out_features,)) if bias else None
         return DenseLinear(tensor(f"{name}.weight", (out_features, in_features)), b)
 

@@ -12,17 +12,16 @@ Pipeline (`export_model`):
  3. The ONNX IR model is tidied: interface I/O names and dim names, node names = module paths,
     IR version; `--format qdq` rewrites the plugin nodes (export/qdq.py).
  4. onnx_ir saves it, streaming initializers into external data when asked or when the model is
-    larger than protobuf's 2 GB; every file is written under a temporary folder in the output's
-    folder and renamed into place, so a failure leaves no partial output.
- 5. The sidecar JSON (export/sidecar.py).
+    larger than protobuf's 2 GB, beside the sidecar JSON (export/sidecar.py), all under a staging
+    folder (export/outputs.py). An optional check (`--verify`) runs on the staged files; they are
+    published by rename only if it passes, so a failure or an interruption leaves no partial output.
 
 Verification of the written graph lives on the runtime side (plugins.verify, docs/verify.md).
 """
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,11 +31,13 @@ from typing import Callable
 import torch
 
 from export import sidecar as sidecar_mod
-from export.errors import CheckpointError
+from export.dtypes import ACTIVATION_DTYPES, torch_dtype
+from export.errors import CheckpointError, ExportError  # noqa: F401  (ExportError: part of this module's API)
 from export.modeling import NVFP4CausalLM, build_model, decoder_config
+from export.outputs import Staging, check_outputs
 from export.torch_ops import NVFP4Linear, NVFP4MoE, op_contract, register_onnx_symbolic, shape_only_tracing
 
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+DTYPES = {name: torch_dtype(name) for name in ACTIVATION_DTYPES}
 FORMATS = ("plugin", "qdq")
 DEFAULT_OPSET = {"plugin": 21, "qdq": 23}
 OPSET_RANGE = {"plugin": (17, 23), "qdq": (23, 23)}  # IR <= 10 for plugin, 11 for qdq
@@ -44,13 +45,6 @@ PLUGIN_IR_VERSION = 10
 # Above this many initializer bytes the weights go to OUT.onnx.data: a single protobuf file cannot
 # exceed 2 GB, and serializing in memory would hold the weights twice (docs/export.md).
 EXTERNAL_DATA_THRESHOLD = 256 * 1024**2
-
-
-class ExportError(Exception):
-    """A one-line, user-facing export failure (bad arguments or output path)."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass
@@ -67,6 +61,8 @@ class ExportResult:
     bytes_written: int
     seconds: float
     sidecar: dict = field(repr=False, default_factory=dict)
+    check_passed: bool | None = None  # the check's (--verify) verdict; None: no check ran
+    published: bool = True  # False: the check failed and nothing was written
 
     def summary(self) -> str:
         files = [self.onnx_path] + ([self.data_path] if self.data_path else []) + [self.sidecar_path]
@@ -229,13 +225,7 @@ def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
     return model_ir
 
 
-def _io_names(num_layers: int) -> tuple[list[str], list[str]]:
-    ins = ["input_ids", "position_ids", "attention_mask"]
-    outs = ["logits"]
-    for i in range(num_layers):
-        ins += [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
-        outs += [f"present.{i}.key", f"present.{i}.value"]
-    return ins, outs
+_io_names = sidecar_mod.io_names
 
 
 def finalize_graph(model_ir, cfg, source: str) -> None:
@@ -306,63 +296,48 @@ def nvfp4_linear_count(model: torch.nn.Module) -> int:
 
 # --- writing --------------------------------------------------------------------------------------
 
-def check_output_path(out_path: Path, force: bool) -> None:
+def output_paths(out_path: Path) -> tuple[Path, Path, Path]:
+    """(OUT.onnx.data, OUT.onnx.json, OUT.onnx): the files an export writes, in publishing order
+    (the .onnx last: a reader that finds it finds its data and sidecar)."""
+    return out_path.with_name(out_path.name + ".data"), sidecar_mod.sidecar_path(out_path), out_path
+
+
+def check_output_path(out_path: Path, force: bool, inputs=()) -> None:
     if out_path.suffix != ".onnx":
         raise ExportError(f"{out_path}: the output file name must end in .onnx")
-    if not out_path.parent.is_dir():
-        raise ExportError(f"{out_path}: the output folder {out_path.parent} does not exist")
-    if out_path.exists() and not force:
-        raise ExportError(f"{out_path}: already exists (pass --force to overwrite)")
-    if out_path.is_dir():
-        raise ExportError(f"{out_path}: is a folder")
+    data, side, onnx = output_paths(out_path)
+    check_outputs([onnx, data, side], inputs=inputs, force=force)
 
 
 def initializer_bytes(model_ir) -> int:
     return sum(v.const_value.nbytes for v in model_ir.graph.initializers.values() if v.const_value is not None)
 
 
-def save_atomic(model_ir, out_path: Path, *, external_data: bool, sidecar: dict,
-                progress: bool = True) -> tuple[Path | None, int]:
-    """Write OUT.onnx (+ OUT.onnx.data) + OUT.onnx.json: everything goes to a temporary folder in
-    the output's folder, then each file is renamed into place (data first, so a reader never sees
-    an .onnx whose data is missing). Returns (data path or None, bytes written)."""
-    import json
-
+def save_model(model_ir, onnx_path: Path, *, external_data: bool, progress: bool = True) -> None:
+    """onnx_ir.save of the model to `onnx_path` (+ `onnx_path`.data when external)."""
     import onnx_ir as ir
     from tqdm import tqdm
 
-    out_path = Path(out_path)
-    data_name = out_path.name + ".data"
-    side = sidecar_mod.sidecar_path(out_path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent))
-    try:
-        total = initializer_bytes(model_ir)
-        with tqdm(total=total, unit="B", unit_scale=True, desc="writing", disable=not progress, leave=False) as bar:
-            def callback(tensor, info):
-                bar.update(tensor.nbytes)
+    data_name = onnx_path.name + ".data"
+    total = initializer_bytes(model_ir)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="writing", disable=not progress, leave=False) as bar:
+        def callback(tensor, info):
+            bar.update(tensor.nbytes)
 
-            ir.save(model_ir, tmp / out_path.name, external_data=data_name if external_data else None,
-                    callback=callback if external_data else None)
-        (tmp / side.name).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        written = sum(f.stat().st_size for f in tmp.iterdir())
-        if external_data:
-            os.replace(tmp / data_name, out_path.parent / data_name)
-        os.replace(tmp / out_path.name, out_path)
-        os.replace(tmp / side.name, side)
-        stale = out_path.parent / data_name
-        if not external_data and stale.exists():  # an earlier --force'd export's data
-            stale.unlink()
-        return (out_path.parent / data_name if external_data else None), written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        ir.save(model_ir, onnx_path, external_data=data_name if external_data else None,
+                callback=callback if external_data else None)
 
 
 def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, fmt: str = "plugin",
                  dtype: str = "float16", opset: int | None = None, force: bool = False,
                  external_data: bool | None = None, progress: bool = True,
+                 check: Callable[[Path], bool] | None = None, keep_unchecked: bool = False,
                  log: Callable[[str], None] = print) -> ExportResult:
     """Export the checkpoint in `model_dir` to `out_path`. external_data None = only when needed.
-    Raises ExportError or CheckpointError (one line) for bad input."""
+
+    `check(staged_onnx_path) -> ok` (e.g. --verify) runs on the written files before they are
+    published; when it fails they are discarded (`result.published` False) unless `keep_unchecked`.
+    Raises a UserError (one line) for bad input or an unwritable output."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -375,9 +350,9 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
     lo, hi = OPSET_RANGE[fmt]
     if not lo <= opset <= hi:
         raise ExportError(f"--opset {opset} is not supported for --format {fmt} (allowed: {lo}..{hi})")
-    check_output_path(out_path, force)
-
+    check_output_path(out_path, force, inputs=[getattr(model_dir, "directory", model_dir)])
     checkpoint = open_any(model_dir)
+
     cfg = decoder_config(checkpoint)
     with tqdm(total=cfg.num_layers, desc="layers", unit="layer", disable=not progress, leave=False) as bar:
         model = build_model(checkpoint, DTYPES[dtype], reference="onnx", progress=lambda i: bar.update(1),
@@ -401,10 +376,19 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
         excluded_layers=sorted(checkpoint.excluded), source_checkpoint=str(checkpoint.directory),
         checkpoint_format=checkpoint.format,
     )
-    data_path, written = save_atomic(model_ir, out_path, external_data=external_data, sidecar=side, progress=progress)
+    data_path, side_path, _ = targets = output_paths(out_path)
+    with Staging(targets) as staging:
+        staged_onnx = staging.path(out_path)
+        save_model(model_ir, staged_onnx, external_data=external_data, progress=progress)
+        staging.path(side_path).write_text(json.dumps(side, indent=2) + "\n", encoding="utf-8")
+        written = sum(f.stat().st_size for f in staging.folder.iterdir())
+        passed = None if check is None else bool(check(staged_onnx))
+        published = passed is not False or keep_unchecked
+        if published:
+            staging.publish(obsolete=[] if external_data else [data_path])
     return ExportResult(
-        onnx_path=out_path, data_path=data_path, sidecar_path=sidecar_mod.sidecar_path(out_path),
+        onnx_path=out_path, data_path=data_path if external_data else None, sidecar_path=side_path,
         format=fmt, dtype=dtype, opset=opset, quantized_layers=quantized,
         excluded_layers=sorted(checkpoint.excluded), parameters=parameters, bytes_written=written,
-        seconds=time.perf_counter() - t0, sidecar=side,
+        seconds=time.perf_counter() - t0, sidecar=side, check_passed=passed, published=published,
     )

@@ -12,19 +12,22 @@ way; their calibration is export/quantize_moe.py's.
 """
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from export.checkpoint.patterns import matches_any
+from export.checkpoint.hf_config import check_model_config
+from export.checkpoint.patterns import matches_any, pattern_list
 from export.checkpoint.store import INDEX_NAME, TensorStore
 from export.checkpoint.writer import layer_tensors, make_scheme, write_checkpoint
-from export.errors import CheckpointError
+from export.errors import CheckpointError, UserError
+from export.inputs import read_json_object
 from export.layer import GROUP_SIZE, NVFP4LinearWeights
 from export.nvfp4 import E2M1_MAX, FP8_E4M3_MAX, quantize_weight
+from export.outputs import check_outputs
 from export.quantize_moe import expert_amax_hooks, expert_linears, router_names
 
 DEFAULT_EXCLUDE = ("lm_head",)
@@ -118,26 +121,41 @@ def calibrate_input_amax(model, names: list[str], batches: list[torch.Tensor], e
     return amax
 
 
-def _global_from_amax(amax: torch.Tensor, reciprocal: bool) -> torch.Tensor:
-    """The stored float32 global scale: amax/2688 (dequant) or 2688/amax (compressed-tensors)."""
+def _global_from_amax(amax: torch.Tensor, reciprocal: bool, what: str, file: str, tensor: str) -> torch.Tensor:
+    """The stored float32 global scale: amax/2688 (dequant) or 2688/amax (compressed-tensors).
+    Both it and its reciprocal must be finite and > 0 in float32 (else the layer cannot be
+    represented: an amax below ~1e-35 or above ~1e38)."""
     amax = amax.to(torch.float32)
-    return (_AMAX_DENOM / amax) if reciprocal else (amax / _AMAX_DENOM)
+    stored = (_AMAX_DENOM / amax) if reciprocal else (amax / _AMAX_DENOM)
+    for v in (stored, 1.0 / stored):
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise CheckpointError(f"{what} amax {float(amax):.9g} gives a global scale {float(stored):.9g} whose "
+                                  "float32 reciprocal is not finite; this layer cannot be NVFP4 (exclude it with "
+                                  "--exclude)", file=file, tensor=tensor)
+    return stored
 
 
 def quantize_checkpoint(src_dir, out_dir, fmt: str, *, w4a16: bool = False, calib_batches: int = 4,
                         seed: int = 0, exclude=DEFAULT_EXCLUDE, calib_input_ids: list[torch.Tensor] | None = None,
-                        max_shard_bytes: int | None = None) -> QuantizeResult:
+                        max_shard_bytes: int | None = None, force: bool = False) -> QuantizeResult:
+    """Quantize the Hugging Face model in `src_dir` into `out_dir` (replaced only with `force`;
+    never when it is, holds or lies inside `src_dir`). Raises a UserError (one line) for bad input."""
     src, out = Path(src_dir), Path(out_dir)
-    scheme = make_scheme(fmt, exclude=exclude, w4a16=w4a16)
-    if not (src / "config.json").is_file():
+    scheme = make_scheme(fmt, exclude=pattern_list(list(exclude), "--exclude"), w4a16=w4a16)
+    if calib_batches < 1 and not w4a16 and not calib_input_ids:
+        raise UserError(f"--calib-batches must be >= 1, got {calib_batches}")
+    if not src.is_dir():
+        raise CheckpointError("is not a directory", file=str(src))
+    check_outputs([out], inputs=[src], force=force, directory=True)
+    config_path = src / "config.json"
+    if not os.path.lexists(config_path):
         raise CheckpointError("missing config.json (expected a Hugging Face model folder)", file=str(src))
-    try:
-        config = json.loads((src / "config.json").read_text())
-    except ValueError as e:
-        raise CheckpointError(f"is not valid JSON ({e})", file=str(src / "config.json")) from None
-    if "quantization_config" in config or (src / "hf_quant_config.json").exists():
-        raise CheckpointError("is already quantized (has a quantization config)", file=str(src / "config.json"))
+    config = read_json_object(config_path, "config.json", error=CheckpointError)
+    if "quantization_config" in config or os.path.lexists(src / "hf_quant_config.json"):
+        raise CheckpointError("is already quantized (has a quantization config)", file=str(config_path))
     store = TensorStore(src)
+    # Sizes and types before transformers builds anything from them.
+    check_model_config(config, str(config_path), store.names(), store.shape)
     skeleton = _load_model(src, weights=False)
     modules = dict(skeleton.named_modules())
     linears = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
@@ -151,6 +169,9 @@ def quantize_checkpoint(src_dir, out_dir, fmt: str, *, w4a16: bool = False, cali
     excluded = [n for n in linears if n not in quantized]
     experts = {n: x for n, x in experts.items() if not matches_any(n, scheme.exclude)}
     quantized += list(experts)
+    if not quantized:
+        raise CheckpointError(f"no linear layer is left to quantize ({len(linears)} linears, all excluded or tied); "
+                              "an NVFP4 checkpoint without NVFP4 layers would be mislabelled", file=str(src))
     for n in quantized:
         wname = f"{n}.weight"
         if wname not in store:
@@ -189,11 +210,13 @@ def quantize_checkpoint(src_dir, out_dir, fmt: str, *, w4a16: bool = False, cali
             raise CheckpointError("has NaN or Inf values", file=str(store.file_of(f"{n}.weight")),
                                   tensor=f"{n}.weight")
         w_amax = w.abs().amax()
-        w_stored = _global_from_amax(w_amax if w_amax > 0 else torch.tensor(_AMAX_DENOM), scheme.reciprocal_globals)
+        w_stored = _global_from_amax(w_amax if w_amax > 0 else torch.tensor(_AMAX_DENOM), scheme.reciprocal_globals,
+                                     "weight", str(store.file_of(f"{n}.weight")), f"{n}.weight")
         packed, scale, g = quantize_weight(w, scheme.to_dequant(w_stored))
         s_in = s_in_inv = None
         if not w4a16:
-            stored_in = _global_from_amax(torch.tensor(amax[n]), scheme.reciprocal_globals)
+            stored_in = _global_from_amax(torch.tensor(amax[n]), scheme.reciprocal_globals,
+                                          "calibrated input", str(src), f"{n} input")
             s_in, s_in_inv = scheme.input_scales(stored_in)
         bias = tensors.pop(f"{n}.bias", None)
         layer = NVFP4LinearWeights(n, packed, scale, g, s_in, s_in_inv, bias)
@@ -203,8 +226,11 @@ def quantize_checkpoint(src_dir, out_dir, fmt: str, *, w4a16: bool = False, cali
         tensors.update(stored)
         result.layers[n] = layer
 
-    extra = {p.name: p.read_bytes() for p in sorted(src.iterdir())
-             if p.is_file() and p.name not in _SKIP_FILES and not p.name.endswith((".safetensors", ".bin", ".pt"))}
+    # Side files (tokenizer, generation config...) are copied; hidden files and special files are not.
+    extra = {p.name: p for p in sorted(src.iterdir())
+             if p.is_file() and not p.name.startswith(".") and p.name not in _SKIP_FILES
+             and not p.name.endswith((".safetensors", ".bin", ".pt"))}
     ordered = dict(sorted(tensors.items()))
-    write_checkpoint(out, scheme, config, ordered, extra_files=extra, max_shard_bytes=max_shard_bytes)
+    write_checkpoint(out, scheme, config, ordered, extra_files=extra, max_shard_bytes=max_shard_bytes,
+                     inputs=[src], force=force)
     return result

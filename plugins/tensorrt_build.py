@@ -8,116 +8,29 @@ offers everywhere (`tensorrt_lean_bindings`) cannot build, so `build_engine` rai
 """
 from __future__ import annotations
 
-import json
+import mmap
 import os
 import shlex
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.sidecar import sidecar_path
+from export.errors import DeployError, TensorRTUnavailable
+from export.inputs import regular_file
+from export.outputs import Staging, check_outputs
+# The sidecar's home is export/sidecar.py; these names stay importable from here for deploy code.
+from export.sidecar import check_sidecar_matches_onnx, load_sidecar, onnx_io, read_sidecar  # noqa: F401
 from plugins.tensorrt_registry import import_tensorrt as import_tensorrt_module
 
 # A serialized TensorRT engine starts with these four bytes (what torch-tensorrt and Ultralytics
 # test before handing bytes to `deserialize_cuda_engine`).
 PLAN_MAGIC = b"ftrt"
-ONNX_TO_NAME = {1: "float32", 10: "float16", 16: "bfloat16", 7: "int64", 6: "int32", 9: "bool"}
-SIDECAR_KEYS = ("format", "dtype", "num_layers", "num_kv_heads", "head_dim", "vocab_size", "inputs", "outputs")
 # TensorRT's dynamic-library entry point (IPluginRegistry::loadLibrary, trtexec --dynamicPlugins).
 PLUGIN_ENTRY_POINT = "getCreators"
+# Larger than any plugin library this project builds for every architecture (~40 MB).
+MAX_PLUGIN_LIBRARY_BYTES = 2 * 1024**3
 
-
-class DeployError(ValueError):
-    """Bad deploy input; the message is one line naming the file and what was expected."""
-
-
-class TensorRTUnavailable(RuntimeError):
-    """The full TensorRT builder (`import tensorrt`) is not installed here."""
-
-
-# --------------------------------------------------------------------------------------------
-# Sidecar JSON (written by scripts/export.py next to OUT.onnx as OUT.onnx.json)
-# --------------------------------------------------------------------------------------------
-
-
-def load_sidecar(onnx_path: str | os.PathLike) -> dict:
-    """Read and check `OUT.onnx.json` next to an existing OUT.onnx; raise DeployError otherwise."""
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise DeployError(f"{onnx_path}: ONNX file not found")
-    path = sidecar_path(onnx_path)
-    if not path.is_file():
-        raise DeployError(f"{path}: sidecar JSON not found (scripts/export.py writes it next to {onnx_path.name})")
-    return read_sidecar_file(path)
-
-
-def read_sidecar_file(path: str | os.PathLike) -> dict:
-    """Read and check a sidecar JSON by its own path (what a client machine without the ONNX has)."""
-    path = Path(path)
-    try:
-        side = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DeployError(f"{path}: cannot read the sidecar JSON ({' '.join(str(err).split())})") from None
-    if not isinstance(side, dict):
-        raise DeployError(f"{path}: expected a JSON object")
-    missing = [k for k in SIDECAR_KEYS if k not in side]
-    if missing:
-        raise DeployError(f"{path}: missing keys {missing}")
-    if side["format"] not in ("plugin", "qdq"):
-        raise DeployError(f"{path}: format must be 'plugin' or 'qdq', got {side['format']!r}")
-    for spec in side["inputs"]:
-        for key in ("name", "dtype", "shape", "min", "opt", "max"):
-            if key not in spec:
-                raise DeployError(f"{path}: input {spec.get('name', '?')!r} lacks {key!r}")
-        rank = len(spec["shape"])
-        if not all(len(spec[k]) == rank for k in ("min", "opt", "max")):
-            raise DeployError(f"{path}: input {spec['name']!r}: min/opt/max must have rank {rank}")
-        if not all(a <= b <= c for a, b, c in zip(spec["min"], spec["opt"], spec["max"])):
-            raise DeployError(f"{path}: input {spec['name']!r}: expected min <= opt <= max, got "
-                              f"{spec['min']} {spec['opt']} {spec['max']}")
-    for spec in side["outputs"]:
-        for key in ("name", "dtype", "shape"):
-            if key not in spec:
-                raise DeployError(f"{path}: output {spec.get('name', '?')!r} lacks {key!r}")
-    return side
-
-
-def onnx_io(onnx_path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
-    """(inputs, outputs) of the ONNX graph as [{name, dtype, shape}] (dim_param names kept as str)."""
-    import onnx
-
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as err:  # protobuf DecodeError and friends
-        raise DeployError(f"{onnx_path}: not a readable ONNX model ({type(err).__name__})") from None
-
-    def describe(values):
-        out = []
-        for v in values:
-            t = v.type.tensor_type
-            shape = [d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?")
-                     for d in t.shape.dim]
-            out.append({"name": v.name, "dtype": ONNX_TO_NAME.get(t.elem_type, str(t.elem_type)), "shape": shape})
-        return out
-
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in initializers]
-    return describe(inputs), describe(model.graph.output)
-
-
-def check_sidecar_matches_onnx(onnx_path, side: dict) -> None:
-    """The sidecar must describe exactly the graph's inputs/outputs (names, dtypes, ranks)."""
-    inputs, outputs = onnx_io(onnx_path)
-    for kind, graph, declared in (("input", inputs, side["inputs"]), ("output", outputs, side["outputs"])):
-        g = {v["name"]: v for v in graph}
-        d = {v["name"]: v for v in declared}
-        if set(g) != set(d):
-            raise DeployError(f"{sidecar_path(onnx_path)}: {kind}s {sorted(d)} do not match the ONNX graph's {sorted(g)}")
-        for name, spec in d.items():
-            if spec["dtype"] != g[name]["dtype"] or len(spec["shape"]) != len(g[name]["shape"]):
-                raise DeployError(f"{sidecar_path(onnx_path)}: {kind} {name!r} is {spec['dtype']}{spec['shape']} "
-                                  f"but the ONNX graph has {g[name]['dtype']}{g[name]['shape']}")
+read_sidecar_file = read_sidecar
 
 
 @dataclass(frozen=True)
@@ -145,10 +58,18 @@ def elf_dynamic_symbols(path: str | os.PathLike) -> set[str]:
     """Names of the symbols an ELF64 little-endian shared library defines in `.dynsym`.
 
     Reading the ELF instead of dlopen()ing it keeps the check free of the library's own
-    dependencies (libnvinfer, libcudart), which a CPU-only checker may not have.
+    dependencies (libnvinfer, libcudart), which a CPU-only checker may not have. The file is
+    mapped, not read, so its size costs no memory.
     """
-    path = Path(path)
-    data = path.read_bytes()
+    path = regular_file(path, "plugin library", error=DeployError, max_bytes=MAX_PLUGIN_LIBRARY_BYTES)
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < 64:
+            raise DeployError(f"{path}: not an ELF shared library")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _dynamic_symbols(path, data)
+
+
+def _dynamic_symbols(path: Path, data) -> set[str]:
     if data[:4] != b"\x7fELF":
         raise DeployError(f"{path}: not an ELF shared library")
     if data[4] != 2 or data[5] != 1:
@@ -156,18 +77,24 @@ def elf_dynamic_symbols(path: str | os.PathLike) -> set[str]:
     try:
         (e_shoff,) = struct.unpack_from("<Q", data, 0x28)
         e_shentsize, e_shnum = struct.unpack_from("<HH", data, 0x3A)
+        if e_shentsize < 64 or e_shnum > 65535:
+            raise ValueError
         sections = [struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize) for i in range(e_shnum)]
         names = set()
         for sec in sections:
             if sec[1] != 11:  # SHT_DYNSYM
                 continue
             offset, size, link, entsize = sec[4], sec[5], sec[6], sec[9] or 24
+            if offset + size > len(data):
+                raise ValueError
             str_off = sections[link][4]
             for k in range(size // entsize):
                 st_name, st_info, _, st_shndx, _, _ = struct.unpack_from("<IBBHQQ", data, offset + k * entsize)
                 if st_shndx == 0 or (st_info >> 4) not in (1, 2):  # undefined, or not GLOBAL/WEAK
                     continue
-                end = data.index(b"\0", str_off + st_name)
+                end = data.find(b"\0", str_off + st_name)
+                if end < 0:
+                    raise ValueError
                 names.add(data[str_off + st_name:end].decode("ascii", "replace"))
     except (struct.error, IndexError, ValueError):
         raise DeployError(f"{path}: truncated or malformed ELF file") from None
@@ -177,8 +104,6 @@ def elf_dynamic_symbols(path: str | os.PathLike) -> set[str]:
 def check_plugin_library(path: str | os.PathLike) -> Path:
     """An existing ELF library that exports `getCreators`; returns its absolute path."""
     path = Path(path)
-    if not path.is_file():
-        raise DeployError(f"{path}: plugin library not found")
     if PLUGIN_ENTRY_POINT not in elf_dynamic_symbols(path):
         raise DeployError(f"{path}: does not export {PLUGIN_ENTRY_POINT} (not a TensorRT plugin library; "
                           f"expected build/libnvfp4_trt_plugin.so)")
@@ -186,10 +111,9 @@ def check_plugin_library(path: str | os.PathLike) -> Path:
 
 
 def check_plan_file(path: str | os.PathLike) -> Path:
-    """A serialized TensorRT engine: present, not empty, not an ONNX model, TensorRT magic."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeployError(f"{path}: plan file not found")
+    """A serialized TensorRT engine: a regular file, not empty, not an ONNX model, TensorRT magic.
+    (What is inside is checked by TensorRT when it deserializes the plan on the GPU.)"""
+    path = regular_file(path, "plan file", error=DeployError)
     with open(path, "rb") as f:
         head = f.read(16)
     if not head:
@@ -231,15 +155,18 @@ def import_tensorrt():
 
 
 def build_engine(onnx_path, plugin_library, plan_path, side: dict | None = None, *,
-                 workspace_bytes: int | None = None, version_compatible: bool = False, log_level: str = "WARNING") -> Path:
+                 workspace_bytes: int | None = None, version_compatible: bool = False,
+                 log_level: str = "WARNING", force: bool = False) -> Path:
     """Parse the ONNX with the plugin loaded, build one optimization profile from the sidecar, write the plan.
 
-    The plan is written to a temporary name and renamed, so a failed build leaves nothing behind.
+    The plan appears whole or not at all (export/outputs.py); an existing plan needs `force`.
     """
-    trt = import_tensorrt()
     onnx_path = Path(onnx_path)
+    plan_path = Path(plan_path)
     side = side if side is not None else load_sidecar(onnx_path)
     plugin_library = check_plugin_library(plugin_library)
+    check_outputs([plan_path], inputs=[onnx_path, plugin_library], force=force)
+    trt = import_tensorrt()
     logger = trt.Logger(getattr(trt.Logger, log_level))
     builder = trt.Builder(logger)
     # The plugin registers its creator through getCreators; loadLibrary is the call trtexec
@@ -264,23 +191,20 @@ def build_engine(onnx_path, plugin_library, plan_path, side: dict | None = None,
     for name, (lo, opt, hi) in Profile.from_sidecar(side).shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise DeployError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log above)")
-    return write_atomically(Path(plan_path), bytes(serialized))
+    with Staging([plan_path]) as staging:
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise DeployError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log above)")
+        staging.path(plan_path).write_bytes(bytes(serialized))
+        staging.publish()
+    return plan_path
 
 
 def write_atomically(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Replace `path` with `data` whole or not at all (for deploy code that writes reports)."""
+    from export.outputs import write_file
+
+    return write_file(path, data, force=True)
 
 
 def trtexec_commands(onnx_path, plugin_library, plan_path, side: dict) -> dict[str, str]:

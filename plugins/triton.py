@@ -13,31 +13,24 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from plugins.tensorrt_build import DeployError, check_plan_file, check_plugin_library
+from export.dtypes import DTYPES, numpy_dtype  # noqa: F401  (numpy_dtype: used by request building)
+from export.errors import DeployError
+from export.outputs import Staging, check_outputs
+from plugins.tensorrt_build import check_plan_file, check_plugin_library
 
-TRITON_DTYPES = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16", "int64": "INT64", "int32": "INT32", "bool": "BOOL"}
 BATCH_DIM = "batch"
 
 
 def triton_dtype(dtype: str) -> str:
-    try:
-        return TRITON_DTYPES[dtype]
-    except KeyError:
-        raise DeployError(f"dtype {dtype!r} has no Triton equivalent (expected one of {sorted(TRITON_DTYPES)})") from None
-
-
-def numpy_dtype(dtype: str):
-    if dtype == "bfloat16":
-        import ml_dtypes  # tritonclient wants ml_dtypes.bfloat16 arrays for BF16
-
-        return ml_dtypes.bfloat16
-    return np.dtype(dtype)
+    if dtype not in DTYPES:
+        raise DeployError(f"dtype {dtype!r} has no Triton equivalent (expected one of {sorted(DTYPES)})")
+    return DTYPES[dtype].triton
 
 
 def batchable(side: dict) -> bool:
@@ -97,45 +90,46 @@ def model_config_text(name: str, side: dict, *, max_batch_size: int | None = Non
     return "\n".join(lines) + "\n"
 
 
-def launch_commands(repository: Path, plugin: Path) -> dict[str, str]:
-    repo, lib = repository.resolve(), plugin.resolve()
+def launch_commands(repository: Path, plugin: Path, *, exec_prefix: str = "") -> dict[str, str]:
+    """The two tritonserver command lines that load the plugin (shell-quoted). `exec_prefix="exec "`
+    gives the forms a script ends with."""
+    repo, lib = shlex.quote(str(repository.resolve())), shlex.quote(str(plugin.resolve()))
+    server = f"{exec_prefix}tritonserver --model-repository={repo}"
     return {
-        "backend_config": f"tritonserver --model-repository={repo} --backend-config=tensorrt,plugins={lib}",
-        "ld_preload": f"LD_PRELOAD={lib} tritonserver --model-repository={repo}",
+        "backend_config": f"{server} --backend-config=tensorrt,plugins={lib}",
+        # The assignment comes first: `LD_PRELOAD=... exec tritonserver` exports it to the program
+        # exec replaces the shell with (`exec LD_PRELOAD=...` would look for a program of that name).
+        "ld_preload": f"LD_PRELOAD={lib} {server}",
     }
 
 
 def write_repository(plan: str | os.PathLike, side: dict, plugin: str | os.PathLike, out_dir: str | os.PathLike, *,
                      name: str = "nvfp4_llm", max_batch_size: int | None = None, instances: int = 1,
-                     dynamic_batching: bool = True) -> Path:
+                     dynamic_batching: bool = True, inputs: tuple = (), force: bool = False) -> Path:
     """Write `out_dir/{name}/config.pbtxt`, `out_dir/{name}/1/model.plan`, `out_dir/launch.sh`, `out_dir/README.md`.
 
-    Everything is assembled in a temporary folder beside `out_dir` and renamed into place, so a
-    failure leaves no half-written repository. An existing `out_dir` is refused.
+    The repository appears whole or not at all (export/outputs.py). An existing `out_dir` is
+    replaced only with `force`; never when it is, holds or lies inside one of `inputs` (the
+    plan, ONNX, sidecar and plugin are always among them).
     """
     plan = check_plan_file(plan)
     plugin = check_plugin_library(plugin)
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise DeployError(f"{out_dir}: already exists (choose a new model repository folder)")
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-        raise DeployError(f"model name {name!r}: expected letters, digits, '_', '.', '-' (it names a folder)")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name):
+        raise DeployError(f"model name {name!r}: expected up to 128 letters, digits, '_', '.', '-' (it names a folder)")
     config = model_config_text(name, side, max_batch_size=max_batch_size, instances=instances,
                                dynamic_batching=dynamic_batching)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    check_outputs([out_dir], inputs=[plan, plugin, *inputs], force=force, directory=True)
+    with Staging([out_dir], directory=True) as staging:
+        tmp = staging.path()
         (tmp / name / "1").mkdir(parents=True)
         (tmp / name / "config.pbtxt").write_text(config)
         shutil.copyfile(plan, tmp / name / "1" / "model.plan")
         cmds = launch_commands(out_dir, plugin)
-        (tmp / "launch.sh").write_text(_launch_script(cmds))
+        (tmp / "launch.sh").write_text(_launch_script(launch_commands(out_dir, plugin, exec_prefix="exec ")))
         (tmp / "launch.sh").chmod(0o755)
         (tmp / "README.md").write_text(_readme(name, cmds, side))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        staging.publish()
     return out_dir
 
 
@@ -144,11 +138,13 @@ def _launch_script(cmds: dict[str, str]) -> str:
 # Start Triton with the NVFP4Linear TensorRT plugin loaded. The TensorRT backend only dlopen()s
 # the library, whose static initializer registers the plugin creator. Build the plugin against
 # the TensorRT version inside the Triton container.
+#   ./launch.sh [--ld-preload] [more tritonserver options]
 set -e
-if [ "$1" = "--ld-preload" ]; then
-  exec {cmds['ld_preload']}
+if [ "${{1:-}}" = "--ld-preload" ]; then
+  shift
+  {cmds['ld_preload']} "$@"
 fi
-exec {cmds['backend_config']}
+{cmds['backend_config']} "$@"
 """
 
 

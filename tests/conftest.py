@@ -9,15 +9,12 @@ Every folder is made once per session, under pytest's session temp dir.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from export.checkpoint import FORMATS  # noqa: E402
+from export.checkpoint import FORMATS
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -166,6 +166,17 @@ def test_library_lookup_order(tmp_path, monkeypatch, finder, env_var, file_name)
         find(tmp_path / "missing.so")
 
 
+def test_cpp_field_table_matches_yaml():
+    """The plugin's field table (NVFP4LinearFields.h) and the names it uses (nvfp4LinearAttributes.h)
+    are the YAML's attributes, in order, with the parser's types: checked from the sources, so it
+    holds without a build."""
+    src = REPO_ROOT / "trt_plugin_src"
+    names = dict(re.findall(r'constexpr char const\* (kAttr\w+) = "(\w+)";',
+                            (src / "common" / "nvfp4LinearAttributes.h").read_text()))
+    table = re.findall(r"\{(kAttr\w+), nvinfer1::PluginFieldType::(k\w+), (true|false)\}",
+                       (src / "nvfp4Linear" / "NVFP4LinearFields.h").read_text())
+    assert [(names[const], kind) for const, kind, _ in table] == contract_fields()
+    assert all(is_list == "false" for _, _, is_list in table)  # every NVFP4Linear field is one value
 # ---- NVFP4MoE (docs/op-contract-moe.md, trt_plugin_src/nvfp4MoE/NVFP4MoE_PluginConfig.yaml) ----
 
 def test_moe_yaml_is_self_consistent():

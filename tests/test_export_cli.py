@@ -1,22 +1,23 @@
-"""scripts/export.py: the README's main command, and bad input (one line, exit 2, nothing left)."""
+"""scripts/export.py (plugins/cli/export.py): the README's main command, --verify publishing only
+what passes, and bad input (one line, exit 2, nothing left; tests/test_malformed_inputs.py has the
+full table)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from plugins.cli import export as export_cli
+from export.errors import OutputError
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tiny-llama-nvfp4"
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location("export_cli", ROOT / "scripts" / "export.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return export_cli.main
 
 
 def _ort_or_skip():
@@ -100,6 +101,37 @@ def test_failure_during_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(onnx_ir, "save", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="m.onnx: cannot write"):
         export_model(EXAMPLE, tmp_path / "m.onnx", external_data=True, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_a_whole_export(tmp_path, capsys):
+    """--force replaces all three files; an earlier export's .onnx.data that the new one does not
+    have is removed with it (it would describe another graph)."""
+    out = tmp_path / "m.onnx"
+    assert _cli()([str(EXAMPLE), str(out), "--quiet", "--external-data"]) == 0
+    assert (tmp_path / "m.onnx.data").exists()
+    assert _cli()([str(EXAMPLE), str(out), "--quiet", "--dtype", "float32", "--force"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+    assert json.loads((tmp_path / "m.onnx.json").read_text())["dtype"] == "float32"
+
+
+def test_failed_verify_publishes_nothing_unless_asked(tmp_path, monkeypatch, capsys):
+    """--verify checks the staged files; when the check fails the export is not written
+    (exit 1), unless --keep-unverified."""
+    _ort_or_skip()
+    from plugins.cli import verify
+
+    def failing(onnx_path, model_dir, **kwargs):
+        assert Path(onnx_path).is_file() and Path(str(onnx_path) + ".json").is_file()  # the staged export
+        return False
+
+    monkeypatch.setattr(verify, "check_export", failing)
+    out = tmp_path / "m.onnx"
+    assert _cli()([str(EXAMPLE), str(out), "--quiet", "--verify"]) == 1
+    assert "nothing was written" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    assert _cli()([str(EXAMPLE), str(out), "--quiet", "--verify", "--keep-unverified"]) == 1
+    assert "written anyway" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]

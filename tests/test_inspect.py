@@ -1,7 +1,6 @@
 """scripts/inspect_checkpoint.py: table, --json schema and values, bad input."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,21 +9,15 @@ from pathlib import Path
 import torch
 
 from export.checkpoint import open_checkpoint
+from export.cli import inspect_checkpoint
 from export.nvfp4 import e2m1_decode, unpack_fp4
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "inspect_checkpoint.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("inspect_checkpoint_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_in_process(capsys, *args):
-    rc = _load_script().main([str(a) for a in args])
+    rc = inspect_checkpoint.main([str(a) for a in args])
     out = capsys.readouterr()
     return subprocess.CompletedProcess(args, rc, out.out, out.err)
 

@@ -147,7 +147,7 @@ REFUSALS = {
     "gate and up input scales differ": (_set(f"{P}.experts.1.up_proj.input_scale", torch.tensor(0.5)),
                                         "expert 1: gate and up have different input scales"),
     "some experts unquantized": (_unquantize(2), "experts 2 are not NVFP4 while the others are"),
-    "no expert quantized": (_unquantize(0, 1, 2), "none of its 3 experts is NVFP4"),
+    "no expert quantized": (_unquantize(0, 1, 2), "declares NVFP4 but no tensor is NVFP4"),  # nothing else is either
     "down has the wrong shape": (_reshape_down(2), "expert 2 down is [out=32, in=32]"),
     "an expert is missing": (_drop("experts.1."), "has no expert 1"),
     "a projection is missing": (_drop("experts.0.up_proj."), "expert 0 lacks up_proj"),

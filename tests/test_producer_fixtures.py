@@ -8,7 +8,6 @@ none of the tools, only the committed files.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -202,17 +201,11 @@ def test_inspect_checkpoint_json(fmt):
 
 # ------------------------------------------------------------------------------ scripts/quantize.py
 
-def _load_quantize_script():
-    spec = importlib.util.spec_from_file_location("quantize_script", REPO / "scripts" / "quantize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def project_quantized(tmp_path_factory):
     """scripts/quantize.py on the same source model, once per format."""
-    script = _load_quantize_script()
+    from export.cli import quantize as script
+
     cache: dict[str, Path] = {}
 
     def make(fmt: str) -> Path:

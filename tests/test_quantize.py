@@ -1,7 +1,6 @@
 """export.quantize / scripts/quantize.py: round trip through every layout, configs, bad input."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import pytest
 import torch
 
 from export.checkpoint import FORMATS, CheckpointError, open_checkpoint
+from export.cli import quantize as script
+from export.errors import UserError
 from export.checkpoint.reader import natural_key
 from export.checkpoint.store import TensorStore
 from export.nvfp4 import dequantize_weight
@@ -103,13 +104,27 @@ def test_tied_embeddings_stay_unquantized(tmp_path, make_tiny_hf):
 
 def test_bad_input(tmp_path, tiny_checkpoint):
     fmt, path = tiny_checkpoint
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(CheckpointError, match="already quantized"):
         quantize_checkpoint(path, tmp_path / "x", fmt)
     with pytest.raises(CheckpointError, match="missing config.json"):
-        quantize_checkpoint(tmp_path, tmp_path / "x", fmt)
-    with pytest.raises(ValueError, match="unknown checkpoint format"):
+        quantize_checkpoint(empty, tmp_path / "x", fmt)
+    with pytest.raises(UserError, match="unknown checkpoint format"):
         quantize_checkpoint(path, tmp_path / "x", "gguf")
     assert not (tmp_path / "x").exists()
+
+
+def test_existing_output_needs_force(tmp_path, tiny_llama_dir):
+    out = tmp_path / "q"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(UserError, match="already exists"):
+        quantize_checkpoint(tiny_llama_dir, out, "modelopt", w4a16=True)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    quantize_checkpoint(tiny_llama_dir, out, "modelopt", w4a16=True, force=True)
+    assert open_checkpoint(out).format == "modelopt" and not (out / "mine.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]
 
 
 def _run_script(*args):
@@ -119,15 +134,12 @@ def _run_script(*args):
 
 def test_script_end_to_end_and_errors(tmp_path, tiny_llama_dir, capsys):
     out = tmp_path / "m"
-    spec = importlib.util.spec_from_file_location("quantize_script", REPO / "scripts" / "quantize.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     rc = script.main([str(tiny_llama_dir), str(out), "--format", "modelopt", "--calib-batches", "1", "--seed", "3"])
     assert rc == 0 and "14 NVFP4 linears" in capsys.readouterr().out
     assert open_checkpoint(out).format == "modelopt"
     assert script.main([str(tmp_path / "nope"), str(tmp_path / "o3"), "--format", "compressed-tensors"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "config.json" in err and not (tmp_path / "o3").exists()
+    assert len(err.strip().splitlines()) == 1 and "nope: is not a directory" in err and not (tmp_path / "o3").exists()
 
     # K not a multiple of 16: exit 2, one line on stderr, nothing left behind.
     bad = tmp_path / "bad_src"

@@ -6,7 +6,6 @@ graph with the export's I/O contract plays the server's part for the generation 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import ml_dtypes
@@ -19,13 +18,11 @@ import tritonclient.http as httpclient
 from onnx import numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent))
 
-from test_triton_repo import make_toy_export, run_script  # noqa: E402
+from test_triton_repo import make_toy_export, run_script
 
-from plugins.tensorrt_build import DeployError  # noqa: E402
-from plugins.triton import (  # noqa: E402
+from plugins.tensorrt_build import DeployError
+from plugins.triton import (
     build_infer_inputs,
     build_requested_outputs,
     decode_feeds,

@@ -8,6 +8,7 @@ writer copies it and checks its magic, nothing here deserializes it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,10 +20,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from plugins.tensorrt_build import DeployError, check_plan_file, check_plugin_library  # noqa: E402
-from plugins.triton import model_config_text  # noqa: E402
+from plugins.tensorrt_build import DeployError, check_plan_file, check_plugin_library
+from plugins.triton import model_config_text
 
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 
@@ -158,9 +158,34 @@ def test_repository_matches_onnx_and_triton_proto(toy, tmp_path):
     assert (repo / "toy" / "1" / "model.plan").read_bytes() == toy["plan"].read_bytes()
     launch = (repo / "launch.sh").read_text()
     lib = str(toy["plugin"].resolve())
-    assert f"--backend-config=tensorrt,plugins={lib}" in launch and f"LD_PRELOAD={lib} tritonserver" in launch
+    assert f"--backend-config=tensorrt,plugins={lib}" in launch and f"LD_PRELOAD={lib} exec tritonserver" in launch
     assert f"--model-repository={repo.resolve()}" in launch
     assert "tritonserver" in (repo / "README.md").read_text()
+
+
+def test_launch_script_runs_both_ways(toy, tmp_path):
+    """launch.sh starts tritonserver (a stand-in on PATH here) with the plugin loaded either way,
+    passing extra options through."""
+    repo = tmp_path / "repo"
+    r = run_script("make_triton_repo.py", str(toy["plan"]), "--onnx", str(toy["onnx"]), "--plugin", str(toy["plugin"]),
+                   "-o", str(repo))
+    assert r.returncode == 0, r.stderr
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tritonserver"
+    fake.write_text('#!/bin/sh\necho "LD_PRELOAD=${LD_PRELOAD:-}"\nfor a in "$@"; do echo "arg $a"; done\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    env.pop("LD_PRELOAD", None)
+    lib = str(toy["plugin"].resolve())
+    for extra, preload in (([], ""), (["--ld-preload"], lib)):
+        done = subprocess.run([str(repo / "launch.sh"), *extra, "--log-verbose=1"], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == f"LD_PRELOAD={preload}"
+        assert f"arg --model-repository={repo.resolve()}" in lines and lines[-1] == "arg --log-verbose=1"
+        assert (f"arg --backend-config=tensorrt,plugins={lib}" in lines) == (not extra)
 
 
 def test_unbatched_config_keeps_batch_dim_and_fp16(tmp_path):
@@ -236,16 +261,13 @@ def test_plan_check_rejects_non_plans(toy, tmp_path):
 
 def test_repository_for_the_exported_example(tmp_path):
     """The same checks on a real export (scripts/export.py, float16) of the embedded example."""
-    import importlib.util
+    from plugins.cli import export as export_cli
 
     example = ROOT / "examples" / "tiny-llama-nvfp4"
     if not (example / "config.json").is_file():
         pytest.skip("examples/tiny-llama-nvfp4 is absent")
-    spec = importlib.util.spec_from_file_location("export_script", ROOT / "scripts" / "export.py")
-    export_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_script)
     onnx_path = tmp_path / "tiny.onnx"
-    assert export_script.main([str(example), str(onnx_path), "--quiet"]) == 0
+    assert export_cli.main([str(example), str(onnx_path), "--quiet"]) == 0
     lib = make_plugin_stub_library(tmp_path)
     repo = tmp_path / "repo"
     r = run_script("make_triton_repo.py", str(fake_plan(tmp_path)), "--onnx", str(onnx_path), "--plugin", str(lib),

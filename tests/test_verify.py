@@ -141,22 +141,25 @@ def test_producer_fixtures_pass(run, exports, producer):
 
 def test_export_verify_uses_the_same_check(tmp_path, capsys):
     need_ort_library()
-    code = verify_cli.verify_after_export(*_exported(tmp_path), out=print)
+    assert verify_cli.check_export(*_exported(tmp_path), out=print)
     text = capsys.readouterr().out
-    assert code == 0 and "layer by layer" in text and "verify: PASSED" in text
+    assert "layer by layer" in text and "verify: PASSED" in text
 
 
-def test_export_verify_runtime_failure_is_one_line(tmp_path, capsys):
-    """A graph the runtime refuses (here a node with group_size 32) ends --verify with one line, exit 2."""
+def test_export_verify_runtime_failure_is_one_line(tmp_path):
+    """A graph the runtime refuses (here a node with group_size 32) ends --verify with one line
+    (an ExportError: exit 2 through the command's handler)."""
     need_ort_library()
     path, model_dir = _exported(tmp_path)
     model = onnx.load(str(path))
     node = next(n for n in model.graph.node if n.op_type == "NVFP4Linear")
     next(a for a in node.attribute if a.name == "group_size").i = 32
     onnx.save(model, str(path))
-    assert verify_cli.verify_after_export(path, model_dir) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --verify: running") and "\n" not in err
+    from export.errors import ExportError
+
+    with pytest.raises(ExportError, match=r"^--verify: running .* failed: ") as failure:
+        verify_cli.check_export(path, model_dir)
+    assert "\n" not in str(failure.value)
 
 
 def _exported(tmp_path):

@@ -7,10 +7,11 @@ weight dequant global = 1/weight_global_scale, G = input_global_scale as stored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from export.checkpoint.patterns import matches_any, pattern_list
 from export.checkpoint.scheme import NVFP4Scheme
-from export.errors import CheckpointError
+from export.errors import CheckpointError, quote
 
 FORMAT = "nvfp4-pack-quantized"
 GROUP_SIZE = 16
@@ -37,29 +38,42 @@ class CompressedTensorsScheme(NVFP4Scheme):
     input_global_suffix = "input_global_scale"
     reciprocal_globals = True
 
+    targets: list[str] = field(default_factory=lambda: ["Linear"])
+
     @classmethod
     def from_config(cls, qc: dict, file: str) -> CompressedTensorsScheme:
+        def error(message):
+            return CheckpointError(message, file=file)
+
         groups = qc.get("config_groups")
         if not isinstance(groups, dict) or not groups:
-            raise CheckpointError("quantization_config.config_groups must be a non-empty object", file=file)
+            raise error(f"quantization_config.config_groups must be a non-empty object, got {quote(groups)}")
         top_format = qc.get("format")
-        input_quantized = set()
+        input_quantized, targets = set(), []
         for gname, g in groups.items():
+            where = f"quantization_config.config_groups[{quote(gname)}]"
+            if not isinstance(g, dict):
+                raise error(f"{where} must be an object, got {quote(g)}")
             fmt = g.get("format") or top_format
             if fmt != FORMAT:
-                raise CheckpointError(f"config_groups.{gname} has format {fmt!r}; only '{FORMAT}' is "
-                                      "supported", file=file)
+                raise error(f"{where} has format {quote(fmt)}; only '{FORMAT}' is supported")
             if not _is_fp4_group(g.get("weights")):
-                raise CheckpointError(f"config_groups.{gname}.weights is not NVFP4 (num_bits 4, type float, "
-                                      f"group_size {GROUP_SIZE})", file=file)
+                raise error(f"{where}.weights is not NVFP4 (num_bits 4, type float, group_size {GROUP_SIZE})")
             inp = g.get("input_activations")
             if inp is not None and not _is_fp4_group(inp):
-                raise CheckpointError(f"config_groups.{gname}.input_activations is neither NVFP4 nor null",
-                                      file=file)
+                raise error(f"{where}.input_activations is neither NVFP4 nor null")
+            targets += pattern_list(g.get("targets"), f"{where}.targets", error)
             input_quantized.add(inp is not None)
         if len(input_quantized) != 1:
-            raise CheckpointError("config_groups mix NVFP4 (W4A4) and NVFP4A16 groups; not supported", file=file)
-        return cls(exclude=list(qc.get("ignore") or []), input_quantized=input_quantized.pop())
+            raise error("config_groups mix NVFP4 (W4A4) and NVFP4A16 groups; not supported")
+        return cls(exclude=pattern_list(qc.get("ignore"), "quantization_config.ignore", error),
+                   input_quantized=input_quantized.pop(), targets=targets)
+
+    def expects_quantized(self, name: str) -> bool:
+        if self.is_excluded(name):
+            return False
+        # Targets are module class names ("Linear": every linear) or module-name patterns.
+        return "Linear" in self.targets or matches_any(name, [t for t in self.targets if t != "Linear"])
 
     def config_entries(self) -> dict[str, dict]:
         qc = {

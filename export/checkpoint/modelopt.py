@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from export.checkpoint.patterns import pattern_list
 from export.checkpoint.scheme import NVFP4Scheme
-from export.errors import CheckpointError
+from export.errors import CheckpointError, quote
 
 W4A4_ALGOS = ("NVFP4", "NVFP4_AWQ")
 W4A16_ALGOS = ("W4A16_NVFP4",)
@@ -32,35 +33,45 @@ class ModelOptScheme(NVFP4Scheme):
     def from_hf_quant_config(cls, data: dict, file: str) -> ModelOptScheme:
         q = data.get("quantization")
         if not isinstance(q, dict):
-            raise CheckpointError("expected a 'quantization' object", file=file)
-        return cls._from_fields(q.get("quant_algo"), q.get("exclude_modules") or [],
-                                q.get("quantized_layers") or {}, q.get("group_size", GROUP_SIZE), file, HF_QUANT_CONFIG)
+            raise CheckpointError(f"expected a 'quantization' object, got {quote(q)}", file=file)
+        return cls._from_fields(q, "exclude_modules", file, HF_QUANT_CONFIG, "quantization.")
 
     @classmethod
     def from_config(cls, qc: dict, file: str) -> ModelOptScheme:
-        return cls._from_fields(qc.get("quant_algo"), qc.get("ignore") or qc.get("exclude_modules") or [],
-                                qc.get("quantized_layers") or {}, qc.get("group_size", GROUP_SIZE), file, "config.json")
+        key = "ignore" if qc.get("ignore") else "exclude_modules"
+        return cls._from_fields(qc, key, file, "config.json", "quantization_config.")
 
     @classmethod
-    def _from_fields(cls, algo, exclude, layers, group_size, file, source) -> ModelOptScheme:
-        if group_size != GROUP_SIZE:
-            raise CheckpointError(f"group_size {group_size} is not supported (expected {GROUP_SIZE})", file=file)
+    def _from_fields(cls, q: dict, exclude_key: str, file: str, source: str, where: str) -> ModelOptScheme:
+        def error(message):
+            return CheckpointError(message, file=file)
+
+        algo, group_size = q.get("quant_algo"), q.get("group_size", GROUP_SIZE)
+        exclude = pattern_list(q.get(exclude_key), where + exclude_key, error)
+        if group_size != GROUP_SIZE or isinstance(group_size, bool):
+            raise error(f"{where}group_size {quote(group_size)} is not supported (expected {GROUP_SIZE})")
         if algo == "MIXED_PRECISION":
+            layers = q.get("quantized_layers")
+            if not isinstance(layers, dict) or not layers:
+                raise error(f"{where}quantized_layers must be a non-empty object for MIXED_PRECISION, "
+                            f"got {quote(layers)}")
             per_layer = {}
             for name, spec in layers.items():
                 a = spec.get("quant_algo") if isinstance(spec, dict) else None
                 if a not in W4A4_ALGOS + W4A16_ALGOS:
-                    raise CheckpointError(f"quantized_layers['{name}'] has quant_algo {a!r}; only NVFP4 and "
-                                          "W4A16_NVFP4 layers are supported", file=file)
-                if spec.get("group_size", GROUP_SIZE) != GROUP_SIZE:
-                    raise CheckpointError(f"quantized_layers['{name}'] group_size must be {GROUP_SIZE}", file=file)
+                    raise error(f"{where}quantized_layers[{quote(name)}] has quant_algo {quote(a)}; only NVFP4 "
+                                "and W4A16_NVFP4 layers are supported")
+                g = spec.get("group_size", GROUP_SIZE)
+                if g != GROUP_SIZE or isinstance(g, bool):
+                    raise error(f"{where}quantized_layers[{quote(name)}] group_size must be {GROUP_SIZE}, "
+                                f"got {quote(g)}")
                 per_layer[name] = a
-            return cls(exclude=list(exclude), input_quantized=True, config_file=source,
+            return cls(exclude=exclude, input_quantized=True, config_file=source,
                        quant_algo=algo, per_layer_algo=per_layer)
         if algo not in W4A4_ALGOS + W4A16_ALGOS:
-            raise CheckpointError(f"quant_algo {algo!r} is not supported (expected one of "
-                                  f"{', '.join(W4A4_ALGOS + W4A16_ALGOS)}, MIXED_PRECISION)", file=file)
-        return cls(exclude=list(exclude), input_quantized=algo in W4A4_ALGOS, config_file=source, quant_algo=algo)
+            raise error(f"{where}quant_algo {quote(algo)} is not supported (expected one of "
+                        f"{', '.join(W4A4_ALGOS + W4A16_ALGOS)}, MIXED_PRECISION)")
+        return cls(exclude=exclude, input_quantized=algo in W4A4_ALGOS, config_file=source, quant_algo=algo)
 
     def is_excluded(self, name: str) -> bool:
         if self.per_layer_algo and name not in self.per_layer_algo:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+from export.checkpoint.patterns import pattern_list
 from export.checkpoint.scheme import NVFP4Scheme
-from export.errors import CheckpointError
+from export.errors import CheckpointError, quote
 
 GROUP_SIZE = 16
 
@@ -71,11 +72,15 @@ class QuarkScheme(NVFP4Scheme):
 
     @classmethod
     def from_config(cls, qc: dict, file: str) -> QuarkScheme:
+        def error(message):
+            return CheckpointError(message, file=file)
+
         layer_configs = qc.get("layer_quant_config") or {}
         if not isinstance(layer_configs, dict):
-            raise CheckpointError("quantization_config.layer_quant_config must be an object", file=file)
-        scheme = cls(exclude=list(qc.get("exclude") or []), global_config=qc.get("global_quant_config"),
-                     layer_configs=layer_configs, file=file)
+            raise error(f"quantization_config.layer_quant_config must be an object, got {quote(layer_configs)}")
+        exclude = pattern_list(qc.get("exclude"), "quantization_config.exclude", error)
+        scheme = cls(exclude=exclude, global_config=qc.get("global_quant_config"), layer_configs=layer_configs,
+                     file=file)
         if scheme.global_config is not None:
             scheme.input_quantized = scheme._check(scheme.global_config, "global_quant_config")
         return scheme
@@ -93,6 +98,11 @@ class QuarkScheme(NVFP4Scheme):
                                   "(fp4 per_group 16 dynamic + fp8_e4m3 per_tensor static) nor null",
                                   file=self.file)
         return True
+
+    def expects_quantized(self, name: str) -> bool:
+        if self.is_excluded(name):
+            return False
+        return self.global_config is not None or any(fnmatch.fnmatchcase(name, p) for p in self.layer_configs)
 
     def activation_quantized(self, name: str) -> bool:
         for pattern, cfg in self.layer_configs.items():

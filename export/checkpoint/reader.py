@@ -1,8 +1,8 @@
 """Open an NVFP4 checkpoint folder of any supported layout and describe its layers canonically."""
 from __future__ import annotations
 
-import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -13,7 +13,8 @@ from export.checkpoint.modelopt import HF_QUANT_CONFIG, ModelOptScheme
 from export.checkpoint.quark import QuarkScheme
 from export.checkpoint.scheme import NVFP4Scheme
 from export.checkpoint.store import TensorStore
-from export.errors import CheckpointError
+from export.errors import CheckpointError, quote
+from export.inputs import read_json_object
 from export.layer import GROUP_SIZE, NVFP4LinearWeights
 
 FORMATS = ("quark", "modelopt", "compressed-tensors")
@@ -26,15 +27,11 @@ _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise CheckpointError(f"cannot be read ({e.strerror})", file=str(path)) from None
-    except ValueError as e:
-        raise CheckpointError(f"is not valid JSON ({e})", file=str(path)) from None
-    if not isinstance(data, dict):
-        raise CheckpointError("expected a JSON object", file=str(path))
-    return data
+    return read_json_object(path, path.name, error=CheckpointError)
+
+
+def _positive_finite(v: float) -> bool:
+    return math.isfinite(v) and v > 0
 
 
 def detect_scheme(directory: Path, config: dict) -> NVFP4Scheme:
@@ -48,13 +45,16 @@ def detect_scheme(directory: Path, config: dict) -> NVFP4Scheme:
         raise CheckpointError("no quantization_config (and no hf_quant_config.json): not an NVFP4 checkpoint",
                               file=config_path)
     method = qc.get("quant_method")
+    if not isinstance(method, str):
+        raise CheckpointError(f"quantization_config.quant_method must be a string, got {quote(method)}",
+                              file=config_path)
     if method == "quark":
         return QuarkScheme.from_config(qc, config_path)
     if method == "modelopt":
         return ModelOptScheme.from_config(qc, config_path)
     if method == "compressed-tensors":
         return CompressedTensorsScheme.from_config(qc, config_path)
-    raise CheckpointError(f"quantization_config.quant_method {method!r} is not supported "
+    raise CheckpointError(f"quantization_config.quant_method {quote(method)} is not supported "
                           "(expected 'quark', 'modelopt' or 'compressed-tensors')", file=config_path)
 
 
@@ -91,6 +91,10 @@ class Checkpoint:
                 module = name[: -len(".weight")]
                 if module not in qset and s.is_excluded(module) and len(self._store.shape(name)) == 2:
                     excluded.append(module)
+        if not quantized:
+            raise CheckpointError(f"the quantization config ({s.config_file}, {s.format}) declares NVFP4 but no "
+                                  f"tensor is NVFP4 (no '*.{s.scale_suffix}' and no uint8 '*.{s.weight_suffix}'): "
+                                  "nothing to export", file=str(self.directory))
         return sorted(quantized, key=natural_key), sorted(excluded, key=natural_key)
 
     # --- tensors ---------------------------------------------------------------------------------
@@ -99,6 +103,10 @@ class Checkpoint:
 
     def tensor(self, name: str) -> torch.Tensor:
         return self._store.get(name)
+
+    def shape(self, name: str) -> list[int]:
+        """A stored tensor's shape, read from the file header only."""
+        return self._store.shape(name)
 
     def _file(self, name: str) -> str:
         return str(self._store.file_of(name)) if name in self._store else str(self.directory)
@@ -110,10 +118,18 @@ class Checkpoint:
             raise CheckpointError(f"expected a float32 scalar (shape [] or [1]), got {t.dtype} "
                                   f"{list(t.shape)}", file=self._file(name), tensor=name)
         v = t.reshape(()).to(torch.float32)
-        if not (math.isfinite(v.item()) and v.item() > 0):
+        if not _positive_finite(v.item()):
             raise CheckpointError(f"global scale must be finite and > 0, got {v.item()}",
                                   file=self._file(name), tensor=name)
         return v
+
+    def _derived(self, name: str, suffix: str, label: str, value: torch.Tensor) -> None:
+        """A scale computed from stored ones (a reciprocal, a product) must be finite and > 0 too."""
+        if not _positive_finite(float(value)):
+            tensor = f"{name}.{suffix}"
+            raise CheckpointError(f"global scale {float(self._store.get(tensor).float().reshape(-1)[0]):.9g} gives "
+                                  f"{label} = {float(value)} (expected finite and > 0 in float32)",
+                                  file=self._file(tensor), tensor=tensor)
 
     def layer(self, name: str) -> NVFP4LinearWeights:
         if name not in self.quantized_names:
@@ -125,21 +141,27 @@ class Checkpoint:
                 raise CheckpointError(f"is not supported (the NVFP4Linear op has no per-channel input "
                                       "pre-scale)", file=self._file(f"{name}.{suffix}"), tensor=f"{name}.{suffix}")
         wname, sname = f"{name}.{s.weight_suffix}", f"{name}.{s.scale_suffix}"
+        for tensor in (wname, sname):
+            if tensor not in self._store:
+                raise CheckpointError("missing tensor", file=str(self.directory), tensor=tensor)
+        # Types and shapes from the headers first: nothing is read before they are right.
+        wshape, sshape = self._store.shape(wname), self._store.shape(sname)
+        if self._store.dtype(wname) != "U8" or len(wshape) != 2:
+            raise CheckpointError(f"expected uint8 [N, K/2] packed E2M1, got {self._store.dtype(wname)} {wshape}",
+                                  file=self._file(wname), tensor=wname)
+        n, k = wshape[0], wshape[1] * 2
+        if k % GROUP_SIZE != 0 or n == 0 or k == 0:
+            raise CheckpointError(f"in_features K={k} must be a positive multiple of {GROUP_SIZE} and "
+                                  f"out_features N={n} positive", file=self._file(wname), tensor=wname)
+        if self._store.dtype(sname) != "F8_E4M3" or sshape != [n, k // GROUP_SIZE]:
+            raise CheckpointError(f"expected float8_e4m3fn [{n}, {k // GROUP_SIZE}], got {self._store.dtype(sname)} "
+                                  f"{sshape}", file=self._file(sname), tensor=sname)
         weight = self._store.get(wname)
-        if weight.dtype != torch.uint8 or weight.ndim != 2:
-            raise CheckpointError(f"expected uint8 [N, K/2] packed E2M1, got {weight.dtype} {list(weight.shape)}",
-                                  file=self._file(wname), tensor=wname)
-        n, k = weight.shape[0], weight.shape[1] * 2
-        if k % GROUP_SIZE != 0 or n == 0:
-            raise CheckpointError(f"in_features K={k} must be a positive multiple of {GROUP_SIZE}",
-                                  file=self._file(wname), tensor=wname)
         scale = self._store.get(sname)
-        if scale.dtype != torch.float8_e4m3fn or list(scale.shape) != [n, k // GROUP_SIZE]:
-            raise CheckpointError(f"expected float8_e4m3fn [{n}, {k // GROUP_SIZE}], got {scale.dtype} "
-                                  f"{list(scale.shape)}", file=self._file(sname), tensor=sname)
         if torch.isnan(scale.float()).any():
             raise CheckpointError("block scales contain NaN", file=self._file(sname), tensor=sname)
         weight_global = s.to_dequant(self._global(name, s.weight_global_suffix))
+        self._derived(name, s.weight_global_suffix, "the dequant weight global scale", weight_global)
 
         input_global = input_global_inv = None
         iname = f"{name}.{s.input_global_suffix}"
@@ -148,6 +170,11 @@ class Checkpoint:
                 raise CheckpointError(f"missing tensor (config {s.config_file} quantizes input activations)",
                                       file=str(self.directory), tensor=iname)
             input_global, input_global_inv = s.input_scales(self._global(name, s.input_global_suffix))
+            for label, value in (("the input global scale", input_global),
+                                 ("the activation quantization scale G", input_global_inv),
+                                 ("1/G", 1.0 / input_global_inv),
+                                 ("alpha = input global scale x weight global scale", input_global * weight_global)):
+                self._derived(name, s.input_global_suffix, label, value)
 
         bias = None
         bname = f"{name}.bias"
@@ -171,7 +198,7 @@ def open_checkpoint(model_dir) -> Checkpoint:
     if not directory.is_dir():
         raise CheckpointError("is not a directory", file=str(directory))
     config_path = directory / "config.json"
-    if not config_path.exists():
+    if not os.path.lexists(config_path):
         raise CheckpointError("missing config.json", file=str(directory))
     config = _read_json(config_path)
     scheme = detect_scheme(directory, config)

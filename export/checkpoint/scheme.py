@@ -34,6 +34,10 @@ class NVFP4Scheme:
     def is_excluded(self, name: str) -> bool:
         return matches_any(name, self.exclude)
 
+    def expects_quantized(self, name: str) -> bool:
+        """Whether the config says linear `name` is NVFP4 (then its tensors must be)."""
+        return not self.is_excluded(name)
+
     def activation_quantized(self, name: str) -> bool:
         return self.input_quantized
 

@@ -5,13 +5,14 @@ Sharded checkpoints are found through `model.safetensors.index.json`; without an
 """
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from export.errors import CheckpointError
+from export.errors import CheckpointError, quote
+from export.inputs import read_json_object, regular_file
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -22,7 +23,7 @@ class TensorStore:
         self._where: dict[str, Path] = {}
         self._handles: dict[Path, object] = {}
         index = self.directory / INDEX_NAME
-        if index.exists():
+        if os.path.lexists(index):
             self._read_index(index)
         else:
             files = sorted(self.directory.glob("*.safetensors"))
@@ -38,18 +39,20 @@ class TensorStore:
                     self._where[name] = f
 
     def _read_index(self, index: Path) -> None:
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-            if not isinstance(weight_map, dict):
-                raise TypeError
-        except (OSError, ValueError, KeyError, TypeError):
-            raise CheckpointError("expected JSON with a 'weight_map' object", file=str(index)) from None
+        weight_map = read_json_object(index, INDEX_NAME, error=CheckpointError).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"expected a 'weight_map' object of tensor name -> shard file name, got "
+                                  f"{quote(weight_map)}", file=str(index))
         shards = {}
         for name, shard in weight_map.items():
-            path = shards.setdefault(shard, self.directory / shard)
-            if not path.is_file():
-                raise CheckpointError(f"names shard '{shard}' (for tensor '{name}'), which does not exist",
-                                      file=str(index))
+            path = self.directory / shard
+            if shard not in shards and (Path(shard).name != shard or not shard.endswith(".safetensors")):
+                raise CheckpointError(f"names shard {quote(shard)} (for tensor {quote(name)}); expected a "
+                                      "*.safetensors file name in the same folder", file=str(index))
+            if shard not in shards and not os.path.lexists(path):
+                raise CheckpointError(f"names shard {quote(shard)} (for tensor {quote(name)}), which does not "
+                                      "exist", file=str(index))
+            shards.setdefault(shard, path)
             self._where[name] = path
         for path in shards.values():
             present = set(self._open(path).keys())
@@ -61,6 +64,7 @@ class TensorStore:
     def _open(self, path: Path):
         handle = self._handles.get(path)
         if handle is None:
+            regular_file(path, "safetensors file", error=CheckpointError)
             try:
                 handle = safe_open(str(path), framework="pt", device="cpu")
             except (SafetensorError, OSError, ValueError) as e:

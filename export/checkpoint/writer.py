@@ -1,18 +1,17 @@
 """Write NVFP4 checkpoints in any of the three layouts, the way the real producers lay them out.
 
-Nothing half-written is left behind: everything goes into a temporary folder next to the
-destination, which is renamed into place at the end.
+The folder appears whole or not at all (export/outputs.py: staged next to the destination, then
+renamed into place).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from export.checkpoint.compressed_tensors import CompressedTensorsScheme
@@ -20,7 +19,9 @@ from export.checkpoint.modelopt import ModelOptScheme
 from export.checkpoint.quark import QuarkScheme
 from export.checkpoint.scheme import NVFP4Scheme
 from export.checkpoint.store import INDEX_NAME
+from export.errors import UserError
 from export.layer import NVFP4LinearWeights
+from export.outputs import Staging, check_outputs
 
 SCHEMES = {"quark": QuarkScheme, "modelopt": ModelOptScheme, "compressed-tensors": CompressedTensorsScheme}
 
@@ -29,7 +30,7 @@ def make_scheme(fmt: str, *, exclude=(), w4a16: bool = False) -> NVFP4Scheme:
     try:
         cls = SCHEMES[fmt]
     except KeyError:
-        raise ValueError(f"unknown checkpoint format {fmt!r} (expected one of {', '.join(SCHEMES)})") from None
+        raise UserError(f"unknown checkpoint format {fmt!r} (expected one of {', '.join(SCHEMES)})") from None
     return cls(exclude=list(exclude), input_quantized=not w4a16)
 
 
@@ -53,27 +54,6 @@ def layer_tensors(scheme: NVFP4Scheme, layer: NVFP4LinearWeights) -> dict[str, t
     return out
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out_dir):
-    """Yield a temporary folder next to out_dir; on success it replaces out_dir."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp (and safetensors) make files private
-        for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~umask)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _shards(tensors: dict[str, torch.Tensor], max_shard_bytes: int | None) -> list[dict[str, torch.Tensor]]:
     if not max_shard_bytes:
         return [tensors]
@@ -90,16 +70,23 @@ def _shards(tensors: dict[str, torch.Tensor], max_shard_bytes: int | None) -> li
     return shards
 
 
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    except SafetensorError as e:  # its I/O errors (disk full...) are not OSError
+        raise OSError(None, " ".join(str(e).split()), str(path)) from None
+
+
 def write_tensors(folder: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int | None = None) -> None:
     """model.safetensors, or model-0000i-of-0000n.safetensors + index when sharded."""
     shards = _shards(tensors, max_shard_bytes)
     if len(shards) == 1:
-        save_file(shards[0], str(folder / "model.safetensors"), metadata={"format": "pt"})
+        _save(shards[0], folder / "model.safetensors")
         return
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, 1):
         fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(folder / fname), metadata={"format": "pt"})
+        _save(shard, folder / fname)
         for name, t in shard.items():
             weight_map[name] = fname
             total += t.numel() * t.element_size()
@@ -108,21 +95,30 @@ def write_tensors(folder: Path, tensors: dict[str, torch.Tensor], max_shard_byte
 
 
 def write_checkpoint(out_dir, scheme: NVFP4Scheme, config: dict, tensors: dict[str, torch.Tensor], *,
-                     extra_files: dict[str, bytes] | None = None, max_shard_bytes: int | None = None) -> Path:
+                     extra_files: dict[str, bytes | os.PathLike] | None = None, max_shard_bytes: int | None = None,
+                     inputs=(), force: bool = False) -> Path:
     """Write config.json (with the layout's quantization_config), its side files and tensors.
 
     `tensors` holds every tensor of the checkpoint already in the stored layout (see
-    `layer_tensors`). `extra_files` (tokenizer, generation config...) are copied verbatim.
+    `layer_tensors`). `extra_files` (tokenizer, generation config...) are copied verbatim: the
+    bytes given, or the file at the path given. An existing `out_dir` is replaced only with
+    `force`, and never when it is, holds or lies inside one of `inputs`.
     """
     out = Path(out_dir)
+    check_outputs([out], inputs=inputs, force=force, directory=True)
     entries = scheme.config_entries()
-    with atomic_output_dir(out) as tmp:
+    with Staging([out], directory=True) as staging:
+        tmp = staging.path()
         for fname, data in (extra_files or {}).items():
-            (tmp / fname).write_bytes(data)
+            if isinstance(data, (bytes, bytearray)):
+                (tmp / fname).write_bytes(data)
+            else:
+                shutil.copyfile(data, tmp / fname)
         cfg = dict(config)
         cfg["quantization_config"] = entries.pop("config.json")
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=False) + "\n")
         for fname, obj in entries.items():
             (tmp / fname).write_text(json.dumps(obj, indent=2) + "\n")
         write_tensors(tmp, tensors, max_shard_bytes)
+        staging.publish()
     return out

@@ -1,1 +1,2 @@
-"""The runtime-side commands' logic; scripts/<command>.py are thin shims calling `main(argv)`."""
+"""The deploy-side commands (build_engine, make_triton_repo, triton_client, verify); scripts/<command>.py
+are thin shims calling their `main(argv)`."""

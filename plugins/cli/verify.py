@@ -1,7 +1,7 @@
 """The verify command: an exported graph, run by the runtime under test, against the checkpoint.
 
     python scripts/verify.py OUT.onnx --model CKPT [--runner cpu|trt|all] [--engine X.plan]
-        [--text FILE] [--source HF_DIR] [--tokens N] [--context N] [--report out.json]
+        [--text FILE] [--source HF_DIR] [--tokens N] [--context N] [--report out.json [--force]]
 
 1. Layer by layer (the judgement): every NVFP4 node's output against the checkpoint's layer applied
    to the runtime's own input to that node (plugins.verify.layers), bounds from the op contract's
@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
+
+from export.cli.runner import ArgumentParser, run_command
+from export.errors import DeployError, ExportError
 
 DEFAULT_TOKENS = 512
 DEFAULT_CONTEXT = 128
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     from plugins.verify.accuracy import DEFAULT_TEXT
 
-    ap = argparse.ArgumentParser(prog="verify.py", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="verify.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("onnx", help="exported model (OUT.onnx with OUT.onnx.json next to it)")
     ap.add_argument("--model", required=True, help="the checkpoint folder the ONNX was exported from")
     ap.add_argument("--runner", choices=["cpu", "trt", "all"], default="all",
@@ -42,10 +44,11 @@ def parse_args(argv):
     ap.add_argument("--tokens", type=int, default=DEFAULT_TOKENS, help=f"text tokens used (default {DEFAULT_TOKENS})")
     ap.add_argument("--context", type=int, default=DEFAULT_CONTEXT, help=f"tokens per window (default {DEFAULT_CONTEXT})")
     ap.add_argument("--report", default=None, help="write every number and the verdict as JSON")
+    ap.add_argument("--force", action="store_true", help="replace an existing --report file")
     ap.add_argument("--seed", type=int, default=0, help="seed of the token ids of the layer check when there is no tokenizer")
     ap.add_argument("--ort-lib", default=None, help="ONNX Runtime custom-op library (default: NVFP4_ORT_LIB or build/)")
     ap.add_argument("--plugin", default=None, help="TensorRT plugin library (default: NVFP4_PLUGIN_LIB or build/)")
-    return ap.parse_args(argv)
+    return ap
 
 
 class Unavailable(Exception):
@@ -53,7 +56,6 @@ class Unavailable(Exception):
 
 
 def cpu_runtime_factory(side: dict, library=None):
-    from plugins.tensorrt_build import DeployError
     from plugins.verify.runtimes import cpu_runtime
 
     try:
@@ -64,7 +66,7 @@ def cpu_runtime_factory(side: dict, library=None):
 
 def trt_runtime_factory(side: dict, plugin, workdir: Path, engine=None):
     from plugins.library import find_plugin_library
-    from plugins.tensorrt_build import DeployError, TensorRTUnavailable, check_plugin_library, import_tensorrt
+    from plugins.tensorrt_build import TensorRTUnavailable, check_plugin_library, import_tensorrt
     from plugins.verify.runtimes import TrtRuntime
 
     try:
@@ -95,7 +97,6 @@ def layer_ids(side: dict, tokenizer, text: str | None, seed: int):
 
 def check_checkpoint_matches(checkpoint, side: dict, model_dir) -> None:
     from export.modeling import decoder_config
-    from plugins.tensorrt_build import DeployError
 
     cfg = decoder_config(checkpoint)
     if side.get("checkpoint_format") and checkpoint.format != side["checkpoint_format"]:
@@ -114,22 +115,27 @@ def run_layer_checks(onnx_path, side: dict, checkpoint, factories: dict, ids) ->
     return [check_layers(onnx_path, side, make, ids, checkpoint) for make in factories.values()]
 
 
-def verify_after_export(onnx_path, model_dir, *, library=None, out=print) -> int:
-    """`export.py --verify`: the layer-by-layer check on the CPU runtime, printed; the exit status."""
+def check_export(onnx_path, model_dir, *, library=None, out=print) -> bool:
+    """`export.py --verify`: the layer-by-layer check on the CPU runtime, printed; whether it passed.
+    Raises ExportError (one line) when the runtime cannot load or run the graph."""
     from plugins.verify.layers import verify_layers
 
     ids = layer_ids(_sidecar(onnx_path), _tokenizer(model_dir), _default_text(), 0)
     try:
         report = verify_layers(onnx_path, model_dir, library=library, ids=ids)
-    except (FileNotFoundError, ValueError):
-        raise
+    except FileNotFoundError as err:  # no ORT custom-op library
+        raise ExportError(f"--verify: {err}") from None
+    except ValueError as err:  # graph and checkpoint disagree
+        raise ExportError(f"--verify: {err}") from None
     except Exception as err:  # the runtime cannot load or run the graph (e.g. an op its library lacks)
-        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        print(f"error: --verify: running {onnx_path} failed: {first}", file=sys.stderr)
-        return 2
+        raise ExportError(f"--verify: running {onnx_path} failed: {_first_line(err)}") from None
     out(report.table())
     out("verify: PASSED" if report.ok else "verify: FAILED (a layer is outside its bound)")
-    return 0 if report.ok else 1
+    return report.ok
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def _sidecar(onnx_path) -> dict:
@@ -150,60 +156,51 @@ def _tokenizer(directory):
     return load_tokenizer(directory)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     from export.checkpoint import open_checkpoint
-    from export.errors import CheckpointError
-    from plugins.tensorrt_build import (
-        DeployError,
-        check_plan_file,
-        check_sidecar_matches_onnx,
-        load_sidecar,
-        write_atomically,
-    )
+    from export.inputs import regular_file
+    from export.outputs import check_outputs, write_file
+    from export.sidecar import check_sidecar_matches_onnx, load_sidecar
+    from plugins.tensorrt_build import check_plan_file
     from plugins.verify import accuracy
 
-    def fail(message) -> int:
-        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-        return 2
-
+    inputs = [p for p in (args.onnx, args.model, args.engine, args.text, args.source) if p]
+    if args.report:  # before the work, not after it
+        check_outputs([args.report], inputs=inputs, force=args.force)
+    side = load_sidecar(args.onnx)
+    check_sidecar_matches_onnx(args.onnx, side)
+    if args.engine:
+        check_plan_file(args.engine)
+        if args.runner == "cpu":
+            raise DeployError("--engine needs --runner trt or all")
+    for name in ("tokens", "context"):
+        if getattr(args, name) < 2:
+            raise DeployError(f"--{name} must be at least 2")
+    checkpoint = open_checkpoint(args.model)
+    check_checkpoint_matches(checkpoint, side, args.model)
+    text_path = regular_file(args.text, "text", error=DeployError) if args.text else accuracy.DEFAULT_TEXT
     try:
-        side = load_sidecar(args.onnx)
-        check_sidecar_matches_onnx(args.onnx, side)
-        if args.engine:
-            check_plan_file(args.engine)
-            if args.runner == "cpu":
-                raise DeployError("--engine needs --runner trt or all")
-        for name in ("tokens", "context"):
-            if getattr(args, name) < 2:
-                raise DeployError(f"--{name} must be at least 2")
-        checkpoint = open_checkpoint(args.model)
-        check_checkpoint_matches(checkpoint, side, args.model)
-        text_path = Path(args.text) if args.text else accuracy.DEFAULT_TEXT
-        try:
-            text = text_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise DeployError(f"{text_path}: cannot read the text ({err.__class__.__name__})") from None
-        tokenizer = accuracy.load_tokenizer(args.tokenizer or args.model)
-        if tokenizer is None and (args.text or args.tokenizer or args.source or args.engine):
-            raise DeployError(f"{args.tokenizer or args.model}: no tokenizer there; the accuracy report needs one "
-                              "(--tokenizer DIR)" + (", and it is the only check of a given --engine" if args.engine else ""))
-    except (DeployError, CheckpointError) as err:
-        return fail(err)
+        text = text_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DeployError(f"{text_path}: is not UTF-8 text") from None
+    tokenizer = accuracy.load_tokenizer(args.tokenizer or args.model)
+    if tokenizer is None and (args.text or args.tokenizer or args.source or args.engine):
+        raise DeployError(f"{args.tokenizer or args.model}: no tokenizer there; the accuracy report needs one "
+                          "(--tokenizer DIR)" + (", and it is the only check of a given --engine" if args.engine else ""))
 
     notes = []
     with tempfile.TemporaryDirectory(prefix="verify.") as tmp:
         factories = {}
+        if args.runner in ("cpu", "all") and not args.engine:
+            factories["cpu"] = cpu_runtime_factory(side, args.ort_lib)
+        if args.runner in ("trt", "all") or args.engine:
+            try:
+                factories["trt"] = trt_runtime_factory(side, args.plugin, Path(tmp), engine=args.engine)
+            except Unavailable as err:
+                if args.runner == "trt" or args.engine:
+                    raise DeployError(str(err)) from None
+                notes.append(f"TensorRT skipped: {err}")
         try:
-            if args.runner in ("cpu", "all") and not args.engine:
-                factories["cpu"] = cpu_runtime_factory(side, args.ort_lib)
-            if args.runner in ("trt", "all") or args.engine:
-                try:
-                    factories["trt"] = trt_runtime_factory(side, args.plugin, Path(tmp), engine=args.engine)
-                except Unavailable as err:
-                    if args.runner == "trt" or args.engine:
-                        raise DeployError(str(err)) from None
-                    notes.append(f"TensorRT skipped: {err}")
             ids = layer_ids(side, tokenizer, text, args.seed)
             layer_reports = [] if args.engine else run_layer_checks(args.onnx, side, checkpoint, factories, ids)
             acc = None
@@ -214,11 +211,12 @@ def main(argv=None) -> int:
                                                text_name=text_path.name, source_dir=args.source)
             else:
                 notes.append(f"accuracy report skipped: no tokenizer in {args.model}")
-        except (DeployError, CheckpointError, ValueError) as err:
-            return fail(err)
+        except ValueError as err:  # graph and checkpoint disagree
+            raise DeployError(str(err)) from None
+        except (OSError, MemoryError):
+            raise
         except Exception as err:  # a runtime that cannot load or run the graph (ORT/TensorRT errors)
-            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-            return fail(f"running {args.onnx} failed: {first}")
+            raise DeployError(f"running {args.onnx} failed: {_first_line(err)}") from None
 
     for note in notes:
         print(f"note: {note}")
@@ -232,8 +230,9 @@ def main(argv=None) -> int:
         report = {"onnx": str(args.onnx), "model": str(args.model), "dtype": side["dtype"], "format": side["format"],
                   "notes": notes, "passed": passed, "layers": [r.to_json() for r in layer_reports],
                   "accuracy": acc.to_json() if acc is not None else None}
-        try:
-            write_atomically(Path(args.report), (json.dumps(report, indent=1) + "\n").encode())
-        except OSError as err:
-            return fail(f"{args.report}: cannot write the report ({err.strerror})")
+        write_file(args.report, json.dumps(report, indent=1) + "\n", inputs=inputs, force=args.force)
     return 0 if passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), run, argv)

@@ -1,23 +1,44 @@
 #!/usr/bin/env bash
-# Unpacks Debian's libonnxruntime-dev (ONNX Runtime's C/C++ headers) into DEST without installing
-# it. The package is in Debian trixie and newer; on bookworm a private apt source list for trixie
-# is used, so the machine's own apt configuration is left untouched.
+# Unpacks libonnxruntime-dev (ONNX Runtime's C/C++ headers) into DEST without installing it.
+#   scripts/dev/fetch_ort_headers.sh DEST
+# The package comes from the machine's own apt sources: first the releases they name (Debian trixie
+# and newer have it); else, on an older Debian (bookworm), the same Debian mirror's trixie suite.
+# Everything apt needs goes to a private folder (lists, cache, a source list), so the machine's apt
+# state is left untouched and no root rights are needed.
 set -euo pipefail
 dest=${1:?usage: fetch_ort_headers.sh DEST}
+command -v apt-get >/dev/null || { echo "fetch_ort_headers: no apt-get here; install ONNX Runtime's C headers and pass -DORT_INCLUDE_DIR" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/sources.list.d" "$work/lists/partial" "$work/cache/archives/partial" "$dest"
-cat > "$work/sources.list.d/trixie.sources" <<SRC
+mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/sources.list.d" "$dest"
+private=(-o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User="$(id -un)")
+
+download() {  # download libonnxruntime-dev with the given extra apt options; 0 on success
+    apt-get "${private[@]}" "$@" update -qq >/dev/null 2>&1 || return 1
+    (cd "$work" && apt-get "${private[@]}" "$@" download -qq libonnxruntime-dev >/dev/null 2>&1)
+}
+
+if ! download; then
+    # The Debian archive the machine already uses (its URI, not a host named here), trixie suite.
+    mirror=$(apt-get indextargets --no-release-info 'Identifier: Packages' --format '$(REPO_URI) $(RELEASE)' \
+             | awk '$2 !~ /-/ && $1 ~ /debian\/?$/ {print $1; exit}')
+    if [[ -z "$mirror" ]]; then
+        echo "fetch_ort_headers: libonnxruntime-dev is not in this machine's apt sources and none of them is a" \
+             "Debian archive; install ONNX Runtime's C headers and pass -DORT_INCLUDE_DIR" >&2
+        exit 2
+    fi
+    cat > "$work/sources.list.d/trixie.sources" <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/sources.list.d"
-          -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
-apt-get "${apt_opts[@]}" update -qq
-(cd "$work" && apt-get "${apt_opts[@]}" download -qq libonnxruntime-dev)
+    download -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/sources.list.d" || {
+        echo "fetch_ort_headers: could not download libonnxruntime-dev from $mirror (trixie)" >&2
+        exit 2
+    }
+fi
 dpkg -x "$work"/libonnxruntime-dev_*.deb "$dest"
 test -f "$dest/usr/include/onnxruntime/onnxruntime_c_api.h"
 echo "ONNX Runtime headers in $dest/usr/include/onnxruntime"

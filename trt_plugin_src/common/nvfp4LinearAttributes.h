@@ -5,8 +5,9 @@
 // was expected; the caller prefixes the node / plugin name.
 #pragma once
 
+#include "messageText.h"
+
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,13 +50,6 @@ struct LinearAttributes
     }
 };
 
-inline std::string toString(float v)
-{
-    char buffer[48];
-    std::snprintf(buffer, sizeof buffer, "%.9g", static_cast<double>(v));
-    return buffer;
-}
-
 // Range checks of every attribute (the presence and type checks are the caller's: they differ
 // between ONNX attributes and TensorRT plugin fields).
 // `kind` is "field" (TensorRT) or "attribute" (ONNX Runtime).
@@ -76,7 +70,7 @@ inline std::string validateAttributes(LinearAttributes const& a, char const* kin
     }
     if (a.mode != "w4a4" && a.mode != "w4a16")
     {
-        return std::string(kind) + " '" + kAttrMode + "' must be \"w4a4\" or \"w4a16\", got \"" + a.mode + "\"";
+        return std::string(kind) + " '" + kAttrMode + "' must be \"w4a4\" or \"w4a16\", got " + quoted(a.mode);
     }
     if (a.w4a4())
     {

@@ -1,122 +1,29 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * NVFP4Linear TensorRT plugin and creator, plus the library's entry points:
- *  - getCreators / setLoggerFinder for IPluginRegistry::loadLibrary (trtexec --dynamicPlugins,
- *    Polygraphy/Python load_library, version-compatible plans);
- *  - a static initializer that registers the creator when the library is dlopen()ed into a process
- *    where TensorRT is already loaded (trtexec --staticPlugins, Triton's plugins= option, LD_PRELOAD
- *    after TensorRT, Polygraphy --plugins, ONNX Runtime's trt_extra_plugin_lib_paths).
- * No link-time dependency on libnvinfer: TensorRT's functions are looked up at run time.
+ * NVFP4Linear TensorRT plugin and its creator. The fields are read and written by
+ * NVFP4LinearFields.cpp; the library's entry points (getCreators, static registration, logger) are
+ * trt_plugin_src/api/pluginLibrary.cpp and trt_plugin_src/common/pluginLogging.cpp.
  */
 #include "NVFP4LinearPlugin.h"
-#include "NVFP4MoEPlugin.h"
 #include "nvfp4LinearKernels.h"
+#include "pluginLogging.h"
 
 #include <cuda_runtime_api.h>
-#include <dlfcn.h>
 
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <algorithm>
 #include <mutex>
 
 using namespace nvinfer1;
 using namespace nvinfer1::plugin;
+using nvfp4::report;
 
 namespace
 {
 
-// ------------------------------------------------------------------ TensorRT lookup at run time
-
-// A symbol of the TensorRT library already loaded in this process (never loads one). RTLD_DEFAULT
-// misses libraries loaded RTLD_LOCAL (e.g. as a dependency of Triton's TensorRT backend), so the
-// usual sonames are also asked with RTLD_NOLOAD, which returns a library only if it is loaded.
-void* findTensorRTSymbol(char const* symbol)
-{
-    if (void* p = dlsym(RTLD_DEFAULT, symbol))
-    {
-        return p;
-    }
-    std::string const major = std::to_string(NV_TENSORRT_MAJOR);
-    for (std::string const& soname : {"libnvinfer.so." + major, "libnvinfer_lean.so." + major,
-             "libnvinfer_dispatch.so." + major, std::string("libnvinfer.so"), std::string("libnvinfer_lean.so")})
-    {
-        if (void* handle = dlopen(soname.c_str(), RTLD_NOW | RTLD_NOLOAD))
-        {
-            void* p = dlsym(handle, symbol);
-            dlclose(handle); // drops only the reference RTLD_NOLOAD added
-            if (p)
-            {
-                return p;
-            }
-        }
-    }
-    return nullptr;
-}
-
-std::mutex gLoggerMutex;
-ILoggerFinder* gLoggerFinder{nullptr};
-
-ILogger* findLogger()
-{
-    {
-        std::lock_guard<std::mutex> lock(gLoggerMutex);
-        if (gLoggerFinder != nullptr)
-        {
-            if (ILogger* logger = gLoggerFinder->findLogger())
-            {
-                return logger;
-            }
-        }
-    }
-    using GetLogger = ILogger* (*) ();
-    auto getLogger = reinterpret_cast<GetLogger>(findTensorRTSymbol("getLogger"));
-    return getLogger ? getLogger() : nullptr;
-}
-
-IPluginRegistry* findRegistry()
-{
-    using GetRegistry = IPluginRegistry* (*) ();
-    auto getRegistry = reinterpret_cast<GetRegistry>(findTensorRTSymbol("getPluginRegistry"));
-    return getRegistry ? getRegistry() : nullptr;
-}
-
-// Errors go to the logger (the builder's/runtime's, via the ILoggerFinder) and to an error recorder:
-// the execution context's after attachToContext, else the plugin registry's if one is set.
-void report(ILogger::Severity severity, std::string const& text, IErrorRecorder* recorder = nullptr) noexcept
-{
-    try
-    {
-        if (ILogger* logger = findLogger())
-        {
-            logger->log(severity, text.c_str());
-        }
-        else
-        {
-            std::fprintf(stderr, "[NVFP4Linear] %s\n", text.c_str());
-        }
-        if (severity <= ILogger::Severity::kERROR)
-        {
-            if (recorder == nullptr)
-            {
-                IPluginRegistry* registry = findRegistry();
-                recorder = registry ? registry->getErrorRecorder() : nullptr;
-            }
-            if (recorder != nullptr)
-            {
-                recorder->reportError(ErrorCode::kINVALID_ARGUMENT, text.c_str());
-            }
-        }
-    }
-    catch (...)
-    {
-    }
-}
-
 std::string pluginPrefix(std::string const& name)
 {
-    return std::string(nvfp4::kOpName) + " plugin '" + name + "': ";
+    return std::string(nvfp4::kOpName) + " plugin '" + nvfp4::printable(name, nvfp4::kMaxEcho, '\'') + "': ";
 }
 
 char const* typeName(DataType t)
@@ -181,118 +88,7 @@ int64_t volume(Dims const& d)
     return v;
 }
 
-// The field types TensorRT's ONNX parser passes (INT -> kINT32, FLOAT -> kFLOAT32, STRING -> kCHAR).
-PluginFieldType fieldTypeOf(std::string const& name)
-{
-    if (name == nvfp4::kAttrMode)
-    {
-        return PluginFieldType::kCHAR;
-    }
-    if (name == nvfp4::kAttrInputGlobalScale || name == nvfp4::kAttrInputGlobalScaleInv)
-    {
-        return PluginFieldType::kFLOAT32;
-    }
-    return PluginFieldType::kINT32;
-}
-
-char const* fieldTypeName(PluginFieldType t)
-{
-    switch (t)
-    {
-    case PluginFieldType::kFLOAT16: return "kFLOAT16";
-    case PluginFieldType::kFLOAT32: return "kFLOAT32";
-    case PluginFieldType::kFLOAT64: return "kFLOAT64";
-    case PluginFieldType::kINT8: return "kINT8";
-    case PluginFieldType::kINT16: return "kINT16";
-    case PluginFieldType::kINT32: return "kINT32";
-    case PluginFieldType::kCHAR: return "kCHAR";
-    case PluginFieldType::kDIMS: return "kDIMS";
-    case PluginFieldType::kUNKNOWN: return "kUNKNOWN";
-    case PluginFieldType::kBF16: return "kBF16";
-    case PluginFieldType::kINT64: return "kINT64";
-    default: return "another type";
-    }
-}
-
-char const* const kFieldOrder[] = {nvfp4::kAttrInFeatures, nvfp4::kAttrOutFeatures, nvfp4::kAttrGroupSize,
-    nvfp4::kAttrMode, nvfp4::kAttrInputGlobalScale, nvfp4::kAttrInputGlobalScaleInv, nvfp4::kAttrHasBias};
-
-// Parses the fields into attributes; "" on success, else the problem (missing, wrong type/length).
-std::string parseFields(PluginFieldCollection const* fc, nvfp4::LinearAttributes& a)
-{
-    if (fc == nullptr || (fc->nbFields > 0 && fc->fields == nullptr))
-    {
-        return "no plugin fields were given; expected in_features, out_features, group_size, mode, "
-               "input_global_scale, input_global_scale_inv, has_bias";
-    }
-    bool seen[7] = {};
-    for (int32_t i = 0; i < fc->nbFields; ++i)
-    {
-        PluginField const& f = fc->fields[i];
-        if (f.name == nullptr)
-        {
-            continue;
-        }
-        int32_t index = -1;
-        for (int32_t j = 0; j < 7; ++j)
-        {
-            if (std::strcmp(f.name, kFieldOrder[j]) == 0)
-            {
-                index = j;
-            }
-        }
-        if (index < 0)
-        {
-            continue; // the parser passes only getFieldNames(); anything else is not ours
-        }
-        PluginFieldType const expected = fieldTypeOf(f.name);
-        bool const isString = expected == PluginFieldType::kCHAR;
-        if (f.type != expected || f.data == nullptr || (isString ? f.length < 1 : f.length != 1))
-        {
-            return std::string("field '") + f.name + "' must be one " + fieldTypeName(expected)
-                + (isString ? " string" : " value") + ", got type " + fieldTypeName(f.type) + " with length "
-                + std::to_string(f.length);
-        }
-        seen[index] = true;
-        if (isString)
-        {
-            auto const* chars = static_cast<char const*>(f.data);
-            a.mode.assign(chars, strnlen(chars, static_cast<size_t>(f.length)));
-        }
-        else if (expected == PluginFieldType::kFLOAT32)
-        {
-            float const v = *static_cast<float const*>(f.data);
-            (index == 4 ? a.inputGlobalScale : a.inputGlobalScaleInv) = v;
-        }
-        else
-        {
-            int64_t const v = *static_cast<int32_t const*>(f.data);
-            (index == 0 ? a.inFeatures : index == 1 ? a.outFeatures : index == 2 ? a.groupSize : a.hasBias) = v;
-        }
-    }
-    for (int32_t j = 0; j < 7; ++j)
-    {
-        if (!seen[j])
-        {
-            return std::string("missing field '") + kFieldOrder[j] + "' (" + fieldTypeName(fieldTypeOf(kFieldOrder[j]))
-                + "); every field of the op contract is required";
-        }
-    }
-    return "";
-}
-
-NVFP4LinearPluginCreator& creatorInstance()
-{
-    static NVFP4LinearPluginCreator creator;
-    return creator;
-}
-
 } // namespace
-
-void nvinfer1::plugin::reportToTensorRT(ILogger::Severity severity, std::string const& text, IErrorRecorder* recorder) noexcept
-{
-    report(severity, text, recorder);
-}
 
 // ====================================================================== NVFP4LinearPlugin
 
@@ -311,7 +107,7 @@ NVFP4LinearPlugin::NVFP4LinearPlugin(NVFP4LinearPlugin const& other)
     , mAttrs(other.mAttrs)
     , mErrorRecorder(other.mErrorRecorder)
 {
-    // mFields points into the object's own storage: rebuilt on demand, never copied.
+    // mSerialized is rebuilt by each getFieldsToSerialize(): never copied.
 }
 
 void NVFP4LinearPlugin::reportError(std::string const& message) const noexcept
@@ -641,35 +437,13 @@ IPluginV3* NVFP4LinearPlugin::attachToContext(IPluginResourceContext* context) n
     }
 }
 
-void NVFP4LinearPlugin::buildFieldsToSerialize()
-{
-    // Exactly the build-time fields with the parser's types, so that createPlugin(kRUNTIME) parses
-    // them with the same code and the same checks.
-    mFieldInts[0] = static_cast<int32_t>(mAttrs.inFeatures);
-    mFieldInts[1] = static_cast<int32_t>(mAttrs.outFeatures);
-    mFieldInts[2] = static_cast<int32_t>(mAttrs.groupSize);
-    mFieldInts[3] = static_cast<int32_t>(mAttrs.hasBias);
-    mFieldFloats[0] = mAttrs.inputGlobalScale;
-    mFieldFloats[1] = mAttrs.inputGlobalScaleInv;
-    mFields.clear();
-    mFields.emplace_back(nvfp4::kAttrInFeatures, &mFieldInts[0], PluginFieldType::kINT32, 1);
-    mFields.emplace_back(nvfp4::kAttrOutFeatures, &mFieldInts[1], PluginFieldType::kINT32, 1);
-    mFields.emplace_back(nvfp4::kAttrGroupSize, &mFieldInts[2], PluginFieldType::kINT32, 1);
-    mFields.emplace_back(nvfp4::kAttrMode, mAttrs.mode.c_str(), PluginFieldType::kCHAR,
-        static_cast<int32_t>(mAttrs.mode.size() + 1));
-    mFields.emplace_back(nvfp4::kAttrInputGlobalScale, &mFieldFloats[0], PluginFieldType::kFLOAT32, 1);
-    mFields.emplace_back(nvfp4::kAttrInputGlobalScaleInv, &mFieldFloats[1], PluginFieldType::kFLOAT32, 1);
-    mFields.emplace_back(nvfp4::kAttrHasBias, &mFieldInts[3], PluginFieldType::kINT32, 1);
-    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
-    mFieldCollection.fields = mFields.data();
-}
-
 PluginFieldCollection const* NVFP4LinearPlugin::getFieldsToSerialize() noexcept
 {
     try
     {
-        buildFieldsToSerialize();
-        return &mFieldCollection;
+        // Exactly the build-time fields with the parser's types, so that createPlugin(kRUNTIME)
+        // parses them with the same code and the same checks.
+        return mSerialized.collection(mAttrs);
     }
     catch (...)
     {
@@ -681,9 +455,9 @@ PluginFieldCollection const* NVFP4LinearPlugin::getFieldsToSerialize() noexcept
 
 NVFP4LinearPluginCreator::NVFP4LinearPluginCreator()
 {
-    for (char const* name : kFieldOrder)
+    for (nvfp4::FieldSpec const& field : nvfp4::kLinearFields)
     {
-        mFieldNames.emplace_back(name, nullptr, fieldTypeOf(name), 1);
+        mFieldNames.emplace_back(field.name, nullptr, field.type, 1);
     }
     mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
     mFieldCollection.fields = mFieldNames.data();
@@ -716,11 +490,7 @@ IPluginV3* NVFP4LinearPluginCreator::createPlugin(
     try
     {
         nvfp4::LinearAttributes attrs;
-        std::string problem = parseFields(fc, attrs);
-        if (problem.empty())
-        {
-            problem = nvfp4::validateAttributes(attrs, "field");
-        }
+        std::string problem = nvfp4::parseLinearFields(fc, attrs);
         if (!problem.empty())
         {
             if (phase == TensorRTPhase::kRUNTIME)
@@ -738,168 +508,7 @@ IPluginV3* NVFP4LinearPluginCreator::createPlugin(
     }
     catch (...)
     {
+        report(ILogger::Severity::kERROR, pluginPrefix(pluginName) + "createPlugin failed");
     }
     return nullptr;
-}
-
-// ====================================================================== library entry points
-
-namespace
-{
-
-std::mutex gRegistrationMutex;
-IPluginRegistry* gStaticRegistry{nullptr}; // where the static initializer registered the creators
-
-// The library's creators, all IPluginCreatorV3One: getCreators' list, registered statically.
-IPluginCreatorInterface* const* allCreators(int32_t& count)
-{
-    static IPluginCreatorInterface* const creators[] = {&creatorInstance(), &moePluginCreator()};
-    count = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
-    return creators;
-}
-
-// Whether a creator of this name and version is registered. Scans getAllCreators(): getCreator()
-// would report a "Cannot find plugin" error to the registry's recorder when there is none.
-bool isRegistered(IPluginRegistry* registry, IPluginCreatorInterface const* creator)
-{
-    auto const* ours = static_cast<IPluginCreatorV3One const*>(creator);
-    int32_t count = 0;
-    IPluginCreatorInterface* const* creators = registry->getAllCreators(&count);
-    for (int32_t i = 0; creators != nullptr && i < count; ++i)
-    {
-        IPluginCreatorInterface* c = creators[i];
-        if (c != nullptr && std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0)
-        {
-            auto* v3 = static_cast<IPluginCreatorV3One*>(c);
-            if (std::strcmp(v3->getPluginName(), ours->getPluginName()) == 0
-                && std::strcmp(v3->getPluginVersion(), ours->getPluginVersion()) == 0)
-            {
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
-// Whether this library is in LD_PRELOAD (then TensorRT is usually not loaded yet: Triton dlopens it
-// later from its backend).
-bool isPreloaded()
-{
-    char const* preload = std::getenv("LD_PRELOAD");
-    Dl_info info{};
-    if (preload == nullptr || dladdr(reinterpret_cast<void*>(&isPreloaded), &info) == 0 || info.dli_fname == nullptr)
-    {
-        return false;
-    }
-    std::string const self = info.dli_fname;
-    std::string const selfName = self.substr(self.find_last_of('/') + 1);
-    std::string const list = preload;
-    size_t start = 0;
-    while (start <= list.size())
-    {
-        size_t end = list.find_first_of(" :", start);
-        std::string const entry = list.substr(start, end == std::string::npos ? std::string::npos : end - start);
-        std::string const entryName = entry.substr(entry.find_last_of('/') + 1);
-        if (!entry.empty() && (entry == self || entryName == selfName))
-        {
-            return true;
-        }
-        if (end == std::string::npos)
-        {
-            break;
-        }
-        start = end + 1;
-    }
-    return false;
-}
-
-// Registers the creator when this library is dlopen()ed into a process that already has TensorRT
-// loaded (the REGISTER_TENSORRT_PLUGIN behaviour, without linking libnvinfer). Only with the
-// TensorRT major version the library was compiled for: the IPluginRegistry vtable differs between
-// majors.
-struct StaticRegistration
-{
-    StaticRegistration()
-    {
-        using GetMajor = int32_t (*)();
-        auto getMajor = reinterpret_cast<GetMajor>(findTensorRTSymbol("getInferLibMajorVersion"));
-        IPluginRegistry* registry = findRegistry();
-        if ((registry == nullptr || getMajor == nullptr) && isPreloaded())
-        {
-            // LD_PRELOAD runs this before the application loads TensorRT: load it now (what linking
-            // libnvinfer would do), the full runtime if installed, else the lean one.
-            std::string const major = std::to_string(NV_TENSORRT_MAJOR);
-            for (std::string const& soname : {"libnvinfer.so." + major, "libnvinfer_lean.so." + major})
-            {
-                if (dlopen(soname.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr)
-                {
-                    break;
-                }
-            }
-            getMajor = reinterpret_cast<GetMajor>(findTensorRTSymbol("getInferLibMajorVersion"));
-            registry = findRegistry();
-            if (registry == nullptr || getMajor == nullptr)
-            {
-                std::fprintf(stderr,
-                    "[NVFP4Linear] LD_PRELOAD: neither libnvinfer.so.%d nor libnvinfer_lean.so.%d could be loaded; "
-                    "the NVFP4Linear creator is not registered\n",
-                    NV_TENSORRT_MAJOR, NV_TENSORRT_MAJOR);
-                return;
-            }
-        }
-        if (registry == nullptr || getMajor == nullptr)
-        {
-            return; // TensorRT not loaded yet: IPluginRegistry::loadLibrary will call getCreators()
-        }
-        if (getMajor() != NV_TENSORRT_MAJOR)
-        {
-            std::fprintf(stderr,
-                "[NVFP4Linear] not registering: this library was built for TensorRT %d, the process runs TensorRT "
-                "%d; rebuild it against that version's headers\n",
-                NV_TENSORRT_MAJOR, getMajor());
-            return;
-        }
-        std::lock_guard<std::mutex> lock(gRegistrationMutex);
-        int32_t count = 0;
-        IPluginCreatorInterface* const* creators = allCreators(count);
-        for (int32_t i = 0; i < count; ++i)
-        {
-            // Skipped if another copy of the library registered it.
-            if (!isRegistered(registry, creators[i]) && registry->registerCreator(*creators[i], nvfp4::kPluginNamespace))
-            {
-                gStaticRegistry = registry;
-            }
-        }
-    }
-};
-
-StaticRegistration const gStaticRegistration;
-
-} // namespace
-
-extern "C" void setLoggerFinder(ILoggerFinder* finder)
-{
-    std::lock_guard<std::mutex> lock(gLoggerMutex);
-    gLoggerFinder = finder;
-}
-
-// IPluginRegistry::loadLibrary's entry point. If the static initializer already registered the
-// creator (TensorRT was loaded when loadLibrary dlopen()ed us), that registration is withdrawn so
-// that the registry holds the creator once, owned by the library handle.
-extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
-{
-    {
-        std::lock_guard<std::mutex> lock(gRegistrationMutex);
-        if (gStaticRegistry != nullptr)
-        {
-            int32_t count = 0;
-            IPluginCreatorInterface* const* creators = allCreators(count);
-            for (int32_t i = 0; i < count; ++i)
-            {
-                gStaticRegistry->deregisterCreator(*creators[i]);
-            }
-            gStaticRegistry = nullptr;
-        }
-    }
-    return allCreators(nbCreators);
 }

@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include "NVFP4LinearFields.h"
 #include "nvfp4LinearAttributes.h"
 
 #include <NvInferRuntime.h>
@@ -68,17 +69,12 @@ private:
     void reportError(std::string const& message) const noexcept;
     // The input shapes/types against the fields; "" if fine. Dims may hold -1 (build time).
     std::string checkInputs(PluginTensorDesc const* in, int32_t nbInputs, int32_t nbOutputs) const;
-    void buildFieldsToSerialize();
 
     std::string mName;
     nvfp4::LinearAttributes mAttrs;
     IErrorRecorder* mErrorRecorder{nullptr}; // the execution context's, after attachToContext
 
-    // getFieldsToSerialize() storage (the collection points into these).
-    int32_t mFieldInts[4]{};
-    float mFieldFloats[2]{};
-    std::vector<PluginField> mFields;
-    PluginFieldCollection mFieldCollection{};
+    nvfp4::LinearFieldValues mSerialized; // getFieldsToSerialize()'s storage, rebuilt on each call
 };
 
 class NVFP4LinearPluginCreator : public IPluginCreatorV3One

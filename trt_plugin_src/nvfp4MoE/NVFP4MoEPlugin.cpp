@@ -7,6 +7,7 @@
  */
 #include "NVFP4MoEPlugin.h"
 #include "nvfp4MoEKernels.h"
+#include "pluginLogging.h"
 
 #include <cuda_runtime_api.h>
 
@@ -232,7 +233,7 @@ void NVFP4MoEPlugin::reportError(std::string const& message) const noexcept
 {
     try
     {
-        reportToTensorRT(ILogger::Severity::kERROR, pluginPrefix(mName) + message, mErrorRecorder);
+        nvfp4::report(ILogger::Severity::kERROR, pluginPrefix(mName) + message, mErrorRecorder);
     }
     catch (...)
     {
@@ -647,23 +648,17 @@ IPluginV3* NVFP4MoEPluginCreator::createPlugin(
             {
                 problem = "corrupt serialized fields in the engine: " + problem;
             }
-            reportToTensorRT(ILogger::Severity::kERROR, pluginPrefix(pluginName) + problem, nullptr);
+            nvfp4::report(ILogger::Severity::kERROR, pluginPrefix(pluginName) + problem, nullptr);
             return nullptr;
         }
         return new NVFP4MoEPlugin(pluginName, std::move(attrs));
     }
     catch (std::exception const& e)
     {
-        reportToTensorRT(ILogger::Severity::kERROR, pluginPrefix(pluginName) + "createPlugin failed: " + e.what(), nullptr);
+        nvfp4::report(ILogger::Severity::kERROR, pluginPrefix(pluginName) + "createPlugin failed: " + e.what(), nullptr);
     }
     catch (...)
     {
     }
     return nullptr;
-}
-
-NVFP4MoEPluginCreator& nvinfer1::plugin::moePluginCreator()
-{
-    static NVFP4MoEPluginCreator creator;
-    return creator;
 }

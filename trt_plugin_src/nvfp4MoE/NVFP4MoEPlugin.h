@@ -98,12 +98,5 @@ private:
     PluginFieldCollection mFieldCollection{};
 };
 
-// The library's one NVFP4MoE creator (returned by getCreators, registered statically).
-NVFP4MoEPluginCreator& moePluginCreator();
-
-// Logging of the plugin library (defined with its entry points in NVFP4LinearPlugin.cpp): to
-// TensorRT's logger and, for errors, to `recorder` or else the plugin registry's error recorder.
-void reportToTensorRT(ILogger::Severity severity, std::string const& text, IErrorRecorder* recorder) noexcept;
-
 } // namespace plugin
 } // namespace nvinfer1

@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -45,8 +46,37 @@ bool ortOk(OrtStatus* status)
 
 OrtStatus* makeError(std::string const& nodeName, std::string const& message)
 {
-    std::string const text = std::string(nvfp4::kOpName) + " node '" + nodeName + "': " + message;
+    std::string const text = std::string(nvfp4::kOpName) + " node '" + nvfp4::printable(nodeName, nvfp4::kMaxEcho, '\'')
+        + "': " + message;
     return gApi->CreateStatus(ORT_INVALID_ARGUMENT, text.c_str());
+}
+
+// The C++ exception boundary of every callback ORT makes: nothing may unwind into ORT's C code.
+template <typename Call>
+OrtStatus* guarded(std::string const& nodeName, Call call) noexcept
+{
+    try
+    {
+        return call();
+    }
+    catch (std::bad_alloc const&)
+    {
+        return gApi->CreateStatus(ORT_FAIL, (std::string(nvfp4::kOpName) + ": out of memory").c_str());
+    }
+    catch (std::exception const& e)
+    {
+        try
+        {
+            return makeError(nodeName, std::string("internal error: ") + e.what());
+        }
+        catch (...)
+        {
+        }
+    }
+    catch (...)
+    {
+    }
+    return gApi->CreateStatus(ORT_FAIL, "NVFP4Linear: internal error");
 }
 
 std::vector<int64_t> shapeOf(OrtValue const* value)
@@ -205,15 +235,22 @@ OrtStatus* createKernel(OrtKernelInfo const* info, Kernel& kernel)
     {
         return makeError(node, problem);
     }
+    // The input count before any input is looked at: a node with fewer inputs than has_bias implies
+    // must never have its constants read.
     size_t inputCount = 0;
-    if (ortOk(gApi->KernelInfo_GetInputCount(info, &inputCount)) && a.hasBias && inputCount < 5)
+    if (!ortOk(gApi->KernelInfo_GetInputCount(info, &inputCount)))
     {
-        return makeError(node, "has_bias=1 but the node has " + std::to_string(inputCount)
-                + " inputs; expected 5 (x, weight, weight_scale, weight_global_scale, bias)");
+        return makeError(node, "could not read the input count");
+    }
+    if (inputCount != static_cast<size_t>(a.numInputs()))
+    {
+        return makeError(node, "has_bias=" + std::to_string(a.hasBias) + " but the node has " + std::to_string(inputCount)
+                + " inputs; expected " + std::to_string(a.numInputs()) + " (x, weight, weight_scale, weight_global_scale"
+                + (a.hasBias ? ", bias)" : ")"));
     }
     // Initializers are known now: reject a bad weight / scale shape at session creation, not at Run.
     std::vector<std::vector<int64_t>> shapes{{-1, a.inFeatures}};
-    for (size_t i = 1; i < static_cast<size_t>(a.numInputs()) && i < inputCount; ++i)
+    for (size_t i = 1; i < static_cast<size_t>(a.numInputs()); ++i)
     {
         int isConstant = 0;
         OrtValue const* value = nullptr;
@@ -227,13 +264,10 @@ OrtStatus* createKernel(OrtKernelInfo const* info, Kernel& kernel)
             shapes.push_back(i <= 2 ? std::vector<int64_t>{-1, -1} : std::vector<int64_t>{-1});
         }
     }
-    if (static_cast<int32_t>(shapes.size()) == a.numInputs())
+    std::string const shapeProblem = nvfp4::validateInputShapes(a, shapes);
+    if (!shapeProblem.empty())
     {
-        std::string const shapeProblem = nvfp4::validateInputShapes(a, shapes);
-        if (!shapeProblem.empty())
-        {
-            return makeError(node, shapeProblem);
-        }
+        return makeError(node, shapeProblem);
     }
     return nullptr;
 }
@@ -389,18 +423,20 @@ struct LinearOp : OrtCustomOp
         GetVariadicOutputMinArity = [](OrtCustomOp const*) { return 1; };
         GetVariadicOutputHomogeneity = [](OrtCustomOp const*) { return 1; };
         CreateKernelV2 = [](OrtCustomOp const*, OrtApi const*, OrtKernelInfo const* info, void** out) -> OrtStatus* {
-            auto* kernel = new Kernel();
-            if (OrtStatus* status = createKernel(info, *kernel))
-            {
-                delete kernel;
-                *out = nullptr;
-                return status;
-            }
-            *out = kernel;
-            return nullptr;
+            *out = nullptr;
+            return guarded("", [&]() -> OrtStatus* {
+                auto kernel = std::make_unique<Kernel>();
+                if (OrtStatus* status = createKernel(info, *kernel))
+                {
+                    return status;
+                }
+                *out = kernel.release();
+                return nullptr;
+            });
         };
         KernelComputeV2 = [](void* kernel, OrtKernelContext* context) -> OrtStatus* {
-            return compute<kType>(*static_cast<Kernel*>(kernel), context);
+            auto const& k = *static_cast<Kernel*>(kernel);
+            return guarded(k.nodeName, [&] { return compute<kType>(k, context); });
         };
         KernelDestroy = [](void* kernel) { delete static_cast<Kernel*>(kernel); };
         GetStartVersion = [](OrtCustomOp const*) { return 1; };

@@ -95,7 +95,8 @@ void checkRejected(std::string const& what, bool failed, std::string const& expe
 {
     std::string const message = gRecorder.last();
     bool const named = message.find("NVFP4Linear plugin") != std::string::npos;
-    check(failed && named && message.find(expected) != std::string::npos, what,
+    bool const short_ = message.size() < 600 && message.find('\n') == std::string::npos; // one capped line
+    check(failed && named && short_ && message.find(expected) != std::string::npos, what,
         std::string(failed ? "" : "call succeeded; ") + "recorder got \"" + message + "\", expected \"" + expected
             + "\"");
     if (failed && !message.empty())
@@ -220,6 +221,7 @@ struct Fields
     float inputGlobalScale = 2.0f / 2688.0f, inputGlobalScaleInv = 1344.0f;
     std::vector<std::string> omit;                 // field names left out
     std::string wrongType;                         // a field passed as the wrong PluginFieldType
+    std::vector<std::pair<std::string, int32_t>> extra; // kINT32 fields added at the end
 
     std::vector<PluginField> storage;
     PluginFieldCollection collection{};
@@ -248,6 +250,10 @@ struct Fields
         add("input_global_scale", &inputGlobalScale, PluginFieldType::kFLOAT32, 1);
         add("input_global_scale_inv", &inputGlobalScaleInv, PluginFieldType::kFLOAT32, 1);
         add("has_bias", &hasBias, PluginFieldType::kINT32, 1);
+        for (auto const& e : extra)
+        {
+            storage.emplace_back(e.first.c_str(), &e.second, PluginFieldType::kINT32, 1);
+        }
         collection.nbFields = static_cast<int32_t>(storage.size());
         collection.fields = storage.data();
         return &collection;
@@ -564,6 +570,12 @@ void checkBadFields(IPluginCreatorV3One* creator)
             "field 'input_global_scale' must be finite and > 0 for mode \"w4a4\""},
         {"input_global_scale_inv NaN (w4a4)", [](Fields& f) { f.inputGlobalScaleInv = NAN; },
             "field 'input_global_scale_inv' must be finite and > 0"},
+        {"a duplicate field", [](Fields& f) { f.extra = {{"in_features", 48}}; }, "field 'in_features' is given twice"},
+        {"an unknown field", [](Fields& f) { f.extra = {{"bias", 1}}; }, "unknown field \"bias\"; expected in_features"},
+        {"a 64 KiB mode string", [](Fields& f) { f.mode = std::string(65536, 'w'); },
+            "field 'mode' must be one kCHAR string, got type kCHAR with length 65537"},
+        {"a 4000-byte mode string, echoed capped", [](Fields& f) { f.mode = std::string(4000, 'w'); },
+            "... (4000 bytes)"},
     };
     for (auto const& c : cases)
     {
