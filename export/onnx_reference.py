@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from export.dtypes import to_numpy, to_torch
 from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.moe import unstack_moe
 from export.reference import nvfp4_linear_exact, nvfp4_moe_exact
@@ -30,25 +31,6 @@ def node_attributes(node) -> dict[str, Any]:
     else:
         values = {name: attr.value for name, attr in node.attributes.items()}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
-
-
-def to_torch(a: np.ndarray) -> torch.Tensor:
-    """A torch tensor over a numpy array (bfloat16 from ml_dtypes; a copy only if read-only)."""
-    a = np.asarray(a)
-    if a.dtype.name == "bfloat16":  # ml_dtypes
-        return torch.from_numpy(np.array(a).view(np.int16)).view(torch.bfloat16)
-    a = np.ascontiguousarray(a)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """numpy of a CPU tensor (bfloat16 as ml_dtypes.bfloat16)."""
-    t = t.detach().contiguous()
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
 
 
 def linear_from_node(node, inputs: Sequence[np.ndarray]) -> NVFP4LinearWeights:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.dtypes import numpy_dtype, torch_dtype
 from plugins.verify import tolerance
 
 DEFAULT_TEXT = Path(__file__).resolve().parent / "data" / "evaluation.txt"
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def load_tokenizer(directory):
@@ -96,8 +96,6 @@ def source_scores(source_dir, windows: np.ndarray) -> Scores:
 
 
 def graph_scores(runtime, side: dict, windows: np.ndarray) -> Scores:
-    from plugins.verify.runtimes import numpy_dtype
-
     empty = np.zeros((1, side["num_kv_heads"], 0, side["head_dim"]), dtype=numpy_dtype(side["dtype"]))
     out = []
     for w in windows:
@@ -149,7 +147,7 @@ def accuracy_report(runtime, side: dict, checkpoint, windows: np.ndarray, *, tex
                     source_dir=None) -> AccuracyReport:
     targets = windows[:, 1:]
     ref64 = reference_scores(checkpoint, torch.float64, windows, "reference NVFP4 model, float64")
-    ref_t = reference_scores(checkpoint, TORCH_DTYPES[side["dtype"]], windows, f"reference NVFP4 model, {side['dtype']}")
+    ref_t = reference_scores(checkpoint, torch_dtype(side["dtype"]), windows, f"reference NVFP4 model, {side['dtype']}")
     graph = graph_scores(runtime, side, windows)
     p64 = ref64.perplexity(targets)
     report = AccuracyReport(text_name, int(windows.shape[0]), int(windows.shape[1]))

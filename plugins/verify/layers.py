@@ -28,7 +28,7 @@ import onnx_ir as ir
 
 from plugins.verify import references
 from plugins.verify.graph import checked_nodes, initializer_array, values_by_name
-from plugins.verify.runtimes import numpy_dtype
+from export.dtypes import numpy_dtype, torch_dtype
 
 # KV cache vs full sequence, judged nodes: max |decode - full| / max |full| of the node's input must
 # be within this many units of T's relative rounding (eps_T): the attention over the cache and over
@@ -150,11 +150,8 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
     per-expert linears a qdq graph expands an MoE block into, gate and up rows fused) are allowed
     only beside checkpoint layers without a node of their name; otherwise a layer missing from
     either side raises ValueError."""
-    import torch
-
     from export.checkpoint.moe import find_expert_blocks, read_moe_block
 
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     layers = set(checkpoint.quantized_names) if checkpoint is not None else set()
     names = {cn.name for cn in nodes}
     blocks = {}  # node name ("<block>.experts", the NVFP4MoE module's path) -> the checkpoint's MoE block
@@ -171,7 +168,7 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
     expected = {}
     for cn in nodes:
         if cn.name in layers:
-            node, arrays = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type, cn.inputs[0], torch_dtype)
+            node, arrays = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type, cn.inputs[0], torch_dtype(dtype))
             expected[cn.name] = (node, [None, *arrays], "checkpoint")
         elif cn.name in blocks and cn.node.op_type == "NVFP4MoE":
             attrs = {a.name: a for a in cn.node.attribute}
