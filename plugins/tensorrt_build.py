@@ -1,4 +1,4 @@
-"""Deployment artifacts around TensorRT: the export sidecar, plugin libraries, plan files, engine builds.
+"""Deployment artifacts around TensorRT: plugin libraries, plan files, engine builds.
 
 Everything a deploy command reads is checked here first, so that bad input ends in one line
 (`DeployError`) instead of a TensorRT or Triton stack trace later. The engine build itself needs the
@@ -18,8 +18,7 @@ from pathlib import Path
 from export.errors import DeployError, TensorRTUnavailable
 from export.inputs import regular_file
 from export.outputs import Staging, check_outputs
-# The sidecar's home is export/sidecar.py; these names stay importable from here for deploy code.
-from export.sidecar import check_sidecar_matches_onnx, load_sidecar, onnx_io, read_sidecar  # noqa: F401
+from export.sidecar import load_sidecar
 from plugins.tensorrt_registry import import_tensorrt as import_tensorrt_module
 
 # A serialized TensorRT engine starts with these four bytes (what torch-tensorrt and Ultralytics
@@ -29,8 +28,6 @@ PLAN_MAGIC = b"ftrt"
 PLUGIN_ENTRY_POINT = "getCreators"
 # Larger than any plugin library this project builds for every architecture (~40 MB).
 MAX_PLUGIN_LIBRARY_BYTES = 2 * 1024**3
-
-read_sidecar_file = read_sidecar
 
 
 @dataclass(frozen=True)
@@ -198,13 +195,6 @@ def build_engine(onnx_path, plugin_library, plan_path, side: dict | None = None,
         staging.path(plan_path).write_bytes(bytes(serialized))
         staging.publish()
     return plan_path
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Replace `path` with `data` whole or not at all (for deploy code that writes reports)."""
-    from export.outputs import write_file
-
-    return write_file(path, data, force=True)
 
 
 def trtexec_commands(onnx_path, plugin_library, plan_path, side: dict) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.dtypes import DTYPES, numpy_dtype  # noqa: F401  (numpy_dtype: used by request building)
+from export.dtypes import DTYPES, numpy_dtype
 from export.errors import DeployError
 from export.outputs import Staging, check_outputs
 from plugins.tensorrt_build import check_plan_file, check_plugin_library

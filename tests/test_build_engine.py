@@ -1,20 +1,19 @@
 """scripts/build_engine.py: trtexec command lines, input checks, and the real build where TensorRT is installed."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
 
 import pytest
 
+from export.errors import DeployError
+from plugins.tensorrt_build import elf_dynamic_symbols
+from plugins.tensorrt_registry import import_tensorrt
+from tests.test_triton_repo import make_plugin_stub_library, make_toy_export, run_script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from test_triton_repo import make_plugin_stub_library, make_toy_export, run_script
-
-from plugins.tensorrt_build import DeployError, elf_dynamic_symbols
-
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_TENSORRT = import_tensorrt("full") is not None
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,14 @@ from typing import Callable
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_triton_repo import fake_plan, make_plugin_stub_library
 
-from plugins.cli import export as export_cli
 from export.cli import inspect_checkpoint as inspect_cli
 from export.cli import quantize as quantize_cli
 from plugins.cli import build_engine as build_engine_cli
+from plugins.cli import export as export_cli
 from plugins.cli import make_triton_repo as triton_repo_cli
 from plugins.cli import triton_client as triton_client_cli
+from tests.test_triton_repo import fake_plan, make_plugin_stub_library
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tiny-llama-nvfp4"

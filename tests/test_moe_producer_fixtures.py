@@ -19,8 +19,8 @@ from export.nvfp4 import dequantize_weight
 from export.onnx_export import export_model
 from export.quantize import quantize_checkpoint
 from export.tiny_models import MOE_FAMILIES
-from test_moe_export import assert_exported_model_matches, check_moe_nodes
-from test_producer_fixtures import DEQUANT_RTOL, TOOLS, natural_key, tensor_layout
+from tests.test_moe_export import assert_exported_model_matches, check_moe_nodes
+from tests.test_producer_fixtures import DEQUANT_RTOL, TOOLS, natural_key, tensor_layout
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / "tests" / "fixtures" / "producers-moe"

@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from plugins.tensorrt_build import DeployError, check_plan_file, check_plugin_library
+from export.errors import DeployError
+from plugins.tensorrt_build import check_plan_file, check_plugin_library
 from plugins.triton import model_config_text
 
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}

@@ -135,7 +135,6 @@ def test_accuracy_report_within_the_noise_band(real_checkpoint, real_export, rea
 def _text_ids(checkpoint):
     """The layer check's token ids from the evaluation text (as the verify command picks them)."""
     from plugins.cli.verify import _default_text, layer_ids
-    from plugins.tensorrt_build import load_sidecar  # noqa: F401 - layer_ids takes the sidecar's vocab only
     from plugins.verify.accuracy import load_tokenizer
 
     return layer_ids({"vocab_size": 49152}, load_tokenizer(checkpoint), _default_text(), 0)

@@ -129,7 +129,7 @@ def check_export(onnx_path, model_dir, *, library=None, out=print) -> bool:
 
 
 def _sidecar(onnx_path) -> dict:
-    from plugins.tensorrt_build import load_sidecar
+    from export.sidecar import load_sidecar
 
     return load_sidecar(onnx_path)
 

@@ -283,7 +283,7 @@ def verify_layers(onnx_path, checkpoint_dir=None, *, library=None, ids: np.ndarr
     """The layer-by-layer check of an exported graph on the CPU runtime of its format, against the
     checkpoint in `checkpoint_dir` (or the graph's own weights when None)."""
     from export.checkpoint import open_checkpoint
-    from plugins.tensorrt_build import load_sidecar
+    from export.sidecar import load_sidecar
     from plugins.verify.runtimes import cpu_runtime
 
     side = load_sidecar(onnx_path)

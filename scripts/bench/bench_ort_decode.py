@@ -31,7 +31,7 @@ def ort_decode(onnx_path: Path, prompt, tokens: int, threads: int) -> float:
     import onnxruntime as ort
 
     from plugins.library import find_ort_library
-    from plugins.tensorrt_build import load_sidecar
+    from export.sidecar import load_sidecar
 
     side = load_sidecar(onnx_path)
     options = ort.SessionOptions()
