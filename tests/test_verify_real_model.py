@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from plugins.verify.accuracy import CALIBRATION_TEXT
 from plugins.verify.layers import verify_layers
 from tests.test_verify import need_ort_library, perturb
 
 ROOT = Path(__file__).resolve().parents[1]
-CALIBRATION = ROOT / "plugins" / "verify" / "data" / "calibration.txt"
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def real_checkpoint(real_source, tmp_path_factory):
         if mode not in made:
             out = tmp_path_factory.mktemp(f"smollm2-{mode}") / "ckpt"
             if mode == "w4a4":
-                batches = text_calibration_batches(real_source, CALIBRATION.read_text(encoding="utf-8"))
+                batches = text_calibration_batches(real_source, CALIBRATION_TEXT.read_text(encoding="utf-8"))
                 quantize_checkpoint(real_source, out, "modelopt", calib_input_ids=batches)
             else:
                 quantize_checkpoint(real_source, out, "compressed-tensors", w4a16=True)

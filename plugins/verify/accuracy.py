@@ -21,7 +21,9 @@ import torch
 from export.dtypes import numpy_dtype, torch_dtype
 from plugins.verify import tolerance
 
-DEFAULT_TEXT = Path(__file__).resolve().parent / "data" / "evaluation.txt"
+DATA = Path(__file__).resolve().parent / "data"  # what its README.md says
+DEFAULT_TEXT = DATA / "evaluation.txt"  # held out from calibration
+CALIBRATION_TEXT = DATA / "calibration.txt"
 
 
 def load_tokenizer(directory):
