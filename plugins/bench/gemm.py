@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from export.errors import Unavailable, first_line
+from export.outputs import replace_file
 from plugins.bench import gemm_report as report_lib
 from plugins.bench.gemm_report import DEFAULT_KERNELS, KERNELS, M_VALUES, NVFP4_KERNELS, SHAPES
 
@@ -649,8 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = output_stem(device, args.quick, args.name, args.kernel_path)
     json_path = args.out_dir / f"{stem}.json"
     md_path = args.out_dir / f"{stem}.md"
-    report_lib.write_report(json_path, json.dumps(report, indent=1) + "\n")
-    report_lib.write_report(md_path, markdown)
+    replace_file(json_path, json.dumps(report, indent=1) + "\n")
+    replace_file(md_path, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     if bench.errors:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
 from export.errors import ReportError, UserError
 from export.inputs import read_json_object
-from export.outputs import write_file
+from export.outputs import replace_file
 
 KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16", "bf16", "fp8", "int4", "emulation")
 NVFP4_KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16")  # the plugin's kernels: the rows with targets
@@ -371,14 +370,6 @@ def render_floors_markdown(hbm_TBps: float = H100_HBM_TBPS, copy_TBps: float = H
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- files
-def write_report(path: str | os.PathLike, text: str, inputs=()) -> None:
-    """Replace `path` (a benchmark's record of its card) whole or not at all, making its folder
-    first (a new --out-dir); never over one of `inputs` (export/outputs.py)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_file(path, text, inputs=inputs, force=True)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -410,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             except ReportError as e:
                 raise ReportError(f"{args.json}: {e}") from None
         if args.output:
-            write_report(args.output, text, inputs=[args.json] if args.json else [])
+            replace_file(args.output, text, inputs=[args.json] if args.json else [])
         else:
             sys.stdout.write(text)
     except UserError as e:
