@@ -40,7 +40,7 @@ def test_units():
 @pytest.mark.parametrize("bw,peak", [(3.35, 989.0), (3.0, 989.0), (4.8, 989.0)])
 def test_crossover_m_is_where_the_two_floors_meet(K, N, bw, peak):
     m = rep.crossover_m(N, K, bw, peak)
-    assert 30 < m < 200  # facts sheet: ≈ 83 without activation traffic at 3.35 TB/s
+    assert 30 < m < 200  # ≈ 83 without activation traffic at 3.35 TB/s
     bytes_us = rep.bytes_floor_us(rep.nvfp4_bytes(m, N, K), bw)
     assert bytes_us == pytest.approx(rep.flop_floor_us(m, N, K, peak), rel=1e-9)
     # below it the bytes floor dominates, above it the FLOP floor
