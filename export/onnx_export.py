@@ -352,6 +352,7 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
 
     model_ir = trace_to_onnx_ir(model, opset)
     finalize_graph(model_ir, cfg, str(checkpoint.directory))
+    custom_ops = sidecar_mod.graph_ops(model_ir)
     if fmt == "qdq":
         from export.qdq import rewrite_to_qdq
 
@@ -364,7 +365,7 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
         num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, vocab_size=cfg.vocab_size,
         max_position_embeddings=cfg.max_position_embeddings, quantized_layers=quantized,
         excluded_layers=sorted(checkpoint.excluded), source_checkpoint=str(checkpoint.directory),
-        checkpoint_format=checkpoint.format,
+        checkpoint_format=checkpoint.format, ops=custom_ops,
     )
     data_path, side_path, _ = targets = output_paths(out_path)
     with Staging(targets) as staging:

@@ -18,8 +18,9 @@ from pathlib import Path
 from export.errors import DeployError, TensorRTUnavailable
 from export.inputs import regular_file
 from export.outputs import Staging, check_outputs
-from export.sidecar import load_sidecar
+from export.sidecar import describe_ops, load_sidecar, plugin_ops
 from plugins.tensorrt_registry import import_tensorrt as import_tensorrt_module
+from plugins.tensorrt_registry import missing_creators
 
 # A serialized TensorRT engine starts with these four bytes (what torch-tensorrt and Ultralytics
 # test before handing bytes to `deserialize_cuda_engine`).
@@ -107,6 +108,15 @@ def check_plugin_library(path: str | os.PathLike) -> Path:
     return path.resolve()
 
 
+def check_registered_ops(trt, plugin_library, side: dict) -> None:
+    """After `plugin_library` was loaded into `trt`'s plugin registry: every custom op the
+    sidecar's graph uses (`plugin.ops`) has a creator; else one DeployError line naming them."""
+    missing = missing_creators(trt, plugin_ops(side))
+    if missing:
+        raise DeployError(f"{plugin_library}: registers no creator for {describe_ops(missing)}, which the graph "
+                          f"uses; build the plugin library from the same version of this project as the export")
+
+
 def check_plan_file(path: str | os.PathLike) -> Path:
     """A serialized TensorRT engine: a regular file, not empty, not an ONNX model, TensorRT magic.
     (What is inside is checked by TensorRT when it deserializes the plan on the GPU.)"""
@@ -169,6 +179,7 @@ def build_engine(onnx_path, plugin_library, plan_path, side: dict | None = None,
     # The plugin registers its creator through getCreators; loadLibrary is the call trtexec
     # --dynamicPlugins makes.
     builder.get_plugin_registry().load_library(str(plugin_library))
+    check_registered_ops(trt, plugin_library, side)
     flags = 0
     if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         # TensorRT 10: keep the ONNX dtypes (fp16/bf16 graph stays 16-bit); TensorRT 11 is always strongly typed.

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from export.errors import DeployError
-from plugins.tensorrt_build import elf_dynamic_symbols
-from plugins.tensorrt_registry import import_tensorrt
+from export.sidecar import plugin_entry
+from plugins.library import find_plugin_library
+from plugins.tensorrt_build import check_registered_ops, elf_dynamic_symbols
+from plugins.tensorrt_registry import import_tensorrt, load_creator
 from tests.test_triton_repo import make_plugin_stub_library, make_toy_export, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,8 @@ def test_print_trtexec_has_both_plugin_styles_and_sidecar_profile(toy):
             assert parse_shapes(flags[key]) == {s["name"]: s[which] for s in side["inputs"]}
         assert not {"fp16", "bf16", "int8", "best"} & set(flags)  # TensorRT 11 trtexec is strongly typed
     assert styles == {"dynamicPlugins", "staticPlugins"}
+    # The toy sidecar predates plugin.ops: its one op is the top-level identity.
+    assert "# the graph's custom ops, which the plugin library must register: NVFP4Linear (version 1)" in r.stdout
     assert not plan.exists()
 
 
@@ -72,6 +76,26 @@ def test_bad_inputs_exit_2(toy, tmp_path):
     Path(str(lonely) + ".json").write_text(json.dumps(side))
     r = run_script("build_engine.py", str(lonely), "--plugin", str(toy["plugin"]), "--print-trtexec")
     assert r.returncode == 2 and "output 'logits' is float16" in r.stderr and "but the ONNX graph has" in r.stderr
+
+
+def test_registered_ops_are_checked_in_the_plugin_registry():
+    """What build_engine (and the TensorRT verify runtime) check once the library is loaded: a
+    creator for every op of the sidecar's plugin.ops. Here in the lean runtime's registry."""
+    trt = import_tensorrt("lean")
+    if trt is None:
+        pytest.skip("tensorrt_lean_bindings not installed")
+    try:
+        lib = find_plugin_library()
+    except FileNotFoundError as e:
+        pytest.skip(f"TensorRT plugin not built: {e}")
+    for op_type in ("NVFP4Linear", "NVFP4MoE"):
+        load_creator(trt, lib, op_type=op_type)
+    side = {"plugin": plugin_entry({"NVFP4Linear", "NVFP4MoE"})}
+    check_registered_ops(trt, lib, side)
+    side["plugin"]["ops"][1]["version"] = "2"
+    with pytest.raises(DeployError, match=r"registers no creator for NVFP4MoE \(version 2\), which the graph uses"):
+        check_registered_ops(trt, lib, side)
+    check_registered_ops(trt, lib, {"plugin": None})  # a qdq graph needs nothing
 
 
 def test_elf_symbol_reader(toy, tmp_path):

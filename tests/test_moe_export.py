@@ -254,8 +254,11 @@ def test_whole_model_export(family, fmt, make_tiny_checkpoint, tmp_path):
     onnx.checker.check_model(model, full_check=True)
     if fmt == "plugin":
         assert check_moe_nodes(model, ck, "float32") == 2  # one node per MoE block
+        # The sidecar names both ops the plugin library must register.
+        assert [op["name"] for op in res.sidecar["plugin"]["ops"]] == ["NVFP4Linear", "NVFP4MoE"]
     else:
         assert not [n for n in model.graph.node if n.domain == "trt.plugins"]
+        assert res.sidecar["plugin"] is None
     assert_exported_model_matches(res.onnx_path, src)
 
 

@@ -129,11 +129,12 @@ class TrtRuntime:
         from polygraphy.backend.common import BytesFromPath
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-        from plugins.tensorrt_build import build_engine, check_plan_file, import_tensorrt
+        from plugins.tensorrt_build import build_engine, check_plan_file, check_registered_ops, import_tensorrt
 
         trt = import_tensorrt()
-        # The engine's NVFP4Linear layers need the creator registered before deserialization.
+        # The engine's plugin layers need their creators registered before deserialization.
         trt.get_plugin_registry().load_library(str(plugin))
+        check_registered_ops(trt, plugin, side)
         if engine is None:
             model, self.out_types = _prepare(onnx_path, extra_outputs, dtype, emulate=False)
             marked = workdir / "verify.onnx"
