@@ -37,6 +37,10 @@ class UserError(Exception):
         super().__init__(one_line(message))
 
 
+class UsageError(UserError):
+    """Bad command-line arguments."""
+
+
 class CheckpointError(UserError):
     """A checkpoint is not what the reader expects.
 

@@ -97,7 +97,7 @@ def example_inputs(model: NVFP4CausalLM, batch: int = 2, seq: int = 3, past: int
 
 
 def dynamic_axes(num_layers: int) -> dict:
-    in_names, out_names = _io_names(num_layers)
+    in_names, out_names = sidecar_mod.io_names(num_layers)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "position_ids": {0: "batch", 1: "sequence"},
             "attention_mask": {0: "batch", 1: "total_sequence"}, "logits": {0: "batch", 1: "sequence"}}
     axes.update({n: {0: "batch", 2: "past_sequence"} for n in in_names[3:]})
@@ -161,7 +161,7 @@ def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
 
     register_onnx_symbolic()
     c = model.config
-    in_names, out_names = _io_names(c.num_layers)
+    in_names, out_names = sidecar_mod.io_names(c.num_layers)
     weights = dict(model.named_buffers())  # tied weights appear once
     buf = io.BytesIO()
     threads = torch.get_num_threads()
@@ -215,15 +215,12 @@ def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
     return model_ir
 
 
-_io_names = sidecar_mod.io_names
-
-
 def finalize_graph(model_ir, cfg, source: str) -> None:
     """Interface names and dims for the graph I/O, readable node names, metadata."""
     import onnx_ir as ir
 
     graph = model_ir.graph
-    in_names, out_names = _io_names(cfg.num_layers)
+    in_names, out_names = sidecar_mod.io_names(cfg.num_layers)
     if len(graph.inputs) != len(in_names) or len(graph.outputs) != len(out_names):
         raise RuntimeError(f"traced graph has {len(graph.inputs)} inputs / {len(graph.outputs)} outputs, "
                            f"expected {len(in_names)} / {len(out_names)}")

@@ -30,8 +30,8 @@ from export.errors import Unavailable, first_line
 from export.outputs import replace_file
 from plugins.bench import gemm_report as report_lib
 from plugins.bench.gemm_report import DEFAULT_KERNELS, KERNELS, M_VALUES, NVFP4_KERNELS, SHAPES
+from plugins.library import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 QUICK_SHAPES = ((4096, 14336), (8192, 57344))
 QUICK_M_VALUES = (1, 8, 16, 64, 128, 1024)
 DEFAULT_L2_BYTES = 50 * 2**20  # H100; used only when torch does not report the L2 size
@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help=f"shapes {', '.join(f'{k}->{n}' for k, n in QUICK_SHAPES)} and M in {QUICK_M_VALUES}")
-    parser.add_argument("--out-dir", type=Path, default=REPO / "docs" / "perf", help="where the JSON and .md go")
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "perf", help="where the JSON and .md go")
     parser.add_argument("--name", help="file stem (default gemm-<card>[-<kernel path>][-quick])")
     parser.add_argument("--shapes", help="comma-separated K->N list (overrides the default shapes)")
     parser.add_argument("--m", dest="m_values", help="comma-separated M list (overrides the default M values)")

@@ -151,6 +151,7 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
     only beside checkpoint layers without a node of their name; otherwise a layer missing from
     either side raises ValueError."""
     from export.checkpoint.moe import find_expert_blocks, read_moe_block
+    from export.onnx_reference import attributes_of
 
     layers = set(checkpoint.quantized_names) if checkpoint is not None else set()
     names = {cn.name for cn in nodes}
@@ -171,9 +172,9 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
             node, arrays = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type, cn.inputs[0], torch_dtype(dtype))
             expected[cn.name] = (node, [None, *arrays], "checkpoint")
         elif cn.name in blocks and cn.node.op_type == "NVFP4MoE":
-            attrs = {a.name: a for a in cn.node.attribute}
-            moe = read_moe_block(checkpoint, blocks[cn.name], top_k=attrs["top_k"].i,
-                                 normalize_topk=bool(attrs["normalize_topk"].i))
+            attrs = attributes_of(cn.node)
+            moe = read_moe_block(checkpoint, blocks[cn.name], top_k=attrs["top_k"],
+                                 normalize_topk=bool(attrs["normalize_topk"]))
             node, arrays = references.node_from_moe_block(moe, cn.node.op_type, *cn.inputs[:2])
             expected[cn.name] = (node, [None, None, *arrays], "checkpoint")
         else:
