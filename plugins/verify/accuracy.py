@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.dtypes import numpy_dtype, torch_dtype
+from export.dtypes import torch_dtype
 from plugins.verify import tolerance
 
 DATA = Path(__file__).resolve().parent / "data"  # what its README.md says
@@ -98,13 +98,11 @@ def source_scores(source_dir, windows: np.ndarray) -> Scores:
 
 
 def graph_scores(runtime, side: dict, windows: np.ndarray) -> Scores:
-    empty = np.zeros((1, side["num_kv_heads"], 0, side["head_dim"]), dtype=numpy_dtype(side["dtype"]))
+    from plugins.triton import prefill_feeds
+
     out = []
     for w in windows:
-        feeds = {"input_ids": w[None], "position_ids": np.arange(w.size, dtype=np.int64)[None],
-                 "attention_mask": np.ones((1, w.size), dtype=np.int64)}
-        feeds.update({f"past_key_values.{i}.{kv}": empty for i in range(side["num_layers"]) for kv in ("key", "value")})
-        out.append(_log_softmax(np.asarray(runtime.run(feeds)["logits"], dtype=np.float64)[0, :-1]))
+        out.append(_log_softmax(np.asarray(runtime.run(prefill_feeds(w, side))["logits"], dtype=np.float64)[0, :-1]))
     return Scores(f"exported graph ({runtime.name})", np.stack(out))
 
 
