@@ -9,9 +9,8 @@ import pytest
 
 from export.errors import DeployError
 from export.sidecar import plugin_entry
-from plugins.library import find_plugin_library
 from plugins.tensorrt_build import check_registered_ops, elf_dynamic_symbols
-from plugins.tensorrt_registry import import_tensorrt, load_creator
+from plugins.tensorrt_registry import import_tensorrt
 from tests.test_triton_repo import make_plugin_stub_library, make_toy_export, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,18 +77,10 @@ def test_bad_inputs_exit_2(toy, tmp_path):
     assert r.returncode == 2 and "output 'logits' is float16" in r.stderr and "but the ONNX graph has" in r.stderr
 
 
-def test_registered_ops_are_checked_in_the_plugin_registry():
+def test_registered_ops_are_checked_in_the_plugin_registry(lean_plugin_registry):
     """What build_engine (and the TensorRT verify runtime) check once the library is loaded: a
     creator for every op of the sidecar's plugin.ops. Here in the lean runtime's registry."""
-    trt = import_tensorrt("lean")
-    if trt is None:
-        pytest.skip("tensorrt_lean_bindings not installed")
-    try:
-        lib = find_plugin_library()
-    except FileNotFoundError as e:
-        pytest.skip(f"TensorRT plugin not built: {e}")
-    for op_type in ("NVFP4Linear", "NVFP4MoE"):
-        load_creator(trt, lib, op_type=op_type)
+    trt, lib = lean_plugin_registry
     side = {"plugin": plugin_entry({"NVFP4Linear", "NVFP4MoE"})}
     check_registered_ops(trt, lib, side)
     side["plugin"]["ops"][1]["version"] = "2"
