@@ -16,6 +16,12 @@ def one_line(text: object, limit: int = 2000) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name when it has none
+    (a third-party library's message can run to a page: the user gets its headline)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 def quote(value: object, limit: int = MAX_ECHO) -> str:
     """repr() of a user-given value, capped at `limit` characters (with the full length said)."""
     text = repr(value)
@@ -29,6 +35,10 @@ class UserError(Exception):
 
     def __init__(self, message: object):
         super().__init__(one_line(message))
+
+
+class UsageError(UserError):
+    """Bad command-line arguments."""
 
 
 class CheckpointError(UserError):
@@ -61,5 +71,14 @@ class OutputError(UserError):
     """An output cannot be written (exists, overlaps an input, read-only, disk full, ...)."""
 
 
-class TensorRTUnavailable(UserError):
+class Unavailable(UserError):
+    """Something the command needs is not on this machine: a CUDA GPU, a built library, the
+    TensorRT builder."""
+
+
+class TensorRTUnavailable(Unavailable):
     """The full TensorRT builder (`import tensorrt`) is not installed here."""
+
+
+class ReportError(UserError, ValueError):
+    """A benchmark report (the JSON scripts/bench writes) lacks a field its readers rely on."""

@@ -1,13 +1,15 @@
 """NVFP4 number format: E2M1 codes, nibble packing, block quantization with FP8-E4M3 scales.
 
-Conventions (docs/op-contract.md, /work/shared/docs/nvfp4-facts.md):
+Conventions (docs/op-contract.md; what each producer writes: scripts/dev/README.md):
 - E2M1 code: bit 3 = sign, bits 0..2 index the magnitudes [0, 0.5, 1, 1.5, 2, 3, 4, 6].
-- Packing along the last axis, element 2j in the LOW nibble of byte j (every producer agrees).
+- Packing along the last axis, element 2j in the LOW nibble of byte j (every producer agrees, and
+  ONNX's FLOAT4E2M1 stores the first element in the 4 low bits too).
 - Blocks of 16 along K, each with a float8_e4m3fn scale; one float32 global scale per tensor.
   All scales here are in the dequant direction (value = code * block_scale * global_scale)
   except the activation scale G = input_global_scale_inv, which multiplies x before quantizing.
 - Rounding onto the E2M1 grid is round-to-nearest-even with saturation at +-6
-  (ties: 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4).
+  (ties: 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4), as vLLM's `cast_to_fp4` and
+  ModelOpt's `_cast_fp4` round.
 """
 from __future__ import annotations
 

@@ -31,14 +31,13 @@ from typing import Callable
 import torch
 
 from export import sidecar as sidecar_mod
-from export.dtypes import ACTIVATION_DTYPES, torch_dtype
+from export.dtypes import ACTIVATION_DTYPES, to_numpy, torch_dtype
 from export.errors import CheckpointError, ExportError  # noqa: F401  (ExportError: part of this module's API)
 from export.modeling import NVFP4CausalLM, build_model, decoder_config
 from export.outputs import Staging, check_outputs
 from export.torch_ops import NVFP4Linear, NVFP4MoE, op_contract, register_onnx_symbolic, shape_only_tracing
 
-DTYPES = {name: torch_dtype(name) for name in ACTIVATION_DTYPES}
-FORMATS = ("plugin", "qdq")
+FORMATS = sidecar_mod.FORMATS
 DEFAULT_OPSET = {"plugin": 21, "qdq": 23}
 OPSET_RANGE = {"plugin": (17, 23), "qdq": (23, 23)}  # IR <= 10 for plugin, 11 for qdq
 PLUGIN_IR_VERSION = 10
@@ -98,7 +97,7 @@ def example_inputs(model: NVFP4CausalLM, batch: int = 2, seq: int = 3, past: int
 
 
 def dynamic_axes(num_layers: int) -> dict:
-    in_names, out_names = _io_names(num_layers)
+    in_names, out_names = sidecar_mod.io_names(num_layers)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "position_ids": {0: "batch", 1: "sequence"},
             "attention_mask": {0: "batch", 1: "total_sequence"}, "logits": {0: "batch", 1: "sequence"}}
     axes.update({n: {0: "batch", 2: "past_sequence"} for n in in_names[3:]})
@@ -112,19 +111,10 @@ TORCHSCRIPT_MAX_OPSET = 20
 
 
 def _as_ir_tensor(t: torch.Tensor, name: str):
-    """An onnx_ir tensor over the torch tensor's memory (no copy; bf16/fp8 through int views)."""
-    import ml_dtypes
+    """An onnx_ir tensor over the torch tensor's memory (no copy of a contiguous tensor)."""
     import onnx_ir as ir
 
-    t = t.detach()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    special = {torch.bfloat16: (torch.int16, ml_dtypes.bfloat16, ir.DataType.BFLOAT16),
-               torch.float8_e4m3fn: (torch.uint8, ml_dtypes.float8_e4m3fn, ir.DataType.FLOAT8E4M3FN)}
-    if t.dtype in special:
-        view, np_type, dtype = special[t.dtype]
-        return ir.Tensor(t.view(view).numpy().view(np_type), dtype=dtype, name=name)
-    return ir.Tensor(t.numpy(), name=name)
+    return ir.Tensor(to_numpy(t), name=name)
 
 
 class _WeightsAsInputs(torch.nn.Module):
@@ -171,7 +161,7 @@ def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
 
     register_onnx_symbolic()
     c = model.config
-    in_names, out_names = _io_names(c.num_layers)
+    in_names, out_names = sidecar_mod.io_names(c.num_layers)
     weights = dict(model.named_buffers())  # tied weights appear once
     buf = io.BytesIO()
     threads = torch.get_num_threads()
@@ -225,15 +215,12 @@ def trace_to_onnx_ir(model: NVFP4CausalLM, opset: int):
     return model_ir
 
 
-_io_names = sidecar_mod.io_names
-
-
 def finalize_graph(model_ir, cfg, source: str) -> None:
     """Interface names and dims for the graph I/O, readable node names, metadata."""
     import onnx_ir as ir
 
     graph = model_ir.graph
-    in_names, out_names = _io_names(cfg.num_layers)
+    in_names, out_names = sidecar_mod.io_names(cfg.num_layers)
     if len(graph.inputs) != len(in_names) or len(graph.outputs) != len(out_names):
         raise RuntimeError(f"traced graph has {len(graph.inputs)} inputs / {len(graph.outputs)} outputs, "
                            f"expected {len(in_names)} / {len(out_names)}")
@@ -344,8 +331,8 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
     out_path = Path(out_path)
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if dtype not in DTYPES:
-        raise ExportError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype not in ACTIVATION_DTYPES:
+        raise ExportError(f"--dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {dtype!r}")
     opset = DEFAULT_OPSET[fmt] if opset is None else int(opset)
     lo, hi = OPSET_RANGE[fmt]
     if not lo <= opset <= hi:
@@ -355,13 +342,14 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
 
     cfg = decoder_config(checkpoint)
     with tqdm(total=cfg.num_layers, desc="layers", unit="layer", disable=not progress, leave=False) as bar:
-        model = build_model(checkpoint, DTYPES[dtype], reference="onnx", progress=lambda i: bar.update(1),
+        model = build_model(checkpoint, torch_dtype(dtype), reference="onnx", progress=lambda i: bar.update(1),
                             defer_casts=True)
     quantized = nvfp4_linear_count(model)
     parameters = count_parameters(model)
 
     model_ir = trace_to_onnx_ir(model, opset)
     finalize_graph(model_ir, cfg, str(checkpoint.directory))
+    custom_ops = sidecar_mod.graph_ops(model_ir)
     if fmt == "qdq":
         from export.qdq import rewrite_to_qdq
 
@@ -374,7 +362,7 @@ def export_model(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, f
         num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, vocab_size=cfg.vocab_size,
         max_position_embeddings=cfg.max_position_embeddings, quantized_layers=quantized,
         excluded_layers=sorted(checkpoint.excluded), source_checkpoint=str(checkpoint.directory),
-        checkpoint_format=checkpoint.format,
+        checkpoint_format=checkpoint.format, ops=custom_ops,
     )
     data_path, side_path, _ = targets = output_paths(out_path)
     with Staging(targets) as staging:

@@ -16,12 +16,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from export.dtypes import to_numpy, to_torch
 from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.moe import unstack_moe
 from export.reference import nvfp4_linear_exact, nvfp4_moe_exact
 
 
-def node_attributes(node) -> dict[str, Any]:
+def attributes_of(node) -> dict[str, Any]:
     """{name: value} of an onnx.NodeProto's or onnx_ir.Node's attributes (strings decoded)."""
     if hasattr(node, "attribute"):  # onnx.NodeProto
         import onnx
@@ -32,28 +33,9 @@ def node_attributes(node) -> dict[str, Any]:
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
-def to_torch(a: np.ndarray) -> torch.Tensor:
-    """A torch tensor over a numpy array (bfloat16 from ml_dtypes; a copy only if read-only)."""
-    a = np.asarray(a)
-    if a.dtype.name == "bfloat16":  # ml_dtypes
-        return torch.from_numpy(np.array(a).view(np.int16)).view(torch.bfloat16)
-    a = np.ascontiguousarray(a)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """numpy of a CPU tensor (bfloat16 as ml_dtypes.bfloat16)."""
-    t = t.detach().contiguous()
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
 def linear_from_node(node, inputs: Sequence[np.ndarray]) -> NVFP4LinearWeights:
     """An NVFP4Linear node's inputs 1-4 and attributes (docs/op-contract.md) as the canonical layer."""
-    attrs = node_attributes(node)
+    attrs = attributes_of(node)
     weight, scale, global_scale = (to_torch(a) for a in inputs[1:4])
     bias = to_torch(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
     w4a4 = attrs["mode"] == "w4a4"
@@ -69,7 +51,7 @@ def linear_from_node(node, inputs: Sequence[np.ndarray]) -> NVFP4LinearWeights:
 def moe_from_node(node, inputs: Sequence[np.ndarray]) -> NVFP4MoEWeights:
     """An NVFP4MoE node's inputs 2-7 and attributes (docs/op-contract-moe.md) as the canonical block
     (export.moe.unstack_moe; the router is not part of the node: None)."""
-    attrs = node_attributes(node)
+    attrs = attributes_of(node)
     if attrs.get("activation", "silu") != "silu":
         raise ValueError(f"{getattr(node, 'name', '')}: activation {attrs['activation']!r} is not 'silu'")
     keys = ("num_experts", "top_k", "hidden_size", "intermediate_size", "mode", "normalize_topk",

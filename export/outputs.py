@@ -235,3 +235,11 @@ def write_file(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable[s
             staged.write_bytes(data)
         staging.publish()
     return path
+
+
+def replace_file(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write a record that a tool rewrites on every run (a benchmark's or a GPU check's report):
+    its folder is made if missing, an earlier file replaced; whole or not at all, never over one
+    of `inputs`."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_file(path, data, inputs=inputs, force=True)

@@ -10,8 +10,9 @@
                  -> (Cast to T)                                                     -> x^
     y = MatMul(x^, W^T) (+ bias)
 
-DQ cannot take an FP8 x_scale at any opset (onnx-ort-polygraphy-facts.md §1), hence the two DQ
-nodes per operand. FLOAT4E2M1 needs opset >= 23 (IR 11). The FP4 initializer holds the
+DQ cannot take an FP8 x_scale at any opset (its T2 is float/float16/bfloat16, plus float8e8m0
+from DQ-24; onnx.checker refuses float8e4m3fn), hence the two DQ nodes per operand, the pattern
+ModelOpt's ONNX exporter also emits. FLOAT4E2M1 needs opset >= 23 (IR 11). The FP4 initializer holds the
 checkpoint's packed bytes unchanged (ONNX also stores element 2j in the low nibble).
 
 An NVFP4MoE node (one Mixture-of-Experts block) is first expanded into standard routing ops and

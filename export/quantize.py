@@ -23,7 +23,7 @@ from export.checkpoint.hf_config import check_model_config
 from export.checkpoint.patterns import matches_any, pattern_list
 from export.checkpoint.store import INDEX_NAME, TensorStore
 from export.checkpoint.writer import layer_tensors, make_scheme, write_checkpoint
-from export.errors import CheckpointError, UserError
+from export.errors import CheckpointError, UserError, first_line
 from export.inputs import read_json_object
 from export.layer import GROUP_SIZE, NVFP4LinearWeights
 from export.nvfp4 import E2M1_MAX, FP8_E4M3_MAX, quantize_weight
@@ -44,11 +44,6 @@ class QuantizeResult:
     input_amax: dict[str, float] = field(default_factory=dict)
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _load_model(src: Path, *, weights: bool):
     """The transformers model of src: with its weights (float32, for calibration) or, to list
     the linears before anything is read, an empty one on the meta device."""
@@ -65,7 +60,7 @@ def _load_model(src: Path, *, weights: bool):
             with torch.device("meta"):
                 model = transformers.AutoModelForCausalLM.from_config(config)
     except Exception as e:  # transformers raises many types; report one line
-        raise CheckpointError(f"transformers cannot load this model ({_one_line(e)})", file=str(src)) from None
+        raise CheckpointError(f"transformers cannot load this model ({first_line(e)})", file=str(src)) from None
     finally:
         transformers.utils.logging.set_verbosity(verbosity)
     return model.eval()
@@ -85,7 +80,7 @@ def text_calibration_batches(src, text: str, *, seq_len: int = 64, batch_size: i
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(src))
     except Exception as e:  # noqa: BLE001 - many exception types for "no tokenizer"
-        raise CheckpointError(f"calibration text needs the model's tokenizer ({_one_line(e)})", file=str(src)) from None
+        raise CheckpointError(f"calibration text needs the model's tokenizer ({first_line(e)})", file=str(src)) from None
     ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.int64)
     per_batch = seq_len * batch_size
     if ids.numel() < per_batch:

@@ -5,6 +5,12 @@ ONNX file. Its schema is fixed by the project's interfaces (docs/export.md shows
 This module builds it (`build_sidecar`, written by export/onnx_export.py), reads and checks it
 (`read_sidecar`, `load_sidecar`: every field's JSON type and value, before a deploy tool uses it),
 and checks it against the graph it describes (`check_sidecar_matches_onnx`).
+
+`plugin` says what a plugin-format graph needs from the plugin library: `ops`, every custom op
+its nodes use (name, version, namespace: what the library must register a creator for, e.g.
+NVFP4Linear and NVFP4MoE for a Mixture-of-Experts model), beside the identity of the first of
+them in the keys readers before `ops` know (name, version, namespace, domain). `plugin_ops`
+reads it, from sidecars without `ops` too.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.contract import op_contract
+from export.contract import CONTRACT_YAMLS, op_contract
 from export.dtypes import ACTIVATION_DTYPES, DTYPES, name_of_onnx
 from export.errors import DeployError, quote
 from export.inputs import read_json_object, regular_file
@@ -77,18 +83,58 @@ def io_spec(*, dtype: str, num_layers: int, num_kv_heads: int, head_dim: int, vo
     return inputs, outputs
 
 
+def plugin_entry(op_types) -> dict:
+    """The sidecar's `plugin` object for a graph whose custom nodes have these op types (contract
+    names, e.g. {"NVFP4Linear", "NVFP4MoE"}); `ops` in the contracts' order."""
+    unknown = set(op_types) - set(CONTRACT_YAMLS)
+    if unknown:
+        raise ValueError(f"no op contract for {sorted(unknown)}")
+    ops = [{"name": c["name"], "version": str(c["plugin_version"]), "namespace": str(c["plugin_namespace"])}
+           for c in (op_contract(t) for t in CONTRACT_YAMLS if t in set(op_types))]
+    first = op_contract(ops[0]["name"] if ops else "NVFP4Linear")
+    return {"name": first["name"], "version": str(first["plugin_version"]),
+            "namespace": str(first["plugin_namespace"]), "domain": first["domain"], "ops": ops}
+
+
+def graph_ops(model) -> set[str]:
+    """Op types of the nodes in the op contracts' domain (an onnx.ModelProto or onnx_ir.Model)."""
+    import onnx
+
+    domains = {op_contract(t)["domain"] for t in CONTRACT_YAMLS}
+    nodes = model.graph.node if isinstance(model, onnx.ModelProto) else model.graph
+    return {n.op_type for n in nodes if n.domain in domains}
+
+
+def plugin_ops(side: dict) -> list[dict]:
+    """What the plugin library must register for this sidecar's graph: [{name, version,
+    namespace}], [] for a qdq graph. A sidecar written before `ops` existed names one op: its
+    top-level identity."""
+    plugin = side.get("plugin")
+    if plugin is None:
+        return []
+    if "ops" in plugin:
+        return [dict(op) for op in plugin["ops"]]
+    return [{k: plugin[k] for k in ("name", "version", "namespace")}]
+
+
+def describe_ops(ops: list[dict]) -> str:
+    """'NVFP4Linear and NVFP4MoE (version 1)' for messages and generated files."""
+    if not ops:
+        return "no op"
+    names = [op["name"] for op in ops]
+    text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{text} (version {', '.join(sorted({op['version'] for op in ops}))})"
+
+
 def build_sidecar(*, fmt: str, dtype: str, architecture: str, num_layers: int, num_kv_heads: int,
                   head_dim: int, vocab_size: int, max_position_embeddings: int, quantized_layers: int,
                   excluded_layers: list[str], source_checkpoint: str, checkpoint_format: str,
-                  limits: ShapeLimits = ShapeLimits()) -> dict:
+                  ops=("NVFP4Linear",), limits: ShapeLimits = ShapeLimits()) -> dict:
+    """`ops`: the op types of the graph's custom nodes (graph_ops), named in `plugin.ops`."""
     inputs, outputs = io_spec(dtype=dtype, num_layers=num_layers, num_kv_heads=num_kv_heads,
                               head_dim=head_dim, vocab_size=vocab_size,
                               max_position_embeddings=max_position_embeddings, limits=limits)
-    c = op_contract()
-    plugin = None
-    if fmt == "plugin":
-        plugin = {"name": c["name"], "version": str(c["plugin_version"]),
-                  "namespace": str(c["plugin_namespace"]), "domain": c["domain"]}
+    plugin = plugin_entry(ops) if fmt == "plugin" else None
     return {
         "format": fmt, "dtype": dtype, "architecture": architecture, "num_layers": num_layers,
         "num_kv_heads": num_kv_heads, "head_dim": head_dim, "vocab_size": vocab_size,
@@ -129,6 +175,18 @@ class _Checker:
         if count is not None and len(v) != count:
             self.fail(where, f"{count} entries", f"{len(v)} entries")
         return v
+
+    def plugin_ops(self, plugin: dict) -> None:
+        ops = self.items("plugin.ops", plugin["ops"], dict)
+        for i, op in enumerate(ops):
+            if not all(isinstance(op.get(k), str) for k in ("name", "version", "namespace")) or not op["name"]:
+                self.fail(f"plugin.ops[{i}]", "an object with string name (not empty), version, namespace", op)
+        names = [op["name"] for op in ops]
+        if len(set(names)) != len(names):
+            self.fail("plugin.ops", "each op once", names)
+        if ops and {k: plugin[k] for k in ("name", "version", "namespace")} != ops[0]:
+            self.fail("plugin", f"name, version, namespace of plugin.ops[0] ({ops[0]['name']!r})",
+                      {k: plugin[k] for k in ("name", "version", "namespace")})
 
     def tensor(self, where: str, spec: dict, name: str, profile: bool) -> None:
         if spec.get("name") != name:
@@ -184,6 +242,8 @@ def validate_sidecar(side: dict, path: str | os.PathLike) -> dict:
         c.fail("plugin", "null or an object with string name, version, namespace, domain", plugin)
     if side["format"] == "plugin" and plugin is None:
         c.fail("plugin", "the plugin identity for format 'plugin'", plugin)
+    if plugin is not None and "ops" in plugin:
+        c.plugin_ops(plugin)
     for key in ("architecture", "source_checkpoint", "checkpoint_format"):
         if key in side and not isinstance(side[key], str):
             c.fail(key, "a string", side[key])
@@ -208,15 +268,20 @@ def load_sidecar(onnx_path: str | os.PathLike) -> dict:
     return read_sidecar(path)
 
 
-def onnx_io(onnx_path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
-    """(inputs, outputs) of the ONNX graph as [{name, dtype, shape}] (dim_param names kept as str)."""
+def _load_graph(onnx_path: str | os.PathLike):
+    """The ONNX model without its external data (the weights are not needed to check the sidecar)."""
     import onnx
 
     path = regular_file(onnx_path, "ONNX file", error=DeployError)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError and friends
         raise DeployError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
+
+
+def onnx_io(onnx_path: str | os.PathLike, model=None) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) of the ONNX graph as [{name, dtype, shape}] (dim_param names kept as str)."""
+    model = model if model is not None else _load_graph(onnx_path)
 
     def describe(values):
         out = []
@@ -233,8 +298,16 @@ def onnx_io(onnx_path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
 
 
 def check_sidecar_matches_onnx(onnx_path, side: dict) -> None:
-    """The sidecar must describe exactly the graph's inputs/outputs (names, dtypes, ranks)."""
-    inputs, outputs = onnx_io(onnx_path)
+    """The sidecar must describe exactly the graph's inputs/outputs (names, dtypes, ranks) and,
+    where it lists them (`plugin.ops`), the custom ops its nodes use."""
+    model = _load_graph(onnx_path)
+    inputs, outputs = onnx_io(onnx_path, model)
+    plugin = side.get("plugin")
+    if plugin is not None and "ops" in plugin:
+        listed, used = {op["name"] for op in plugin["ops"]}, graph_ops(model)
+        if listed != used:
+            raise DeployError(f"{sidecar_path(onnx_path)}: plugin.ops names {quote(sorted(listed), 200)} but the ONNX "
+                              f"graph's custom nodes are {quote(sorted(used), 200)}")
     for kind, graph, declared in (("input", inputs, side["inputs"]), ("output", outputs, side["outputs"])):
         g = {v["name"]: v for v in graph}
         d = {v["name"]: v for v in declared}

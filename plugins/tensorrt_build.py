@@ -1,4 +1,4 @@
-"""Deployment artifacts around TensorRT: the export sidecar, plugin libraries, plan files, engine builds.
+"""Deployment artifacts around TensorRT: plugin libraries, plan files, engine builds.
 
 Everything a deploy command reads is checked here first, so that bad input ends in one line
 (`DeployError`) instead of a TensorRT or Triton stack trace later. The engine build itself needs the
@@ -18,9 +18,9 @@ from pathlib import Path
 from export.errors import DeployError, TensorRTUnavailable
 from export.inputs import regular_file
 from export.outputs import Staging, check_outputs
-# The sidecar's home is export/sidecar.py; these names stay importable from here for deploy code.
-from export.sidecar import check_sidecar_matches_onnx, load_sidecar, onnx_io, read_sidecar  # noqa: F401
+from export.sidecar import describe_ops, load_sidecar, plugin_ops
 from plugins.tensorrt_registry import import_tensorrt as import_tensorrt_module
+from plugins.tensorrt_registry import missing_creators
 
 # A serialized TensorRT engine starts with these four bytes (what torch-tensorrt and Ultralytics
 # test before handing bytes to `deserialize_cuda_engine`).
@@ -29,8 +29,6 @@ PLAN_MAGIC = b"ftrt"
 PLUGIN_ENTRY_POINT = "getCreators"
 # Larger than any plugin library this project builds for every architecture (~40 MB).
 MAX_PLUGIN_LIBRARY_BYTES = 2 * 1024**3
-
-read_sidecar_file = read_sidecar
 
 
 @dataclass(frozen=True)
@@ -110,6 +108,15 @@ def check_plugin_library(path: str | os.PathLike) -> Path:
     return path.resolve()
 
 
+def check_registered_ops(trt, plugin_library, side: dict) -> None:
+    """After `plugin_library` was loaded into `trt`'s plugin registry: every custom op the
+    sidecar's graph uses (`plugin.ops`) has a creator; else one DeployError line naming them."""
+    missing = missing_creators(trt, plugin_ops(side))
+    if missing:
+        raise DeployError(f"{plugin_library}: registers no creator for {describe_ops(missing)}, which the graph "
+                          f"uses; build the plugin library from the same version of this project as the export")
+
+
 def check_plan_file(path: str | os.PathLike) -> Path:
     """A serialized TensorRT engine: a regular file, not empty, not an ONNX model, TensorRT magic.
     (What is inside is checked by TensorRT when it deserializes the plan on the GPU.)"""
@@ -172,6 +179,7 @@ def build_engine(onnx_path, plugin_library, plan_path, side: dict | None = None,
     # The plugin registers its creator through getCreators; loadLibrary is the call trtexec
     # --dynamicPlugins makes.
     builder.get_plugin_registry().load_library(str(plugin_library))
+    check_registered_ops(trt, plugin_library, side)
     flags = 0
     if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         # TensorRT 10: keep the ONNX dtypes (fp16/bf16 graph stays 16-bit); TensorRT 11 is always strongly typed.
@@ -198,13 +206,6 @@ def build_engine(onnx_path, plugin_library, plan_path, side: dict | None = None,
         staging.path(plan_path).write_bytes(bytes(serialized))
         staging.publish()
     return plan_path
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Replace `path` with `data` whole or not at all (for deploy code that writes reports)."""
-    from export.outputs import write_file
-
-    return write_file(path, data, force=True)
 
 
 def trtexec_commands(onnx_path, plugin_library, plan_path, side: dict) -> dict[str, str]:

@@ -64,6 +64,14 @@ def find_creator(trt: ModuleType, op_type: str = "NVFP4Linear"):
     return None
 
 
+def missing_creators(trt: ModuleType, ops: list[dict]) -> list[dict]:
+    """The ops (the sidecar's `plugin.ops` entries: name, version, namespace) that no creator in the
+    registry provides."""
+    have = {(getattr(c, "name", None), getattr(c, "plugin_version", None), getattr(c, "plugin_namespace", None))
+            for c in registry(trt).all_creators}
+    return [op for op in ops if (op["name"], op["version"], op["namespace"]) not in have]
+
+
 def load_creator(trt: ModuleType, library: str | os.PathLike | None = None, *, op_type: str = "NVFP4Linear"):
     creator = find_creator(trt, op_type)
     if creator is None:

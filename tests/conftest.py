@@ -5,6 +5,8 @@
    exclude=("lm_head",), max_shard_bytes=None) -> Path` (made by export.quantize)
 - `tiny_llama_dir`: the fp32 tiny llama; `tiny_checkpoint`: (format, path) for each of the three
   layouts (W4A4, tiny llama), parametrized.
+- `lean_plugin_registry`: (the TensorRT lean runtime module, the built plugin library) with the
+  library's creators registered; skips where either is missing.
 Every folder is made once per session, under pytest's session temp dir.
 """
 from __future__ import annotations
@@ -68,3 +70,20 @@ def tiny_llama_dir(make_tiny_hf):
 @pytest.fixture(scope="session", params=FORMATS)
 def tiny_checkpoint(request, make_tiny_checkpoint):
     return request.param, make_tiny_checkpoint(request.param)
+
+
+@pytest.fixture(scope="session")
+def lean_plugin_registry():
+    from plugins.library import find_plugin_library
+    from plugins.tensorrt_registry import import_tensorrt, load_creator
+
+    trt = import_tensorrt("lean")
+    if trt is None:
+        pytest.skip("tensorrt_lean_bindings not installed")
+    try:
+        library = find_plugin_library()
+    except FileNotFoundError as e:
+        pytest.skip(f"TensorRT plugin not built: {e}")
+    for op_type in ("NVFP4Linear", "NVFP4MoE"):
+        load_creator(trt, library, op_type=op_type)
+    return trt, library

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from export.errors import ReportError
 from plugins.bench import gemm as bench_gemm
 from plugins.bench import gemm_report as rep
 
@@ -39,7 +40,7 @@ def test_units():
 @pytest.mark.parametrize("bw,peak", [(3.35, 989.0), (3.0, 989.0), (4.8, 989.0)])
 def test_crossover_m_is_where_the_two_floors_meet(K, N, bw, peak):
     m = rep.crossover_m(N, K, bw, peak)
-    assert 30 < m < 200  # facts sheet: ≈ 83 without activation traffic at 3.35 TB/s
+    assert 30 < m < 200  # ≈ 83 without activation traffic at 3.35 TB/s
     bytes_us = rep.bytes_floor_us(rep.nvfp4_bytes(m, N, K), bw)
     assert bytes_us == pytest.approx(rep.flop_floor_us(m, N, K, peak), rel=1e-9)
     # below it the bytes floor dominates, above it the FLOP floor
@@ -141,7 +142,7 @@ def test_enrich_rows_ratios_and_verdicts():
 def test_validate_report_rejects(mutate, message):
     report = _report()
     mutate(report)
-    with pytest.raises(rep.ReportError, match=message):
+    with pytest.raises(ReportError, match=message):
         rep.validate_report(report)
 
 
@@ -192,6 +193,16 @@ def test_render_cli_bad_input(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_render_cli_never_writes_over_its_input(tmp_path, capsys):
+    src = tmp_path / "gemm.json"
+    src.write_text(json.dumps(_report()))
+    before = src.read_bytes()
+    assert rep.main([str(src), "-o", str(src)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is the input" in err
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["gemm.json"]
+
+
 def test_floors_markdown_covers_every_shape_and_m():
     text = rep.render_floors_markdown()
     for K, N in rep.SHAPES:
@@ -238,7 +249,7 @@ def test_rotation_count_defeats_l2():
 
 
 def test_recorded_command_leaves_out_the_output_folder():
-    argv = ["--out-dir", "/root/out", "--max-replays", "60", "--out-dir=/x", "--quick"]
+    argv = ["--out-dir", "bench-out", "--max-replays", "60", "--out-dir=elsewhere", "--quick"]
     assert bench_gemm.recorded_argv(argv) == ["--max-replays", "60", "--quick"]
 
 
@@ -256,9 +267,9 @@ def test_parse_args_defaults_and_quick():
                                     (28672, 8192), (4096, 14336)}
     assert args.m_list == (1, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
     assert "emulation" not in args.kernel_list and "int4" in args.kernel_list
-    quick = bench_gemm.parse_args(["--quick", "--out-dir", "/tmp/x", "--kernels", "bf16,nvfp4_w4a4"])
+    quick = bench_gemm.parse_args(["--quick", "--out-dir", "out/x", "--kernels", "bf16,nvfp4_w4a4"])
     assert quick.shape_list == bench_gemm.QUICK_SHAPES and quick.m_list == bench_gemm.QUICK_M_VALUES
-    assert quick.kernel_list == ("bf16", "nvfp4_w4a4") and str(quick.out_dir) == "/tmp/x"
+    assert quick.kernel_list == ("bf16", "nvfp4_w4a4") and str(quick.out_dir) == "out/x"
     custom = bench_gemm.parse_args(["--shapes", "64->32,32->48", "--m", "16,1,16"])
     assert custom.shape_list == ((64, 32), (32, 48)) and custom.m_list == (1, 16)
 

@@ -1,20 +1,20 @@
 """scripts/build_engine.py: trtexec command lines, input checks, and the real build where TensorRT is installed."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
 
 import pytest
 
+from export.errors import DeployError
+from export.sidecar import plugin_entry
+from plugins.tensorrt_build import check_registered_ops, elf_dynamic_symbols
+from plugins.tensorrt_registry import import_tensorrt
+from tests.test_triton_repo import make_plugin_stub_library, make_toy_export, run_script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from test_triton_repo import make_plugin_stub_library, make_toy_export, run_script
-
-from plugins.tensorrt_build import DeployError, elf_dynamic_symbols
-
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_TENSORRT = import_tensorrt("full") is not None
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,8 @@ def test_print_trtexec_has_both_plugin_styles_and_sidecar_profile(toy):
             assert parse_shapes(flags[key]) == {s["name"]: s[which] for s in side["inputs"]}
         assert not {"fp16", "bf16", "int8", "best"} & set(flags)  # TensorRT 11 trtexec is strongly typed
     assert styles == {"dynamicPlugins", "staticPlugins"}
+    # The toy sidecar predates plugin.ops: its one op is the top-level identity.
+    assert "# the graph's custom ops, which the plugin library must register: NVFP4Linear (version 1)" in r.stdout
     assert not plan.exists()
 
 
@@ -73,6 +75,18 @@ def test_bad_inputs_exit_2(toy, tmp_path):
     Path(str(lonely) + ".json").write_text(json.dumps(side))
     r = run_script("build_engine.py", str(lonely), "--plugin", str(toy["plugin"]), "--print-trtexec")
     assert r.returncode == 2 and "output 'logits' is float16" in r.stderr and "but the ONNX graph has" in r.stderr
+
+
+def test_registered_ops_are_checked_in_the_plugin_registry(lean_plugin_registry):
+    """What build_engine (and the TensorRT verify runtime) check once the library is loaded: a
+    creator for every op of the sidecar's plugin.ops. Here in the lean runtime's registry."""
+    trt, lib = lean_plugin_registry
+    side = {"plugin": plugin_entry({"NVFP4Linear", "NVFP4MoE"})}
+    check_registered_ops(trt, lib, side)
+    side["plugin"]["ops"][1]["version"] = "2"
+    with pytest.raises(DeployError, match=r"registers no creator for NVFP4MoE \(version 2\), which the graph uses"):
+        check_registered_ops(trt, lib, side)
+    check_registered_ops(trt, lib, {"plugin": None})  # a qdq graph needs nothing
 
 
 def test_elf_symbol_reader(toy, tmp_path):

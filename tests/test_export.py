@@ -233,7 +233,8 @@ def test_external_data_and_sidecar(tmp_path):
         [res.onnx_path.name, res.data_path.name, res.sidecar_path.name])  # no temporary left
     side = json.loads(res.sidecar_path.read_text())
     assert side["format"] == "plugin" and side["dtype"] == "float32"
-    assert side["plugin"] == {"name": "NVFP4Linear", "version": "1", "namespace": "", "domain": "trt.plugins"}
+    assert side["plugin"] == {"name": "NVFP4Linear", "version": "1", "namespace": "", "domain": "trt.plugins",
+                              "ops": [{"name": "NVFP4Linear", "version": "1", "namespace": ""}]}
     assert side["quantized_layers"] == 14 and side["excluded_layers"] == ["lm_head"]
     assert side["checkpoint_format"] == "modelopt"
     from plugins.ort import make_session

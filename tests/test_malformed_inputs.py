@@ -21,14 +21,14 @@ from typing import Callable
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_triton_repo import fake_plan, make_plugin_stub_library
 
-from plugins.cli import export as export_cli
 from export.cli import inspect_checkpoint as inspect_cli
 from export.cli import quantize as quantize_cli
 from plugins.cli import build_engine as build_engine_cli
+from plugins.cli import export as export_cli
 from plugins.cli import make_triton_repo as triton_repo_cli
 from plugins.cli import triton_client as triton_client_cli
+from tests.test_triton_repo import fake_plan, make_plugin_stub_library
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tiny-llama-nvfp4"
@@ -438,6 +438,17 @@ CASES = [
          setup=_sidecar(lambda d: d["inputs"][0].__setitem__("name", "tokens"))),
     Case("engine-sidecar-huge-echo", "build_engine", _engine, "characters)",
          setup=_sidecar(lambda d: d.__setitem__("format", "x" * 100000))),
+    Case("engine-sidecar-ops-type", "build_engine", _engine, "plugin.ops: expected a list of objects",
+         setup=_sidecar(lambda d: d["plugin"].__setitem__("ops", "NVFP4Linear"))),
+    Case("engine-sidecar-op-name", "build_engine", _engine, "plugin.ops[0]: expected an object with string name",
+         setup=_sidecar(lambda d: d["plugin"]["ops"][0].__setitem__("name", 5))),
+    Case("engine-sidecar-op-twice", "build_engine", _engine, "plugin.ops: expected each op once",
+         setup=_sidecar(lambda d: d["plugin"]["ops"].append(dict(d["plugin"]["ops"][0])))),
+    Case("engine-sidecar-op-identity", "build_engine", _engine, "name, version, namespace of plugin.ops[0]",
+         setup=_sidecar(lambda d: d["plugin"]["ops"][0].__setitem__("version", "2"))),
+    # The graph has NVFP4Linear nodes only: a sidecar that also asks for NVFP4MoE describes another graph.
+    Case("engine-sidecar-ops-not-the-graphs", "build_engine", _engine, "plugin.ops names ['NVFP4Linear', 'NVFP4MoE']",
+         setup=_sidecar(lambda d: d["plugin"]["ops"].append({"name": "NVFP4MoE", "version": "1", "namespace": ""}))),
     Case("engine-plugin-not-elf", "build_engine", _engine, "not an ELF shared library",
          setup=lambda ws: ws.plugin.write_bytes(b"\0" * 100)),
     Case("engine-plugin-device", "build_engine", lambda ws: [ws.onnx, "--plugin", "/dev/zero", "--print-trtexec"],

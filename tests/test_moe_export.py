@@ -18,15 +18,16 @@ from onnx.reference import ReferenceEvaluator
 from export.checkpoint import open_checkpoint
 from export.checkpoint.moe import find_expert_blocks, read_moe_block, routing_from_config
 from export.contract import op_contract
+from export.dtypes import torch_dtype
 from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.moe import StackedMoE, stack_moe
 from export.nvfp4 import dequantize_weight, pack_fp4
 from export.onnx_export import export_model
 from export.onnx_reference import nvfp4_moe_node_reference, reference_ops
 from export.reference import nvfp4_moe_exact
+from export.sidecar import load_sidecar
 from export.torch_ops import moe_node_attributes
-from plugins.tensorrt_build import load_sidecar
-from plugins.verify.accuracy import TORCH_DTYPES, graph_scores, reference_scores
+from plugins.verify.accuracy import graph_scores, reference_scores
 from plugins.verify.layers import random_ids, verify_layers
 from plugins.verify.runtimes import cpu_runtime
 
@@ -237,7 +238,7 @@ def assert_exported_model_matches(onnx_path, src, logp_atol=1e-4):
     side = load_sidecar(onnx_path)
     windows = random_ids(side, tokens=6)
     graph = graph_scores(cpu_runtime(side)(onnx_path, []), side, windows)
-    ref = reference_scores(open_checkpoint(src), TORCH_DTYPES[side["dtype"]], windows, "reference")
+    ref = reference_scores(open_checkpoint(src), torch_dtype(side["dtype"]), windows, "reference")
     assert np.abs(graph.logp - ref.logp).max() < logp_atol
 
 
@@ -253,8 +254,11 @@ def test_whole_model_export(family, fmt, make_tiny_checkpoint, tmp_path):
     onnx.checker.check_model(model, full_check=True)
     if fmt == "plugin":
         assert check_moe_nodes(model, ck, "float32") == 2  # one node per MoE block
+        # The sidecar names both ops the plugin library must register.
+        assert [op["name"] for op in res.sidecar["plugin"]["ops"]] == ["NVFP4Linear", "NVFP4MoE"]
     else:
         assert not [n for n in model.graph.node if n.domain == "trt.plugins"]
+        assert res.sidecar["plugin"] is None
     assert_exported_model_matches(res.onnx_path, src)
 
 

@@ -16,7 +16,7 @@ from export.checkpoint import open_checkpoint
 from export.modeling import build_model, decoder_config
 from export.nvfp4 import dequantize_weight
 from export.quantize import quantize_checkpoint
-from test_modeling_parity import _compare, _inputs
+from tests.test_modeling_parity import _compare, _inputs
 
 transformers = pytest.importorskip("transformers")
 DTYPE = torch.float32

@@ -14,13 +14,14 @@ import torch
 from safetensors.torch import load_file
 
 from export.checkpoint import open_checkpoint
+from export.cli import inspect_checkpoint as inspect_cli
 from export.checkpoint.moe import find_expert_blocks, read_moe_block, routing_from_config
 from export.nvfp4 import dequantize_weight
 from export.onnx_export import export_model
 from export.quantize import quantize_checkpoint
 from export.tiny_models import MOE_FAMILIES
-from test_moe_export import assert_exported_model_matches, check_moe_nodes
-from test_producer_fixtures import DEQUANT_RTOL, TOOLS, natural_key, tensor_layout
+from tests.test_moe_export import assert_exported_model_matches, check_moe_nodes
+from tests.test_producer_fixtures import DEQUANT_RTOL, TOOLS, natural_key, tensor_layout
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / "tests" / "fixtures" / "producers-moe"
@@ -117,22 +118,18 @@ def test_quantizer_writes_the_tools_tensor_layout(family, fmt, tmp_path):
 
 
 @pytest.mark.parametrize("family,fmt", [("mixtral", "quark"), ("qwen3_moe", "compressed-tensors")])
-def test_inspect_lists_experts_compactly(family, fmt):
-    import subprocess
-    import sys
-
+def test_inspect_lists_experts_compactly(family, fmt, capsys):
     d = fixture(family, fmt)
-    script = REPO / "scripts" / "inspect_checkpoint.py"
-    info = json.loads(subprocess.run([sys.executable, str(script), str(d), "--json"], capture_output=True,
-                                     text=True, check=True, timeout=300).stdout)
+    assert inspect_cli.main([str(d), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
     experts = {"qwen3_moe": 8, "mixtral": 4}[family]
     where, naming = NAMING[(family, fmt)]
     assert info["moe_blocks"] == [
         {"name": f"model.layers.{i}.{where}", "num_experts": experts,
          "projections": ["w1", "w3", "w2"] if naming == "w1" else ["gate_proj", "up_proj", "down_proj"],
          "top_k": 2, "normalize_topk": True, "quantized_experts": list(range(experts))} for i in range(2)]
-    table = subprocess.run([sys.executable, str(script), str(d)], capture_output=True, text=True, check=True,
-                           timeout=300).stdout
+    assert inspect_cli.main([str(d)]) == 0
+    table = capsys.readouterr().out
     assert ".experts." not in table  # one line per block instead of 3·E rows
     assert f"model.layers.1.{where}: {experts} experts" in table and f"NVFP4 experts: 0-{experts - 1}" in table
 

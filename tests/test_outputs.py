@@ -12,7 +12,8 @@ import pytest
 
 from export.errors import OutputError, UserError
 from export.inputs import MAX_JSON_BYTES, read_json_object, regular_file
-from export.outputs import TEMPORARY_MARK, Staging, check_outputs, remove_stale_temporaries, write_file
+from export.outputs import (TEMPORARY_MARK, Staging, check_outputs, remove_stale_temporaries, replace_file,
+                            write_file)
 
 
 def dead_pid() -> int:
@@ -174,3 +175,13 @@ def test_special_and_huge_inputs_are_refused(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100000)
     with pytest.raises(UserError, match="JSON"):
         read_json_object(tmp_path / "deep.json")
+
+
+def test_replace_file_makes_its_folder_and_replaces_but_never_an_input(tmp_path):
+    report = tmp_path / "new" / "sub" / "report.md"
+    replace_file(report, "first\n")
+    replace_file(report, "second\n")
+    assert report.read_text() == "second\n" and os.listdir(report.parent) == ["report.md"]
+    with pytest.raises(OutputError, match="is the input"):
+        replace_file(report, "third\n", inputs=[report])
+    assert report.read_text() == "second\n"

@@ -17,11 +17,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from onnx import numpy_helper
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from test_triton_repo import make_toy_export, run_script
-
-from plugins.tensorrt_build import DeployError
+from export.errors import DeployError
 from plugins.triton import (
     build_infer_inputs,
     build_requested_outputs,
@@ -29,6 +25,7 @@ from plugins.triton import (
     greedy_generate,
     prefill_feeds,
 )
+from tests.test_triton_repo import make_toy_export, run_script
 
 
 @pytest.fixture(scope="module")

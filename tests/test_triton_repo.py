@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from plugins.tensorrt_build import DeployError, check_plan_file, check_plugin_library
+from export.errors import DeployError
+from plugins.tensorrt_build import check_plan_file, check_plugin_library
 from plugins.triton import model_config_text
 
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
@@ -161,6 +162,8 @@ def test_repository_matches_onnx_and_triton_proto(toy, tmp_path):
     assert f"--backend-config=tensorrt,plugins={lib}" in launch and f"LD_PRELOAD={lib} exec tritonserver" in launch
     assert f"--model-repository={repo.resolve()}" in launch
     assert "tritonserver" in (repo / "README.md").read_text()
+    for text in (launch, (repo / "README.md").read_text()):  # what the library must register
+        assert "registers NVFP4Linear (version 1), the graph's custom ops" in " ".join(text.replace("#", "").split())
 
 
 def test_launch_script_runs_both_ways(toy, tmp_path):

@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 from plugins.cli import verify as verify_cli
+from plugins.tensorrt_registry import import_tensorrt
 from plugins.verify import references, tolerance
 from plugins.verify.graph import checked_nodes
 from plugins.verify.layers import check_layers, random_ids, verify_layers
@@ -381,7 +382,7 @@ def test_checkpoint_that_does_not_match_the_graph_exits_2(run, exports, tmp_path
         verify_layers(exports(EXAMPLE), other)
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is not None,
+@pytest.mark.skipif(import_tensorrt("full") is not None,
                     reason="the full TensorRT builder is installed here")
 def test_trt_runner_without_tensorrt_exits_2(run, exports):
     r = run(exports(EXAMPLE), "--model", EXAMPLE, "--runner", "trt")

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from plugins.verify.accuracy import CALIBRATION_TEXT
 from plugins.verify.layers import verify_layers
 from tests.test_verify import need_ort_library, perturb
 
 ROOT = Path(__file__).resolve().parents[1]
-CALIBRATION = ROOT / "plugins" / "verify" / "data" / "calibration.txt"
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def real_checkpoint(real_source, tmp_path_factory):
         if mode not in made:
             out = tmp_path_factory.mktemp(f"smollm2-{mode}") / "ckpt"
             if mode == "w4a4":
-                batches = text_calibration_batches(real_source, CALIBRATION.read_text(encoding="utf-8"))
+                batches = text_calibration_batches(real_source, CALIBRATION_TEXT.read_text(encoding="utf-8"))
                 quantize_checkpoint(real_source, out, "modelopt", calib_input_ids=batches)
             else:
                 quantize_checkpoint(real_source, out, "compressed-tensors", w4a16=True)
@@ -135,7 +135,6 @@ def test_accuracy_report_within_the_noise_band(real_checkpoint, real_export, rea
 def _text_ids(checkpoint):
     """The layer check's token ids from the evaluation text (as the verify command picks them)."""
     from plugins.cli.verify import _default_text, layer_ids
-    from plugins.tensorrt_build import load_sidecar  # noqa: F401 - layer_ids takes the sidecar's vocab only
     from plugins.verify.accuracy import load_tokenizer
 
     return layer_ids({"vocab_size": 49152}, load_tokenizer(checkpoint), _default_text(), 0)

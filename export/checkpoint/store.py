@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from export.errors import CheckpointError, quote
+from export.errors import CheckpointError, first_line, quote
 from export.inputs import read_json_object, regular_file
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -68,7 +68,7 @@ class TensorStore:
             try:
                 handle = safe_open(str(path), framework="pt", device="cpu")
             except (SafetensorError, OSError, ValueError) as e:
-                raise CheckpointError(f"not a readable safetensors file ({_first_line(e)})", file=str(path)) from None
+                raise CheckpointError(f"not a readable safetensors file ({first_line(e)})", file=str(path)) from None
             self._handles[path] = handle
         return handle
 
@@ -88,7 +88,7 @@ class TensorStore:
         try:
             return self._open(path).get_tensor(name)
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"cannot be read ({_first_line(e)})", file=str(path), tensor=name) from None
+            raise CheckpointError(f"cannot be read ({first_line(e)})", file=str(path), tensor=name) from None
 
     def shape(self, name: str) -> list[int]:
         path = self._where[name]
@@ -98,8 +98,3 @@ class TensorStore:
         """safetensors dtype string, e.g. 'U8', 'F8_E4M3', 'F32' (read from the header only)."""
         path = self._where[name]
         return self._open(path).get_slice(name).get_dtype()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -20,17 +20,13 @@ import threading
 import traceback
 from typing import Callable, NoReturn
 
-from export.errors import UserError, one_line
+from export.errors import UsageError, UserError, one_line
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
 TRACEBACK_ENV = "NVFP4_EXPORT_TRACEBACK"
-
-
-class UsageError(UserError):
-    """Bad command-line arguments."""
 
 
 class Terminated(BaseException):

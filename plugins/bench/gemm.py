@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from export.errors import Unavailable, first_line
+from export.outputs import replace_file
 from plugins.bench import gemm_report as report_lib
 from plugins.bench.gemm_report import DEFAULT_KERNELS, KERNELS, M_VALUES, NVFP4_KERNELS, SHAPES
+from plugins.library import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 QUICK_SHAPES = ((4096, 14336), (8192, 57344))
 QUICK_M_VALUES = (1, 8, 16, 64, 128, 1024)
 DEFAULT_L2_BYTES = 50 * 2**20  # H100; used only when torch does not report the L2 size
@@ -38,10 +40,6 @@ SPIN_CYCLES = 200_000  # ≈ 100 µs at 2 GHz: the GPU is busy while the CPU enq
 CHECK_TOLERANCE = 2.0**-6  # max |y − exact| / max |exact|; real bugs give O(1)
 INT4_GROUP = 128  # torch's int4 kernel: bf16 scale and zero point per 128 weights along K
 INT4_INNER_K_TILES = 8
-
-
-class BenchError(RuntimeError):
-    """A one-line reason the benchmark cannot run at all."""
 
 
 # ---------------------------------------------------------------- pure helpers (tested on CPU)
@@ -111,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help=f"shapes {', '.join(f'{k}->{n}' for k, n in QUICK_SHAPES)} and M in {QUICK_M_VALUES}")
-    parser.add_argument("--out-dir", type=Path, default=REPO / "docs" / "perf", help="where the JSON and .md go")
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "perf", help="where the JSON and .md go")
     parser.add_argument("--name", help="file stem (default gemm-<card>[-<kernel path>][-quick])")
     parser.add_argument("--shapes", help="comma-separated K->N list (overrides the default shapes)")
     parser.add_argument("--m", dest="m_values", help="comma-separated M list (overrides the default M values)")
@@ -169,11 +167,6 @@ def recorded_argv(argv: list[str]) -> list[str]:
         elif not arg.startswith("--out-dir="):
             out.append(arg)
     return out
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------- GPU side
@@ -277,14 +270,14 @@ def measure_bandwidth(nbytes: int) -> dict[str, float]:
 
 
 def load_kernels():
-    """plugins.kernels, or BenchError naming what is missing."""
+    """plugins.kernels, or Unavailable naming what is missing."""
     try:
         from plugins import kernels
         from plugins.library import find_kernels_library
 
         find_kernels_library()
     except (ImportError, FileNotFoundError, OSError) as e:
-        raise BenchError(f"NVFP4 kernels unavailable ({e}); build them (cmake --build build) "
+        raise Unavailable(f"NVFP4 kernels unavailable ({e}); build them (cmake --build build) "
                          f"or leave them out: --kernels bf16,fp8,emulation") from None
     return kernels
 
@@ -488,8 +481,8 @@ class Bench:
                     timing = time_graph(fns, args.min_replays, args.max_replays)
                 except RuntimeError as e:  # the interface promises capturable calls: report, then time eagerly
                     torch.cuda.synchronize()
-                    self.errors.append(f"{where}: CUDA-graph capture failed ({_first_line(e)}); timed eagerly instead")
-                    self.log(f"   {where}: CUDA-graph capture failed: {_first_line(e)}")
+                    self.errors.append(f"{where}: CUDA-graph capture failed ({first_line(e)}); timed eagerly instead")
+                    self.log(f"   {where}: CUDA-graph capture failed: {first_line(e)}")
                     timing = time_eager(lambda: [f() for f in fns], args.min_replays)
                     timing = Timing(timing.us / len(fns), timing.us_min / len(fns), timing.replays, len(fns), "eager")
         except torch.cuda.OutOfMemoryError:
@@ -498,8 +491,8 @@ class Bench:
             self.log(f"   {where}: out of memory")
             return
         except (RuntimeError, ValueError, TypeError) as e:
-            self.errors.append(f"{where}: {type(e).__name__}: {_first_line(e)}")
-            self.log(f"   {where}: FAILED {type(e).__name__}: {_first_line(e)}")
+            self.errors.append(f"{where}: {type(e).__name__}: {first_line(e)}")
+            self.log(f"   {where}: FAILED {type(e).__name__}: {first_line(e)}")
             torch.cuda.synchronize()  # a sticky CUDA error surfaces here and stops the run
             return
         row = {"M": M, "N": N, "K": K, "kernel": kernel, "us": timing.us, "us_min": timing.us_min,
@@ -539,7 +532,7 @@ class Bench:
             ref = self.reference(ops.x[:M], ops.layer(0, kernel)).float()
         except (RuntimeError, ValueError) as e:  # the reference's problem, not the kernel's: time anyway
             torch.cuda.empty_cache()
-            self.errors.append(f"M={M} K={ops.K} N={ops.N} {kernel}: reference failed, not checked: {_first_line(e)}")
+            self.errors.append(f"M={M} K={ops.K} N={ops.N} {kernel}: reference failed, not checked: {first_line(e)}")
             return None
         scale = float(ref.abs().amax())
         err = float((got - ref).abs().amax()) / (scale if scale > 0 else 1.0)
@@ -619,11 +612,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         torch = _torch()
         if not torch.cuda.is_available():
-            raise BenchError("needs a CUDA GPU (torch.cuda.is_available() is False)")
+            raise Unavailable("needs a CUDA GPU (torch.cuda.is_available() is False)")
         kernels_module = load_kernels() if any(k in NVFP4_KERNELS for k in args.kernel_list) else None
         if kernels_module is not None and args.kernel_path != "auto":
             kernels_module.force_kernel(args.kernel_path)
-    except (BenchError, RuntimeError) as e:  # RuntimeError: no CUDA device usable, force_kernel refused
+    except (Unavailable, RuntimeError) as e:  # RuntimeError: no CUDA device usable, force_kernel refused
         print(f"bench_gemm.py: {e}", file=sys.stderr)
         return 2
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -640,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         for K, N in args.shape_list:
             bench.run_shape(K, N)
     except Exception as e:  # a sticky CUDA error: keep what was measured, say where it stopped
-        bench.errors.append(f"run aborted: {type(e).__name__}: {_first_line(e)}")
+        bench.errors.append(f"run aborted: {type(e).__name__}: {first_line(e)}")
         bench.log(f"run aborted: {e}")
         bw_end = bw_start
     else:
@@ -657,8 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = output_stem(device, args.quick, args.name, args.kernel_path)
     json_path = args.out_dir / f"{stem}.json"
     md_path = args.out_dir / f"{stem}.md"
-    report_lib.write_text_atomic(json_path, json.dumps(report, indent=1) + "\n")
-    report_lib.write_text_atomic(md_path, markdown)
+    replace_file(json_path, json.dumps(report, indent=1) + "\n")
+    replace_file(md_path, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     if bench.errors:

@@ -7,12 +7,13 @@ Units: time in µs, bandwidth in TB/s (10^12 B/s), throughput in TFLOP/s (10^12 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from export.errors import ReportError, UserError
+from export.inputs import read_json_object
+from export.outputs import replace_file
 
 KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16", "bf16", "fp8", "int4", "emulation")
 NVFP4_KERNELS = ("nvfp4_w4a4", "nvfp4_w4a16")  # the plugin's kernels: the rows with targets
@@ -160,10 +161,6 @@ def verdict(kernel: str, M: int, N: int, K: int, us: float, copy_TBps: float,
 
 
 # ---------------------------------------------------------------- report
-class ReportError(ValueError):
-    pass
-
-
 def validate_report(report: dict) -> None:
     """Checks the keys readers rely on; raises ReportError with a one-line message."""
     if not isinstance(report, dict):
@@ -373,21 +370,6 @@ def render_floors_markdown(hbm_TBps: float = H100_HBM_TBPS, copy_TBps: float = H
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- files
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes through a temporary file in the same folder, so no partial file is left behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -409,17 +391,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.floors:
-        text = render_floors_markdown(args.hbm_TBps, args.copy_TBps, args.bf16_TFLOPs, args.fp8_TFLOPs)
-    else:
-        try:
-            report = json.loads(args.json.read_text(encoding="utf-8"))
-            text = render_markdown(report)
-        except (OSError, json.JSONDecodeError, ReportError) as e:
-            print(f"render_gemm_report.py: {args.json}: {e}", file=sys.stderr)
-            return 2
-    if args.output:
-        write_text_atomic(args.output, text)
-    else:
-        sys.stdout.write(text)
+    try:
+        if args.floors:
+            text = render_floors_markdown(args.hbm_TBps, args.copy_TBps, args.bf16_TFLOPs, args.fp8_TFLOPs)
+        else:
+            report = read_json_object(args.json, "benchmark report", error=ReportError)
+            try:
+                text = render_markdown(report)
+            except ReportError as e:
+                raise ReportError(f"{args.json}: {e}") from None
+        if args.output:
+            replace_file(args.output, text, inputs=[args.json] if args.json else [])
+        else:
+            sys.stdout.write(text)
+    except UserError as e:
+        print(f"render_gemm_report.py: {e}", file=sys.stderr)
+        return 2
     return 0

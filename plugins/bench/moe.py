@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from export.errors import first_line
+from export.outputs import replace_file
 from plugins.bench.gemm import measure_bandwidth, sanitize_card_name, time_graph, warm_up_clocks
 
 DEFAULT_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                  for r, ((x, lg), o) in enumerate(zip(batches, outs))], 3, args.replays).us
         except (RuntimeError, AttributeError) as e:  # torch._grouped_mm absent or not for this GPU
             row["bf16_grouped_us"] = None
-            row["bf16_grouped_error"] = str(e).splitlines()[0][:200]
+            row["bf16_grouped_error"] = first_line(e)[:200]
         row["bf16_loop_us"] = time_graph(
             [bf16_loop(layers[r % WEIGHT_COPIES], x, lg, k, o) for r, ((x, lg), o) in enumerate(zip(batches, outs))],
             3, args.replays).us
@@ -208,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                   shape=dict(experts=E, top_k=k, hidden=H, intermediate=I), copy_TBps_start=copy_start,
                   copy_TBps_end=copy_end, method=__doc__, rows=rows, errors=errors)
     stem = f"moe-{sanitize_card_name(card)}" + ("-quick" if args.quick else "")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    replace_file(args.out_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
     md = [f"# {header}", "", f"Copy bandwidth at the end: {copy_end:.3f} TB/s. Method: plugins/bench/moe.py.", "",
           "| M | experts hit | NVFP4 w4a4 µs | NVFP4 w4a16 µs | bf16 grouped µs | bf16 loop µs | bf16 / w4a4 | "
           "floor µs (NVFP4) | floor µs (bf16) | w4a4 % of copy bw |", "|" + "---|" * 10]
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{grp} | {r['bf16_loop_us']:.1f} | {r['bf16_over_w4a4']:.2f} | {r['floor_nvfp4_us']:.1f} | "
                   f"{r['floor_bf16_us']:.1f} | {r['w4a4_pct_copy']:.0f} % |")
     md += [""] + [f"Check failed: {e}" for e in errors]
-    (args.out_dir / f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    replace_file(args.out_dir / f"{stem}.md", "\n".join(md) + "\n")
     print(f"copy {copy_end:.3f} TB/s at the end; wrote {args.out_dir / stem}.json and .md"
           + ("".join(f"\nCHECK FAILED: {e}" for e in errors)), flush=True)
     return 1 if errors else 0

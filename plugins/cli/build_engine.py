@@ -1,11 +1,12 @@
-"""Build a TensorRT engine (plan) from an exported ONNX with the NVFP4Linear plugin.
+"""Build a TensorRT engine (plan) from an exported ONNX with the project's plugin library.
 
     python scripts/build_engine.py OUT.onnx --plugin build/libnvfp4_trt_plugin.so -o model.plan [--force]
     python scripts/build_engine.py OUT.onnx [--plugin LIB] --print-trtexec
 
 The optimization profile (min/opt/max shapes of every input) comes from the export sidecar
-OUT.onnx.json. Building needs the full TensorRT Python package (`import tensorrt`); where only the
-lean runtime is installed the command says so and exits 2. --print-trtexec prints the equivalent
+OUT.onnx.json, and so does the list of custom ops (NVFP4Linear, NVFP4MoE) the library must register,
+checked once it is loaded. Building needs the full TensorRT Python package (`import tensorrt`);
+where only the lean runtime is installed the command says so and exits 2. --print-trtexec prints the equivalent
 trtexec command lines (both plugin loading styles) and builds nothing; it needs no built library
 (default: where CMake puts it). The plan appears whole or not at all; an existing one is replaced
 only with --force.
@@ -46,7 +47,7 @@ def plugin_path(given: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from export.errors import UserError
-    from export.sidecar import check_sidecar_matches_onnx, load_sidecar
+    from export.sidecar import check_sidecar_matches_onnx, describe_ops, load_sidecar, plugin_ops
     from plugins.tensorrt_build import build_engine, check_plugin_library, trtexec_commands
 
     if args.workspace_mib is not None and args.workspace_mib <= 0:
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"note: {plugin} is not built yet; the commands name it where it will be", file=sys.stderr)
         cmds = trtexec_commands(onnx_path, plugin, plan, side)
+        if plugin_ops(side):
+            print(f"# the graph's custom ops, which the plugin library must register: {describe_ops(plugin_ops(side))}")
         print("# plugin registered through getCreators (IPluginRegistry::loadLibrary):")
         print(cmds["dynamic"])
         print("# plugin registered by a static initializer when the library is dlopen()ed:")

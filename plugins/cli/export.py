@@ -17,15 +17,17 @@ import argparse
 from pathlib import Path
 
 from export.cli.runner import ArgumentParser, run_command
+from export.dtypes import ACTIVATION_DTYPES
+from export.sidecar import FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="export.py", description=__doc__.split("\n\n")[0])
     p.add_argument("model_dir", help="checkpoint folder (config.json + *.safetensors)")
     p.add_argument("out", help="output .onnx path; its folder must exist")
-    p.add_argument("--format", choices=["plugin", "qdq"], default="plugin",
+    p.add_argument("--format", choices=FORMATS, default="plugin",
                    help="plugin: one trt.plugins::NVFP4Linear node per layer (default); qdq: FP4 Q/DQ for Blackwell")
-    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16",
+    p.add_argument("--dtype", choices=ACTIVATION_DTYPES, default="float16",
                    help="activation precision of the graph (default float16)")
     p.add_argument("--opset", type=int, default=None, help="ai.onnx opset (plugin: 17..23, default 21; qdq: 23)")
     p.add_argument("--external-data", action="store_true",

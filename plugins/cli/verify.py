@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from export.cli.runner import ArgumentParser, run_command
-from export.errors import DeployError, ExportError
+from export.errors import DeployError, ExportError, TensorRTUnavailable, first_line
 
 DEFAULT_TOKENS = 512
 DEFAULT_CONTEXT = 128
@@ -51,10 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-class Unavailable(Exception):
-    """A runtime that cannot run here (not a defect of the graph)."""
-
-
 def cpu_runtime_factory(side: dict, library=None):
     from plugins.verify.runtimes import cpu_runtime
 
@@ -65,14 +61,12 @@ def cpu_runtime_factory(side: dict, library=None):
 
 
 def trt_runtime_factory(side: dict, plugin, workdir: Path, engine=None):
+    """Raises TensorRTUnavailable where the full TensorRT package is not installed."""
     from plugins.library import find_plugin_library
-    from plugins.tensorrt_build import TensorRTUnavailable, check_plugin_library, import_tensorrt
+    from plugins.tensorrt_build import check_plugin_library, import_tensorrt
     from plugins.verify.runtimes import TrtRuntime
 
-    try:
-        import_tensorrt()
-    except TensorRTUnavailable as err:
-        raise Unavailable(str(err)) from None
+    import_tensorrt()
     try:
         lib = check_plugin_library(find_plugin_library(plugin))
     except FileNotFoundError as err:
@@ -128,18 +122,14 @@ def check_export(onnx_path, model_dir, *, library=None, out=print) -> bool:
     except ValueError as err:  # graph and checkpoint disagree
         raise ExportError(f"--verify: {err}") from None
     except Exception as err:  # the runtime cannot load or run the graph (e.g. an op its library lacks)
-        raise ExportError(f"--verify: running {onnx_path} failed: {_first_line(err)}") from None
+        raise ExportError(f"--verify: running {onnx_path} failed: {first_line(err)}") from None
     out(report.table())
     out("verify: PASSED" if report.ok else "verify: FAILED (a layer is outside its bound)")
     return report.ok
 
 
-def _first_line(err: BaseException) -> str:
-    return next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-
-
 def _sidecar(onnx_path) -> dict:
-    from plugins.tensorrt_build import load_sidecar
+    from export.sidecar import load_sidecar
 
     return load_sidecar(onnx_path)
 
@@ -196,9 +186,9 @@ def run(args: argparse.Namespace) -> int:
         if args.runner in ("trt", "all") or args.engine:
             try:
                 factories["trt"] = trt_runtime_factory(side, args.plugin, Path(tmp), engine=args.engine)
-            except Unavailable as err:
+            except TensorRTUnavailable as err:
                 if args.runner == "trt" or args.engine:
-                    raise DeployError(str(err)) from None
+                    raise
                 notes.append(f"TensorRT skipped: {err}")
         try:
             ids = layer_ids(side, tokenizer, text, args.seed)
@@ -216,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, MemoryError):
             raise
         except Exception as err:  # a runtime that cannot load or run the graph (ORT/TensorRT errors)
-            raise DeployError(f"running {args.onnx} failed: {_first_line(err)}") from None
+            raise DeployError(f"running {args.onnx} failed: {first_line(err)}") from None
 
     for note in notes:
         print(f"note: {note}")

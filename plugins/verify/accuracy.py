@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.dtypes import torch_dtype
 from plugins.verify import tolerance
 
-DEFAULT_TEXT = Path(__file__).resolve().parent / "data" / "evaluation.txt"
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DATA = Path(__file__).resolve().parent / "data"  # what its README.md says
+DEFAULT_TEXT = DATA / "evaluation.txt"  # held out from calibration
+CALIBRATION_TEXT = DATA / "calibration.txt"
 
 
 def load_tokenizer(directory):
@@ -96,15 +98,11 @@ def source_scores(source_dir, windows: np.ndarray) -> Scores:
 
 
 def graph_scores(runtime, side: dict, windows: np.ndarray) -> Scores:
-    from plugins.verify.runtimes import numpy_dtype
+    from plugins.triton import prefill_feeds
 
-    empty = np.zeros((1, side["num_kv_heads"], 0, side["head_dim"]), dtype=numpy_dtype(side["dtype"]))
     out = []
     for w in windows:
-        feeds = {"input_ids": w[None], "position_ids": np.arange(w.size, dtype=np.int64)[None],
-                 "attention_mask": np.ones((1, w.size), dtype=np.int64)}
-        feeds.update({f"past_key_values.{i}.{kv}": empty for i in range(side["num_layers"]) for kv in ("key", "value")})
-        out.append(_log_softmax(np.asarray(runtime.run(feeds)["logits"], dtype=np.float64)[0, :-1]))
+        out.append(_log_softmax(np.asarray(runtime.run(prefill_feeds(w, side))["logits"], dtype=np.float64)[0, :-1]))
     return Scores(f"exported graph ({runtime.name})", np.stack(out))
 
 
@@ -149,7 +147,7 @@ def accuracy_report(runtime, side: dict, checkpoint, windows: np.ndarray, *, tex
                     source_dir=None) -> AccuracyReport:
     targets = windows[:, 1:]
     ref64 = reference_scores(checkpoint, torch.float64, windows, "reference NVFP4 model, float64")
-    ref_t = reference_scores(checkpoint, TORCH_DTYPES[side["dtype"]], windows, f"reference NVFP4 model, {side['dtype']}")
+    ref_t = reference_scores(checkpoint, torch_dtype(side["dtype"]), windows, f"reference NVFP4 model, {side['dtype']}")
     graph = graph_scores(runtime, side, windows)
     p64 = ref64.perplexity(targets)
     report = AccuracyReport(text_name, int(windows.shape[0]), int(windows.shape[1]))

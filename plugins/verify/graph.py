@@ -20,10 +20,9 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from export.dtypes import DTYPES
 from export.qdq import LINEAR_METADATA_KEY
 from plugins.verify.references import QDQ_LINEAR, REFERENCES
-
-SIXTEEN_BIT = {"float16": ir.DataType.FLOAT16, "bfloat16": ir.DataType.BFLOAT16}
 
 
 @dataclass
@@ -136,7 +135,9 @@ def _as_float32(tensor, name: str):
 def emulate_16bit_in_float32(model: ir.Model, dtype: str) -> None:
     """Rewrite `model` (in place) into its float32 emulation (module docstring). Graph inputs and
     outputs of the 16-bit type become float32 carrying 16-bit values."""
-    t16 = SIXTEEN_BIT[dtype]
+    if dtype not in ("float16", "bfloat16"):
+        raise ValueError(f"dtype {dtype!r}: only float16 and bfloat16 graphs are emulated in float32")
+    t16 = ir.DataType(DTYPES[dtype].onnx)
     graph = model.graph
     known: dict[str, ir.DataType] = {}
     for v in graph.inputs:

@@ -28,7 +28,7 @@ import onnx_ir as ir
 
 from plugins.verify import references
 from plugins.verify.graph import checked_nodes, initializer_array, values_by_name
-from plugins.verify.runtimes import numpy_dtype
+from export.dtypes import numpy_dtype, torch_dtype
 
 # KV cache vs full sequence, judged nodes: max |decode - full| / max |full| of the node's input must
 # be within this many units of T's relative rounding (eps_T): the attention over the cache and over
@@ -150,11 +150,9 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
     per-expert linears a qdq graph expands an MoE block into, gate and up rows fused) are allowed
     only beside checkpoint layers without a node of their name; otherwise a layer missing from
     either side raises ValueError."""
-    import torch
-
     from export.checkpoint.moe import find_expert_blocks, read_moe_block
+    from export.onnx_reference import attributes_of
 
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     layers = set(checkpoint.quantized_names) if checkpoint is not None else set()
     names = {cn.name for cn in nodes}
     blocks = {}  # node name ("<block>.experts", the NVFP4MoE module's path) -> the checkpoint's MoE block
@@ -171,12 +169,12 @@ def expected_nodes(nodes, values, checkpoint, dtype: str) -> dict:
     expected = {}
     for cn in nodes:
         if cn.name in layers:
-            node, arrays = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type, cn.inputs[0], torch_dtype)
+            node, arrays = references.node_from_layer(checkpoint.layer(cn.name), cn.node.op_type, cn.inputs[0], torch_dtype(dtype))
             expected[cn.name] = (node, [None, *arrays], "checkpoint")
         elif cn.name in blocks and cn.node.op_type == "NVFP4MoE":
-            attrs = {a.name: a for a in cn.node.attribute}
-            moe = read_moe_block(checkpoint, blocks[cn.name], top_k=attrs["top_k"].i,
-                                 normalize_topk=bool(attrs["normalize_topk"].i))
+            attrs = attributes_of(cn.node)
+            moe = read_moe_block(checkpoint, blocks[cn.name], top_k=attrs["top_k"],
+                                 normalize_topk=bool(attrs["normalize_topk"]))
             node, arrays = references.node_from_moe_block(moe, cn.node.op_type, *cn.inputs[:2])
             expected[cn.name] = (node, [None, None, *arrays], "checkpoint")
         else:
@@ -286,7 +284,7 @@ def verify_layers(onnx_path, checkpoint_dir=None, *, library=None, ids: np.ndarr
     """The layer-by-layer check of an exported graph on the CPU runtime of its format, against the
     checkpoint in `checkpoint_dir` (or the graph's own weights when None)."""
     from export.checkpoint import open_checkpoint
-    from plugins.tensorrt_build import load_sidecar
+    from export.sidecar import load_sidecar
     from plugins.verify.runtimes import cpu_runtime
 
     side = load_sidecar(onnx_path)

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import ml_dtypes
 import numpy as np
 import onnx
 import torch
 
+from export.dtypes import name_of_numpy, to_numpy, to_torch
 from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
-from export.onnx_reference import linear_from_node, nvfp4_moe_node_reference, to_numpy, to_torch
+from export.onnx_reference import linear_from_node, nvfp4_moe_node_reference
 from export.qdq import qdq_linear_operands
 from export.reference import exact_operands, nvfp4_linear_exact
 from plugins.verify import tolerance
@@ -28,9 +28,6 @@ from plugins.verify import tolerance
 # The rewritten linears of a qdq graph are checked as one virtual node of this type (graph.py makes
 # it from the metadata export.qdq leaves), with NVFP4Linear's inputs and attributes.
 QDQ_LINEAR = "NVFP4Linear(qdq)"
-
-DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16",
-               np.dtype(ml_dtypes.bfloat16): "bfloat16"}
 
 
 @dataclass
@@ -51,7 +48,7 @@ def register(op_type: str):
 
 
 def dtype_name(array: np.ndarray) -> str:
-    return DTYPE_NAMES[np.asarray(array).dtype]
+    return name_of_numpy(np.asarray(array).dtype)
 
 
 def node_from_layer(layer: NVFP4LinearWeights, op_type: str, x_name: str, dtype: torch.dtype) -> tuple[onnx.NodeProto, list]:

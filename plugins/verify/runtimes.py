@@ -23,10 +23,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from export.dtypes import numpy_dtype
 from plugins.verify.graph import emulate_16bit_in_float32, mark_outputs
-
-NUMPY_TYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
-               "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 
 
 def _prepare(graph, extra_outputs, dtype: str, emulate: bool) -> tuple[ir.Model, dict[str, np.dtype]]:
@@ -37,7 +35,7 @@ def _prepare(graph, extra_outputs, dtype: str, emulate: bool) -> tuple[ir.Model,
     # Outputs in the graph's 16-bit type, and the marked activations (exported graphs often carry no
     # type for intermediate values): returned in the graph's dtype.
     sixteen = (ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
-    out_types = {v.name: NUMPY_TYPES[dtype] if v.dtype in sixteen or (v.dtype is None and v.name in extra)
+    out_types = {v.name: numpy_dtype(dtype) if v.dtype in sixteen or (v.dtype is None and v.name in extra)
                  else None for v in model.graph.outputs}
     if emulate:
         emulate_16bit_in_float32(model, dtype)
@@ -131,11 +129,12 @@ class TrtRuntime:
         from polygraphy.backend.common import BytesFromPath
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-        from plugins.tensorrt_build import build_engine, check_plan_file, import_tensorrt
+        from plugins.tensorrt_build import build_engine, check_plan_file, check_registered_ops, import_tensorrt
 
         trt = import_tensorrt()
-        # The engine's NVFP4Linear layers need the creator registered before deserialization.
+        # The engine's plugin layers need their creators registered before deserialization.
         trt.get_plugin_registry().load_library(str(plugin))
+        check_registered_ops(trt, plugin, side)
         if engine is None:
             model, self.out_types = _prepare(onnx_path, extra_outputs, dtype, emulate=False)
             marked = workdir / "verify.onnx"
@@ -150,7 +149,7 @@ class TrtRuntime:
     def run(self, feeds: dict) -> dict:
         import torch
 
-        from plugins.verify.references import to_numpy, to_torch
+        from export.dtypes import to_numpy, to_torch
 
         # Polygraphy passes bfloat16 as torch tensors (numpy has no bfloat16 of its own).
         feeds = {k: (to_torch(v) if v.dtype == ml_dtypes.bfloat16 else v) for k, v in feeds.items()}
@@ -169,7 +168,4 @@ def cpu_runtime(side: dict, library=None):
     lib = find_ort_library(library)
     return lambda path, extra: OrtRuntime(path, extra, side["dtype"], library=lib)
 
-
-def numpy_dtype(dtype: str) -> np.dtype:
-    return NUMPY_TYPES[dtype]
 

@@ -21,15 +21,14 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-U32 = 2.0 ** -24
+from export.dtypes import numpy_dtype
 
-_FINFO = {"float32": ml_dtypes.finfo(np.float32), "float16": ml_dtypes.finfo(np.float16),
-          "bfloat16": ml_dtypes.finfo(ml_dtypes.bfloat16)}
+U32 = 2.0 ** -24
 
 
 def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
     """The spacing of `dtype` at |values| (its subnormal spacing near zero), as float64."""
-    info = _FINFO[dtype]
+    info = ml_dtypes.finfo(numpy_dtype(dtype))
     smallest_normal = float(info.smallest_normal)
     eps = float(info.eps)
     a = np.maximum(np.abs(np.asarray(values, dtype=np.float64)), smallest_normal)

@@ -330,8 +330,9 @@ def main() -> int:
     lines.append(f"gpu_check: {verdict}")
     print(lines[-1], flush=True)
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text("\n".join(lines) + "\n")
+        from export.outputs import replace_file
+
+        replace_file(args.report, "\n".join(lines) + "\n")
     return 0 if failures == 0 else 1
 
 

@@ -18,7 +18,7 @@ last ulp); in w4a4 a row may differ by up to 1/8 of it where an FP4 code of h la
 rounding of a boundary (the contract allows it): at most max(1, M/100) rows per case and 0.5 % of
 all w4a4 rows. Prints a table and a final PASS/FAIL line (exit 0/1; 2 without GPU or library).
 
-    python3 scripts/check/gpu_check_moe.py [--quick] [--report docs/gpu/moe-correctness-<card>-<date>.txt]
+    python3 scripts/check/gpu_check_moe.py [--quick] [--report FILE]
 """
 from __future__ import annotations
 
@@ -333,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(summary)
     print(summary, flush=True)
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        from export.outputs import replace_file
+
+        replace_file(args.report, "\n".join(lines) + "\n")
     return 0 if failures == 0 else 1
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))  # the plugins/ package
 
 import torch  # noqa: E402
 
+from export.outputs import replace_file  # noqa: E402
 from plugins.bench import gemm as bench  # noqa: E402
 from plugins.kernels import KERNEL_PATHS, _load  # noqa: E402
 
@@ -118,8 +119,7 @@ def main() -> int:
         del weights
         torch.cuda.empty_cache()
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        replace_file(args.out, "\n".join(lines) + "\n")
     return 0
 
 

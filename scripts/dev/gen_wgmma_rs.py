@@ -3,9 +3,15 @@
 wgmma.mma_async m64nNk16 with A from registers (RS form), B from shared memory (descriptor),
 fp32 accumulators, for N in (64, 128, 256) and fp16/bf16 operands. Asm operand lists this long
 are not worth writing by hand:  python3 scripts/dev/gen_wgmma_rs.py"""
+import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[2] / "trt_plugin_src/nvfp4Linear/kernels/nvfp4WgmmaRs.cuh"
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # the export/ package
+
+from export.outputs import replace_file  # noqa: E402
+
+OUT = REPO / "trt_plugin_src/nvfp4Linear/kernels/nvfp4WgmmaRs.cuh"
 
 
 def op(n: int, elem: str, ptx: str) -> str:
@@ -42,7 +48,7 @@ def main() -> None:
         parts.append(op(n, "__half", "f16"))
         parts.append(op(n, "__nv_bfloat16", "bf16"))
     parts.append("\n} // namespace detail\n} // namespace nvfp4\n")
-    OUT.write_text("".join(parts))
+    replace_file(OUT, "".join(parts))
 
 
 if __name__ == "__main__":

