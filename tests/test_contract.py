@@ -166,17 +166,23 @@ def test_library_lookup_order(tmp_path, monkeypatch, finder, env_var, file_name)
         find(tmp_path / "missing.so")
 
 
-def test_cpp_field_table_matches_yaml():
-    """The plugin's field table (NVFP4LinearFields.h) and the names it uses (nvfp4LinearAttributes.h)
-    are the YAML's attributes, in order, with the parser's types: checked from the sources, so it
-    holds without a build."""
+@pytest.mark.parametrize("op_type, attributes_header, fields_header", [
+    ("NVFP4Linear", "common/nvfp4LinearAttributes.h", "nvfp4Linear/NVFP4LinearFields.h"),
+    ("NVFP4MoE", "common/nvfp4MoEAttributes.h", "nvfp4MoE/NVFP4MoEFields.h"),
+])
+def test_cpp_field_table_matches_yaml(op_type, attributes_header, fields_header):
+    """Each plugin's field table (<Op>Fields.h) and the names it uses (<op>Attributes.h) are the
+    YAML's attributes, in order, with the parser's types, and a field is a list exactly where the
+    YAML gives it num_experts values: checked from the sources, so it holds without a build."""
     src = REPO_ROOT / "trt_plugin_src"
-    names = dict(re.findall(r'constexpr char const\* (kAttr\w+) = "(\w+)";',
-                            (src / "common" / "nvfp4LinearAttributes.h").read_text()))
-    table = re.findall(r"\{(kAttr\w+), nvinfer1::PluginFieldType::(k\w+), (true|false)\}",
-                       (src / "nvfp4Linear" / "NVFP4LinearFields.h").read_text())
-    assert [(names[const], kind) for const, kind, _ in table] == contract_fields()
-    assert all(is_list == "false" for _, _, is_list in table)  # every NVFP4Linear field is one value
+    names = dict(re.findall(r'constexpr char const\* (k\w*Attr\w+) = "(\w+)";', (src / attributes_header).read_text()))
+    table = re.findall(r"\{(k\w*Attr\w+), nvinfer1::PluginFieldType::(k\w+), (true|false)\}",
+                       (src / fields_header).read_text())
+    assert [(names[const], kind) for const, kind, _ in table] == contract_fields(op_type)
+    lists = [name for name, spec in op_contract(op_type)["attributes"].items() if spec.get("length", 1) != 1]
+    assert [names[const] for const, _, is_list in table if is_list == "true"] == lists
+
+
 # ---- NVFP4MoE (docs/op-contract-moe.md, trt_plugin_src/nvfp4MoE/NVFP4MoE_PluginConfig.yaml) ----
 
 def test_moe_yaml_is_self_consistent():
