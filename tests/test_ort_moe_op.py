@@ -274,6 +274,19 @@ def test_w4a16_needs_finite_scales_only():
     assert "attribute 'w2_input_global_scale' must be finite, got inf for expert 1" in message
 
 
+@pytest.mark.parametrize("extra", [{"topk": 2}, {"w13_input_scale": [1.0] * 4}, {"normalize_topk_prob": 1}])
+def test_unknown_attribute_refused_before_the_session(extra):
+    """ORT's C API cannot list a node's attributes: plugins.ort refuses those the contract does not
+    name (a misspelt one would otherwise pass silently); the parser's own attributes are allowed."""
+    from export.errors import DeployError
+
+    (name,) = extra
+    model = build_model(make_moe(4, 32, 16, 2), torch.float32, **extra)
+    with pytest.raises(DeployError, match=f"NVFP4MoE node 'moe0': unknown attribute '{name}' "
+                                          r"\(expected num_experts, top_k, .*w2_input_global_scale_inv\)"):
+        make_session(model, ORT_LIB)
+
+
 @pytest.mark.parametrize("name, shape, expected", [
     ("w13_weight_global_scale", (4, 16), "input 'w13_weight_global_scale' must have shape [num_experts, "
                                          "2*intermediate_size] = [4, 32], got [4, 16]"),
