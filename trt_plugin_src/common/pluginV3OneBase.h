@@ -1,15 +1,18 @@
 // What every plugin of this library does the same way, as two bases in the spirit of TensorRT
 // OSS's plugin/common: the IPluginV3 plugin with the "V3One" capabilities (identity, clone,
-// attachToContext, error reporting, the input type checks and configure/onShapeChange), and its
-// creator (getFieldNames from the plugin's field table, createPlugin with one-line refusals).
+// attachToContext, the parsed fields and their serialization, the input count/type/shape checks
+// behind getOutputDataTypes, getOutputShapes, supportsFormatCombination, configurePlugin and
+// onShapeChange, getWorkspaceSize, one-line error reports), and its creator (getFieldNames from the
+// plugin's field table, createPlugin with one-line refusals).
 //
-// A plugin derives from PluginV3OneBase<Plugin> and provides
-//   static constexpr char const* kPluginName;                 the op name
-//   using Attributes = ...;                                    its fields, parsed
+// A plugin derives from PluginV3OneBase<Plugin, Attributes> (Attributes: its fields, parsed),
+// inherits its constructor and provides
+//   static constexpr char const* kPluginName;
+//   using Attributes = ...;                                                     (for the creator)
 //   static std::string parseFields(PluginFieldCollection const*, Attributes&);   "" or the problem
-//   Plugin(std::string name, Attributes attributes);
-// and the virtual hooks below (input count, names and types, the shape checks, y's last dimension,
-// the kernels' workspace), besides what only it knows: enqueue and getFieldsToSerialize.
+//   static PluginFieldCollection const* writeFields(Attributes const&, PluginFieldWriter&);
+// the virtual hooks below (input count, names and types, the shape checks, y's last dimension, the
+// kernels' workspace) and enqueue.
 #pragma once
 
 #include "messageText.h"
@@ -34,15 +37,25 @@ inline std::string pluginPrefix(char const* op, std::string const& name)
     return std::string(op) + " plugin '" + printable(name, kMaxEcho, '\'') + "': ";
 }
 
-template <typename Plugin>
+template <typename Plugin, typename Attributes>
 class PluginV3OneBase : public nvinfer1::IPluginV3,
                         public nvinfer1::IPluginV3OneCore,
                         public nvinfer1::IPluginV3OneBuild,
                         public nvinfer1::IPluginV3OneRuntime
 {
 public:
+    PluginV3OneBase(std::string name, Attributes attributes)
+        : mAttrs(std::move(attributes))
+        , mName(std::move(name))
+    {
+    }
     PluginV3OneBase& operator=(PluginV3OneBase const&) = delete;
     ~PluginV3OneBase() override = default;
+
+    Attributes const& attributes() const noexcept
+    {
+        return mAttrs;
+    }
 
     // IPluginV3
     nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override
@@ -243,6 +256,20 @@ public:
         }
     }
 
+    // Exactly the build-time fields with the parser's types, so that createPlugin(kRUNTIME) parses
+    // them with the same code and the same checks.
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override
+    {
+        try
+        {
+            return Plugin::writeFields(mAttrs, mSerialized);
+        }
+        catch (...)
+        {
+            return nullptr;
+        }
+    }
+
     // A clone that reports to the execution context's error recorder.
     nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override
     {
@@ -259,10 +286,6 @@ public:
     }
 
 protected:
-    explicit PluginV3OneBase(std::string name)
-        : mName(std::move(name))
-    {
-    }
     PluginV3OneBase(PluginV3OneBase const&) = default;
 
     // ---- what differs per op
@@ -344,9 +367,12 @@ protected:
         }
     }
 
+    Attributes const mAttrs;
+
 private:
     std::string mName;
     nvinfer1::IErrorRecorder* mErrorRecorder{nullptr}; // the execution context's, after attachToContext
+    PluginFieldWriter mSerialized;                     // getFieldsToSerialize()'s storage, rebuilt each call
 };
 
 template <typename Plugin>

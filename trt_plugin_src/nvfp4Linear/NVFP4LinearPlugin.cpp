@@ -26,12 +26,6 @@ constexpr char const* kInputNames[] = {"x", "weight", "weight_scale", "weight_gl
 
 } // namespace
 
-NVFP4LinearPlugin::NVFP4LinearPlugin(std::string name, Attributes attributes)
-    : PluginV3OneBase(std::move(name))
-    , mAttrs(std::move(attributes))
-{
-}
-
 int32_t NVFP4LinearPlugin::numInputs() const
 {
     return mAttrs.numInputs();
@@ -118,17 +112,5 @@ int32_t NVFP4LinearPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTens
     catch (...)
     {
         return -1;
-    }
-}
-
-PluginFieldCollection const* NVFP4LinearPlugin::getFieldsToSerialize() noexcept
-{
-    try
-    {
-        return nvfp4::writeLinearFields(mAttrs, mSerialized);
-    }
-    catch (...)
-    {
-        return nullptr;
     }
 }

@@ -24,7 +24,7 @@ namespace nvinfer1
 namespace plugin
 {
 
-class NVFP4LinearPlugin : public nvfp4::PluginV3OneBase<NVFP4LinearPlugin>
+class NVFP4LinearPlugin : public nvfp4::PluginV3OneBase<NVFP4LinearPlugin, nvfp4::LinearAttributes>
 {
 public:
     static constexpr char const* kPluginName = nvfp4::kOpName;
@@ -33,19 +33,16 @@ public:
     {
         return nvfp4::parseLinearFields(fc, out);
     }
+    static PluginFieldCollection const* writeFields(Attributes const& a, nvfp4::PluginFieldWriter& out)
+    {
+        return nvfp4::writeLinearFields(a, out);
+    }
 
-    NVFP4LinearPlugin(std::string name, Attributes attributes);
-    NVFP4LinearPlugin(NVFP4LinearPlugin const& other) = default;
+    using PluginV3OneBase::PluginV3OneBase;
 
     // IPluginV3OneRuntime
     int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc, void const* const* inputs,
         void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-    Attributes const& attributes() const noexcept
-    {
-        return mAttrs;
-    }
 
 private:
     int32_t numInputs() const override;
@@ -54,9 +51,6 @@ private:
     std::string checkInputShapes(std::vector<std::vector<int64_t>> const& shapes) const override;
     int64_t outputChannels() const override;
     size_t kernelWorkspaceSize(int64_t rows, nvfp4::ActType type) const override;
-
-    Attributes mAttrs;
-    nvfp4::PluginFieldWriter mSerialized; // getFieldsToSerialize()'s storage, rebuilt on each call
 };
 
 class NVFP4LinearPluginCreator : public nvfp4::PluginCreatorV3OneBase<NVFP4LinearPlugin>

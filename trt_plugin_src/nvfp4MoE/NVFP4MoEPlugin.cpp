@@ -45,12 +45,6 @@ std::string NVFP4MoEPlugin::parseFields(PluginFieldCollection const* fc, Attribu
     return problem.empty() ? checkKernelLimits(out) : problem;
 }
 
-NVFP4MoEPlugin::NVFP4MoEPlugin(std::string name, Attributes attributes)
-    : PluginV3OneBase(std::move(name))
-    , mAttrs(std::move(attributes))
-{
-}
-
 int32_t NVFP4MoEPlugin::numInputs() const
 {
     return nvfp4::kMoENumInputs;
@@ -141,17 +135,5 @@ int32_t NVFP4MoEPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorD
     catch (...)
     {
         return -1;
-    }
-}
-
-PluginFieldCollection const* NVFP4MoEPlugin::getFieldsToSerialize() noexcept
-{
-    try
-    {
-        return nvfp4::writeMoEFields(mAttrs, mSerialized);
-    }
-    catch (...)
-    {
-        return nullptr;
     }
 }

@@ -24,26 +24,23 @@ namespace nvinfer1
 namespace plugin
 {
 
-class NVFP4MoEPlugin : public nvfp4::PluginV3OneBase<NVFP4MoEPlugin>
+class NVFP4MoEPlugin : public nvfp4::PluginV3OneBase<NVFP4MoEPlugin, nvfp4::MoEAttributes>
 {
 public:
     static constexpr char const* kPluginName = nvfp4::kMoEOpName;
     using Attributes = nvfp4::MoEAttributes;
     // The contract's checks (NVFP4MoEFields.cpp), then the limits of the CUDA kernels.
     static std::string parseFields(PluginFieldCollection const* fc, Attributes& out);
+    static PluginFieldCollection const* writeFields(Attributes const& a, nvfp4::PluginFieldWriter& out)
+    {
+        return nvfp4::writeMoEFields(a, out);
+    }
 
-    NVFP4MoEPlugin(std::string name, Attributes attributes);
-    NVFP4MoEPlugin(NVFP4MoEPlugin const& other) = default;
+    using PluginV3OneBase::PluginV3OneBase;
 
     // IPluginV3OneRuntime
     int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc, void const* const* inputs,
         void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-    Attributes const& attributes() const noexcept
-    {
-        return mAttrs;
-    }
 
 private:
     int32_t numInputs() const override;
@@ -52,9 +49,6 @@ private:
     std::string checkInputShapes(std::vector<std::vector<int64_t>> const& shapes) const override;
     int64_t outputChannels() const override;
     size_t kernelWorkspaceSize(int64_t rows, nvfp4::ActType type) const override;
-
-    Attributes mAttrs;
-    nvfp4::PluginFieldWriter mSerialized; // getFieldsToSerialize()'s storage, rebuilt on each call
 };
 
 class NVFP4MoEPluginCreator : public nvfp4::PluginCreatorV3OneBase<NVFP4MoEPlugin>

@@ -88,12 +88,8 @@ struct MoEOrtOp
     {
         nvfp4::MoEAttributes const& a = kernel.attrs;
         std::string const& node = kernel.nodeName;
-        std::vector<OrtValue const*> const inputs = nvfp4::ort::inputsOf(context);
-        std::vector<std::vector<int64_t>> shapes;
-        for (OrtValue const* input : inputs)
-        {
-            shapes.push_back(nvfp4::ort::shapeOf(input));
-        }
+        nvfp4::ort::Inputs const inputs = nvfp4::ort::inputsOf(context);
+        std::vector<std::vector<int64_t>> const& shapes = inputs.shapes;
         std::string const problem = nvfp4::validateMoEInputShapes(a, shapes);
         if (!problem.empty())
         {
@@ -103,7 +99,7 @@ struct MoEOrtOp
         int64_t const H = a.hiddenSize, E = a.numExperts;
         int64_t const M = nvfp4::ort::elementCount(outDims) / H;
         std::vector<void*> data;
-        if (!nvfp4::ort::dataOf(inputs, data))
+        if (!nvfp4::ort::dataOf(inputs.values, data))
         {
             return error(kName, node, "could not read the inputs");
         }

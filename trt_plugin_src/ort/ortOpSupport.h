@@ -130,11 +130,18 @@ inline int64_t elementCount(std::vector<int64_t> const& dims)
     return count;
 }
 
-// The inputs of a run, in order, up to the first absent (optional) one.
-inline std::vector<OrtValue const*> inputsOf(OrtKernelContext* context)
+// The inputs of a run, in order up to the first absent (optional) one, and their shapes (their data
+// is read only once the shapes are checked: dataOf).
+struct Inputs
+{
+    std::vector<OrtValue const*> values;
+    std::vector<std::vector<int64_t>> shapes;
+};
+
+inline Inputs inputsOf(OrtKernelContext* context)
 {
     size_t count = 0;
-    std::vector<OrtValue const*> inputs;
+    Inputs inputs;
     if (!ok(api().KernelContext_GetInputCount(context, &count)))
     {
         return inputs;
@@ -146,7 +153,8 @@ inline std::vector<OrtValue const*> inputsOf(OrtKernelContext* context)
         {
             break;
         }
-        inputs.push_back(value);
+        inputs.values.push_back(value);
+        inputs.shapes.push_back(shapeOf(value));
     }
     return inputs;
 }

@@ -1,8 +1,8 @@
 // The NVFP4MoE plugin's checks inside the TensorRT lean runtime: part of leanRuntimePluginTest.cpp,
 // included at the end of its anonymous namespace, whose helpers it uses (check, gRecorder,
-// ExprBuilder, Plugin, makeDims, dynamicDesc, staticDesc, fieldsSignature, findCreator,
-// printFieldNames, checkRejected, checkSerializationAndClone, toDevice, toDeviceAs, elementAt,
-// roundedTo) and its include of common/nvfp4MoECpu.h. Every IPluginV3One* method
+// ExprBuilder, Plugin, FieldSet, makeDims, dynamicDesc, staticDesc, fieldsSignature, findCreator,
+// printFieldNames, checkRejected, checkSerializationAndClone, checkBadFieldSets, toDevice,
+// toDeviceAs, elementAt, roundedTo) and its include of common/nvfp4MoECpu.h. Every IPluginV3One* method
 // of the plugin runs on the CPU; enqueue runs against the CPU formula where a GPU is present.
 #pragma once
 
@@ -12,19 +12,12 @@ void checkMoERejected(std::string const& what, bool failed, std::string const& e
 }
 
 // NVFP4MoE plugin fields as the ONNX parser builds them (E = 4, H = 64, I = 32 unless changed).
-struct MoEFields
+struct MoEFields : FieldSet
 {
     int32_t ints[8] = {4, 2, 64, 32, 16, 0, 0, 1}; // num_experts .. normalize_topk (5, 6: strings)
     std::string mode = "w4a4", activation = "silu";
     std::vector<float> scales[4] = {{2e-3f, 3e-3f, 1e-3f, 4e-3f}, {500.f, 333.f, 1000.f, 250.f},
         {1e-2f, 2e-2f, 3e-2f, 4e-2f}, {100.f, 50.f, 33.f, 25.f}};
-    std::vector<std::string> omit; // field names left out
-    std::string wrongType;         // a field passed as the wrong PluginFieldType
-    std::string duplicate;         // a field passed twice
-    std::string extra;             // an unknown field added
-
-    std::vector<PluginField> storage;
-    PluginFieldCollection collection{};
 
     void setExperts(int32_t e, float value = 1.0f)
     {
@@ -37,30 +30,15 @@ struct MoEFields
 
     PluginFieldCollection const* build()
     {
-        storage.clear();
-        auto add = [&](char const* name, void const* data, PluginFieldType type, int32_t length) {
-            if (std::find(omit.begin(), omit.end(), name) != omit.end())
-            {
-                return;
-            }
-            if (wrongType == name)
-            {
-                type = type == PluginFieldType::kFLOAT32 ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32;
-            }
-            storage.emplace_back(name, data, type, length);
-            if (duplicate == name)
-            {
-                storage.push_back(storage.back());
-            }
-        };
+        begin();
         char const* const intNames[8] = {"num_experts", "top_k", "hidden_size", "intermediate_size", "group_size",
             nullptr, nullptr, "normalize_topk"};
         for (int32_t i = 0; i < 5; ++i)
         {
             add(intNames[i], &ints[i], PluginFieldType::kINT32, 1);
         }
-        add("mode", mode.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(mode.size() + 1));
-        add("activation", activation.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(activation.size() + 1));
+        addString("mode", mode);
+        addString("activation", activation);
         add(intNames[7], &ints[7], PluginFieldType::kINT32, 1);
         char const* const scaleNames[4] = {"w13_input_global_scale", "w13_input_global_scale_inv",
             "w2_input_global_scale", "w2_input_global_scale_inv"};
@@ -68,13 +46,7 @@ struct MoEFields
         {
             add(scaleNames[i], scales[i].data(), PluginFieldType::kFLOAT32, static_cast<int32_t>(scales[i].size()));
         }
-        if (!extra.empty())
-        {
-            storage.emplace_back(extra.c_str(), &ints[0], PluginFieldType::kINT32, 1);
-        }
-        collection.nbFields = static_cast<int32_t>(storage.size());
-        collection.fields = storage.data();
-        return &collection;
+        return end();
     }
 };
 
@@ -237,13 +209,7 @@ void checkMoESerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std:
 
 void checkMoEBadFields(IPluginCreatorV3One* creator)
 {
-    struct Case
-    {
-        std::string what;
-        std::function<void(MoEFields&)> change;
-        std::string expected;
-    };
-    std::vector<Case> const cases = {
+    checkBadFieldSets<MoEFields>(creator, "NVFP4MoE", "NVFP4MoE ", {
         {"missing num_experts", [](MoEFields& f) { f.omit = {"num_experts"}; }, "missing field 'num_experts' (kINT32)"},
         {"missing w2_input_global_scale_inv", [](MoEFields& f) { f.omit = {"w2_input_global_scale_inv"}; },
             "missing field 'w2_input_global_scale_inv' (kFLOAT32)"},
@@ -252,7 +218,7 @@ void checkMoEBadFields(IPluginCreatorV3One* creator)
         {"w13_input_global_scale as kINT32", [](MoEFields& f) { f.wrongType = "w13_input_global_scale"; },
             "field 'w13_input_global_scale' must be a list of kFLOAT32 values, got type kINT32 with length 4"},
         {"a duplicate mode", [](MoEFields& f) { f.duplicate = "mode"; }, "field 'mode' is given twice"},
-        {"an unknown field", [](MoEFields& f) { f.extra = std::string(200, 'q') + "\x01"; },
+        {"an unknown field", [](MoEFields& f) { f.extra = {{std::string(200, 'q') + "\x01", 1}}; },
             "unknown field \"" + std::string(64, 'q') + "... (201 bytes)\"; expected num_experts, top_k"},
         {"3 values for 4 experts", [](MoEFields& f) { f.scales[2].pop_back(); },
             "field 'w2_input_global_scale' must have num_experts=4 values, got 3"},
@@ -276,18 +242,7 @@ void checkMoEBadFields(IPluginCreatorV3One* creator)
         {"normalize_topk 2", [](MoEFields& f) { f.ints[7] = 2; }, "field 'normalize_topk' must be 0 or 1, got 2"},
         {"a zero G (w4a4)", [](MoEFields& f) { f.scales[1][2] = 0.f; },
             "field 'w13_input_global_scale_inv' must be finite and > 0 for mode \"w4a4\", got 0 for expert 2"},
-    };
-    for (auto const& c : cases)
-    {
-        MoEFields f;
-        c.change(f);
-        IPluginV3* plugin = creator->createPlugin("moe0", f.build(), TensorRTPhase::kBUILD);
-        checkMoERejected("NVFP4MoE createPlugin rejects " + c.what, plugin == nullptr, c.expected);
-        delete plugin;
-    }
-    IPluginV3* plugin = creator->createPlugin("moe0", nullptr, TensorRTPhase::kBUILD);
-    checkMoERejected("NVFP4MoE createPlugin rejects a null field collection", plugin == nullptr, "no plugin fields were given");
-    delete plugin;
+    });
     MoEFields w4a16;
     w4a16.mode = "w4a16";
     w4a16.scales[0][1] = 0.f; // ignored for weight-only, but must be finite

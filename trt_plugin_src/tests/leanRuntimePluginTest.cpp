@@ -215,42 +215,41 @@ public:
 
 // ---------------------------------------------------------------- plugin fields as the ONNX parser builds them
 
-struct Fields
+// What both plugins' field sets share: the collection, and the changes a check asks for.
+struct FieldSet
 {
-    int32_t inFeatures = 64, outFeatures = 32, groupSize = 16, hasBias = 0;
-    std::string mode = "w4a4";
-    float inputGlobalScale = 2.0f / 2688.0f, inputGlobalScaleInv = 1344.0f;
-    std::vector<std::string> omit;                 // field names left out
-    std::string wrongType;                         // a field passed as the wrong PluginFieldType
+    std::vector<std::string> omit;                      // field names left out
+    std::string wrongType;                              // a field passed as the wrong PluginFieldType
+    std::string duplicate;                              // a field passed twice
     std::vector<std::pair<std::string, int32_t>> extra; // kINT32 fields added at the end
 
-    std::vector<PluginField> storage;
-    PluginFieldCollection collection{};
-
-    PluginFieldCollection const* build()
+protected:
+    void begin()
     {
         storage.clear();
-        auto add = [&](char const* name, void const* data, PluginFieldType type, int32_t length) {
-            for (auto const& o : omit)
-            {
-                if (o == name)
-                {
-                    return;
-                }
-            }
-            if (wrongType == name)
-            {
-                type = type == PluginFieldType::kFLOAT32 ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32;
-            }
-            storage.emplace_back(name, data, type, length);
-        };
-        add("in_features", &inFeatures, PluginFieldType::kINT32, 1);
-        add("out_features", &outFeatures, PluginFieldType::kINT32, 1);
-        add("group_size", &groupSize, PluginFieldType::kINT32, 1);
-        add("mode", mode.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(mode.size() + 1)); // incl. NUL
-        add("input_global_scale", &inputGlobalScale, PluginFieldType::kFLOAT32, 1);
-        add("input_global_scale_inv", &inputGlobalScaleInv, PluginFieldType::kFLOAT32, 1);
-        add("has_bias", &hasBias, PluginFieldType::kINT32, 1);
+    }
+    void add(char const* name, void const* data, PluginFieldType type, int32_t length)
+    {
+        if (std::find(omit.begin(), omit.end(), name) != omit.end())
+        {
+            return;
+        }
+        if (wrongType == name)
+        {
+            type = type == PluginFieldType::kFLOAT32 ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32;
+        }
+        storage.emplace_back(name, data, type, length);
+        if (duplicate == name)
+        {
+            storage.push_back(storage.back());
+        }
+    }
+    void addString(char const* name, std::string const& value) // with its NUL, as the parser passes it
+    {
+        add(name, value.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(value.size() + 1));
+    }
+    PluginFieldCollection const* end()
+    {
         for (auto const& e : extra)
         {
             storage.emplace_back(e.first.c_str(), &e.second, PluginFieldType::kINT32, 1);
@@ -259,6 +258,40 @@ struct Fields
         collection.fields = storage.data();
         return &collection;
     }
+
+private:
+    std::vector<PluginField> storage;
+    PluginFieldCollection collection{};
+};
+
+// NVFP4Linear's fields as the ONNX parser builds them.
+struct Fields : FieldSet
+{
+    int32_t inFeatures = 64, outFeatures = 32, groupSize = 16, hasBias = 0;
+    std::string mode = "w4a4";
+    float inputGlobalScale = 2.0f / 2688.0f, inputGlobalScaleInv = 1344.0f;
+
+    PluginFieldCollection const* build()
+    {
+        begin();
+        add("in_features", &inFeatures, PluginFieldType::kINT32, 1);
+        add("out_features", &outFeatures, PluginFieldType::kINT32, 1);
+        add("group_size", &groupSize, PluginFieldType::kINT32, 1);
+        addString("mode", mode);
+        add("input_global_scale", &inputGlobalScale, PluginFieldType::kFLOAT32, 1);
+        add("input_global_scale_inv", &inputGlobalScaleInv, PluginFieldType::kFLOAT32, 1);
+        add("has_bias", &hasBias, PluginFieldType::kINT32, 1);
+        return end();
+    }
+};
+
+// One changed field set that createPlugin must refuse with `expected` in its message.
+template <typename Set>
+struct FieldCase
+{
+    std::string what;
+    std::function<void(Set&)> change;
+    std::string expected;
 };
 
 char const* fieldTypeName(PluginFieldType t)
@@ -540,6 +573,26 @@ void checkSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::st
     }
 }
 
+// Each case's field set, and no field collection at all, refused by createPlugin(kBUILD) of plugin
+// `op`; `label` starts each check's name.
+template <typename Set>
+void checkBadFieldSets(IPluginCreatorV3One* creator, char const* op, std::string const& label,
+    std::vector<FieldCase<Set>> const& cases)
+{
+    for (auto const& c : cases)
+    {
+        Set f;
+        c.change(f);
+        IPluginV3* plugin = creator->createPlugin("bad", f.build(), TensorRTPhase::kBUILD);
+        checkRejected(label + "createPlugin rejects " + c.what, plugin == nullptr, c.expected, op);
+        delete plugin;
+    }
+    IPluginV3* plugin = creator->createPlugin("bad", nullptr, TensorRTPhase::kBUILD);
+    checkRejected(label + "createPlugin rejects a null field collection", plugin == nullptr,
+        "no plugin fields were given", op);
+    delete plugin;
+}
+
 void checkLinearSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::string const& builtSignature)
 {
     checkSerializationAndClone(creator, p, builtSignature, "", [](Plugin& attached) {
@@ -572,13 +625,7 @@ void checkLinearSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, s
 
 void checkBadFields(IPluginCreatorV3One* creator)
 {
-    struct Case
-    {
-        std::string what;
-        std::function<void(Fields&)> change;
-        std::string expected;
-    };
-    std::vector<Case> const cases = {
+    checkBadFieldSets<Fields>(creator, "NVFP4Linear", "", {
         {"missing in_features", [](Fields& f) { f.omit = {"in_features"}; }, "missing field 'in_features' (kINT32)"},
         {"missing mode", [](Fields& f) { f.omit = {"mode"}; }, "missing field 'mode' (kCHAR)"},
         {"in_features as kFLOAT32", [](Fields& f) { f.wrongType = "in_features"; },
@@ -601,18 +648,7 @@ void checkBadFields(IPluginCreatorV3One* creator)
             "field 'mode' must be one kCHAR string, got type kCHAR with length 65537"},
         {"a 4000-byte mode string, echoed capped", [](Fields& f) { f.mode = std::string(4000, 'w'); },
             "... (4000 bytes)"},
-    };
-    for (auto const& c : cases)
-    {
-        Fields f;
-        c.change(f);
-        IPluginV3* plugin = creator->createPlugin("lin0", f.build(), TensorRTPhase::kBUILD);
-        checkRejected("createPlugin rejects " + c.what, plugin == nullptr, c.expected);
-        delete plugin;
-    }
-    IPluginV3* plugin = creator->createPlugin("lin0", nullptr, TensorRTPhase::kBUILD);
-    checkRejected("createPlugin rejects a null field collection", plugin == nullptr, "no plugin fields were given");
-    delete plugin;
+    });
     Fields w4a16;
     w4a16.mode = "w4a16";
     w4a16.inputGlobalScale = 0.f; // ignored for weight-only
