@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from plugins.library import BUILD_DIR, REPO_ROOT, find_ort_library, find_plugin_library
 from plugins.tensorrt_registry import creator_field_names, import_tensorrt, load_creator, op_contract
+from tests.ort_models import model_bytes
 
 DOC = REPO_ROOT / "docs" / "op-contract.md"
 MOE_DOC = REPO_ROOT / "docs" / "op-contract-moe.md"
@@ -104,11 +105,9 @@ def _ort_session_error(types: list[int], n_inputs: int | None = None) -> str | N
     node = helper.make_node("NVFP4Linear", names, ["y"], domain="trt.plugins", name="lin0", in_features=32,
                             out_features=8, group_size=16, mode="w4a16", input_global_scale=1.0,
                             input_global_scale_inv=1.0, has_bias=int(len(names) == 5))
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", types[0], ["m", 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("trt.plugins", 1)])
-    model.ir_version = 10
+    model = model_bytes([node], inputs, [helper.make_tensor_value_info("y", types[0], ["m", 8])])
     try:
-        make_session(model.SerializeToString(), find_ort_library())
+        make_session(model, find_ort_library())
     except Exception as e:  # noqa: BLE001 - ORT raises several exception types
         return str(e)
     return None

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from plugins.library import find_ort_library, find_plugin_library
 from plugins.tensorrt_registry import import_tensorrt, load_creator, op_contract
+from tests.ort_models import model_bytes
 
 GOOD = dict(in_features=64, out_features=32, group_size=16, mode="w4a4",
             input_global_scale=2.0 / 2688, input_global_scale_inv=1344.0, has_bias=0)
@@ -213,12 +214,9 @@ def ort_model(attributes: dict, n_inputs: int, weight_shape=(32, 32), scale_shap
                                 raw=True)]
     names = ["x", "weight", "weight_scale", "weight_global_scale", "bias"][:n_inputs]
     node = helper.make_node("NVFP4Linear", names, ["y"], domain="trt.plugins", name="fuzz", **attributes)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", 32])],
-                              initializer=[i for i in inits if i.name in names])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("trt.plugins", 1)])
-    model.ir_version = 10
-    return model.SerializeToString()
+    return model_bytes([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", 64])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", 32])],
+                       [i for i in inits if i.name in names])
 
 
 def ort_attribute_set(rng: random.Random) -> tuple[dict, list[tuple[str, str, object]]]:

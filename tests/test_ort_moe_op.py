@@ -16,19 +16,12 @@ from export.contract import op_contract
 from export.layer import NVFP4LinearWeights, NVFP4MoEWeights
 from export.nvfp4 import quantize_weight
 from export.reference import nvfp4_moe_exact
-from plugins.library import find_ort_library
 from plugins.moe_kernels import stacked_operands
+from tests.ort_models import DTYPES, ONNX_TYPE, model_bytes, ort_library_or_skip
 
-try:
-    ORT_LIB = find_ort_library()
-except FileNotFoundError as e:  # pragma: no cover - depends on the build
-    pytest.skip(f"ORT custom-op library not built: {e}", allow_module_level=True)
+ORT_LIB = ort_library_or_skip()
 
 from plugins.ort import make_session  # noqa: E402  (after the skip: needs onnxruntime)
-
-ONNX_TYPE = {torch.float32: TensorProto.FLOAT, torch.float16: TensorProto.FLOAT16,
-             torch.bfloat16: TensorProto.BFLOAT16}
-DTYPES = list(ONNX_TYPE)
 
 
 def _linear(name, w, s_in, *, gscale=None):
@@ -82,14 +75,11 @@ def build_model(moe: NVFP4MoEWeights, dtype, *, x_dims=None, logits_dims=None, i
         helper.make_node("Cast", ["yt"], ["y"], to=TensorProto.FLOAT),
     ]
     assert [spec["name"] for spec in names][2:] == list(arrays)
-    graph = helper.make_graph(
-        nodes, "nvfp4_moe",
+    return model_bytes(
+        nodes,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims),
          helper.make_tensor_value_info("logits", TensorProto.FLOAT, logits_dims or dims[:-1] + [moe.num_experts])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("trt.plugins", 1)])
-    model.ir_version = 10
-    return model.SerializeToString()
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)], inits)
 
 
 def run(model: bytes, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
