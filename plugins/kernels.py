@@ -189,9 +189,9 @@ def quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
     xhat = torch.empty(M, K, dtype=torch.float16, device=x.device)
     scales = torch.empty(M, K // 16, dtype=torch.uint8, device=x.device)
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    check_status(library().nvfp4_quantize_activation(x.data_ptr(), M, K, act_type(x.dtype), float(input_global_scale_inv),
-                                               xhat.data_ptr(), scales.data_ptr(), stream),
-           "nvfp4_quantize_activation")
+    status = library().nvfp4_quantize_activation(x.data_ptr(), M, K, act_type(x.dtype), float(input_global_scale_inv),
+                                                 xhat.data_ptr(), scales.data_ptr(), stream)
+    check_status(status, "nvfp4_quantize_activation")
     return xhat, scales.view(torch.float8_e4m3fn)
 
 
@@ -206,9 +206,9 @@ def fp4_quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
     packed = torch.empty(M, K // 2, dtype=torch.uint8, device=x.device)
     scales = torch.full((int(lib.nvfp4_fp4_scale_bytes(M, K)),), 0xAA, dtype=torch.uint8, device=x.device)
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    check_status(lib.nvfp4_fp4_quantize_activation(x.data_ptr(), M, K, act_type(x.dtype), float(input_global_scale_inv),
-                                             packed.data_ptr(), scales.data_ptr(), stream),
-           "nvfp4_fp4_quantize_activation")
+    status = lib.nvfp4_fp4_quantize_activation(x.data_ptr(), M, K, act_type(x.dtype), float(input_global_scale_inv),
+                                               packed.data_ptr(), scales.data_ptr(), stream)
+    check_status(status, "nvfp4_fp4_quantize_activation")
     return packed, scales
 
 
@@ -224,9 +224,9 @@ def fp4_prepare_weight(weight_scale: torch.Tensor, weight_global_scale: torch.Te
     out = torch.full((int(lib.nvfp4_fp4_scale_bytes(N, K)),), 0xAA, dtype=torch.uint8, device=scale.device)
     alpha = torch.full((wgs.numel() + 1,), float("nan"), dtype=torch.float32, device=scale.device)
     stream = torch.cuda.current_stream(scale.device).cuda_stream
-    check_status(lib.nvfp4_fp4_prepare_weight(scale.data_ptr(), N, K, wgs.data_ptr(), wgs.numel(), float(input_global_scale),
-                                        out.data_ptr(), alpha.data_ptr(), stream),
-           "nvfp4_fp4_prepare_weight")
+    status = lib.nvfp4_fp4_prepare_weight(scale.data_ptr(), N, K, wgs.data_ptr(), wgs.numel(),
+                                          float(input_global_scale), out.data_ptr(), alpha.data_ptr(), stream)
+    check_status(status, "nvfp4_fp4_prepare_weight")
     return out, alpha
 
 

@@ -65,7 +65,7 @@ def set_options(gemm: str = "auto", rows_per_item: int = 0, grouping: str = "aut
         raise ValueError(f"gemm {gemm!r} / grouping {grouping!r}: expected one of {sorted(GEMM_PATHS)} / "
                          f"{sorted(GROUPINGS)}")
     check_status(library().nvfp4_moe_set_options(GEMM_PATHS[gemm], rows_per_item, GROUPINGS[grouping]),
-           f"nvfp4_moe_set_options(rows_per_item={rows_per_item})")
+                 f"nvfp4_moe_set_options(rows_per_item={rows_per_item})")
 
 
 def stacked_operands(moe: NVFP4MoEWeights, device: torch.device | str | None = None

@@ -129,23 +129,30 @@ def assert_refusal(recorder, name="fuzz", op="NVFP4Linear"):
     return ours[-1]
 
 
-@pytest.mark.parametrize("phase", ["BUILD", "RUNTIME"])
-def test_random_field_sets(trt_creator, phase):
-    trt, creator, recorder = trt_creator
-    rng = random.Random(2026 if phase == "BUILD" else 2027)
+def fuzz(trt, creator, recorder, phase, op, random_set, is_valid, rng, count):
+    """`count` random field sets through createPlugin(phase): a plugin exactly for the sets `is_valid`
+    accepts, else one capped line naming the plugin. Returns (accepted, refused)."""
     accepted = refused = 0
-    for _ in range(400):
-        fields = random_field_set(rng)
+    for _ in range(count):
+        fields = random_set(rng)
         recorder.clear()
         plugin = create(trt, creator, fields, phase)
-        valid = expected_valid(fields)
+        valid = is_valid(fields)
         assert (plugin is not None) == valid, (fields, recorder.errors)
         if valid:
             accepted += 1
         else:
             refused += 1
-            message = assert_refusal(recorder)
+            message = assert_refusal(recorder, op=op)
             assert phase == "BUILD" or "corrupt serialized fields in the engine" in message
+    return accepted, refused
+
+
+@pytest.mark.parametrize("phase", ["BUILD", "RUNTIME"])
+def test_random_field_sets(trt_creator, phase):
+    trt, creator, recorder = trt_creator
+    rng = random.Random(2026 if phase == "BUILD" else 2027)
+    accepted, refused = fuzz(trt, creator, recorder, phase, "NVFP4Linear", random_field_set, expected_valid, rng, 400)
     assert accepted >= 50 and refused >= 150  # both sides were exercised
 
 
@@ -280,19 +287,8 @@ def test_random_moe_field_sets(trt_creator, phase):
     trt, _, recorder = trt_creator
     creator = load_creator(trt, find_plugin_library(), op_type="NVFP4MoE")
     rng = random.Random(3026 if phase == "BUILD" else 3027)
-    accepted = refused = 0
-    for _ in range(300):
-        fields = random_moe_field_set(rng)
-        recorder.clear()
-        plugin = create(trt, creator, fields, phase)
-        valid = moe_expected_valid(fields)
-        assert (plugin is not None) == valid, (fields, recorder.errors)
-        if valid:
-            accepted += 1
-        else:
-            refused += 1
-            message = assert_refusal(recorder, op="NVFP4MoE")
-            assert phase == "BUILD" or "corrupt serialized fields in the engine" in message
+    accepted, refused = fuzz(trt, creator, recorder, phase, "NVFP4MoE", random_moe_field_set, moe_expected_valid,
+                             rng, 300)
     assert accepted >= 40 and refused >= 100  # both sides were exercised
 
 

@@ -436,7 +436,8 @@ public:
         }
         catch (...)
         {
-            report(nvinfer1::ILogger::Severity::kERROR, pluginPrefix(Plugin::kPluginName, pluginName) + "createPlugin failed");
+            report(nvinfer1::ILogger::Severity::kERROR,
+                pluginPrefix(Plugin::kPluginName, pluginName) + "createPlugin failed");
         }
         return nullptr;
     }

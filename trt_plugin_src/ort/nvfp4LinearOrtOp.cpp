@@ -18,6 +18,7 @@ using nvfp4::ort::error;
 struct LinearOrtOp
 {
     static constexpr char const* kName = nvfp4::kOpName;
+    using Attributes = nvfp4::LinearAttributes;
     static constexpr size_t kNumInputs = 5;
 
     // x, weight, weight_scale, weight_global_scale, bias (docs/op-contract.md, "Inputs").
@@ -36,17 +37,8 @@ struct LinearOrtOp
         return index == 4;
     }
 
-    struct Kernel
+    static OrtStatus* readAttributes(OrtKernelInfo const* info, std::string const& node, Attributes& a)
     {
-        std::string nodeName;
-        nvfp4::LinearAttributes attrs;
-    };
-
-    static OrtStatus* createKernel(OrtKernelInfo const* info, Kernel& kernel)
-    {
-        kernel.nodeName = nvfp4::ort::nodeNameOf(info);
-        std::string const& node = kernel.nodeName;
-        nvfp4::LinearAttributes& a = kernel.attrs;
         nvfp4::ort::AttributeReader read(info);
         bool const complete = read.int64(nvfp4::kAttrInFeatures, a.inFeatures)
             && read.int64(nvfp4::kAttrOutFeatures, a.outFeatures) && read.int64(nvfp4::kAttrGroupSize, a.groupSize)
@@ -82,10 +74,8 @@ struct LinearOrtOp
     }
 
     template <ONNXTensorElementDataType kType>
-    static OrtStatus* compute(Kernel const& kernel, OrtKernelContext* context)
+    static OrtStatus* compute(std::string const& node, Attributes const& a, OrtKernelContext* context)
     {
-        nvfp4::LinearAttributes const& a = kernel.attrs;
-        std::string const& node = kernel.nodeName;
         nvfp4::ort::Inputs const inputs = nvfp4::ort::inputsOf(context);
         std::vector<std::vector<int64_t>> const& shapes = inputs.shapes;
         std::string const problem = nvfp4::validateInputShapes(a, shapes);

@@ -18,6 +18,7 @@ using nvfp4::ort::error;
 struct MoEOrtOp
 {
     static constexpr char const* kName = nvfp4::kMoEOpName;
+    using Attributes = nvfp4::MoEAttributes;
     static constexpr size_t kNumInputs = nvfp4::kMoENumInputs;
 
     // x, router_logits: T; weights and block scales: INT8 bytes; weight global scales: FLOAT
@@ -38,17 +39,8 @@ struct MoEOrtOp
         return false;
     }
 
-    struct Kernel
+    static OrtStatus* readAttributes(OrtKernelInfo const* info, std::string const& node, Attributes& a)
     {
-        std::string nodeName;
-        nvfp4::MoEAttributes attrs;
-    };
-
-    static OrtStatus* createKernel(OrtKernelInfo const* info, Kernel& kernel)
-    {
-        kernel.nodeName = nvfp4::ort::nodeNameOf(info);
-        std::string const& node = kernel.nodeName;
-        nvfp4::MoEAttributes& a = kernel.attrs;
         nvfp4::ort::AttributeReader read(info);
         bool const complete = read.int64(nvfp4::kMoEAttrNumExperts, a.numExperts)
             && read.int64(nvfp4::kMoEAttrTopK, a.topK) && read.int64(nvfp4::kMoEAttrHiddenSize, a.hiddenSize)
@@ -84,10 +76,8 @@ struct MoEOrtOp
     }
 
     template <ONNXTensorElementDataType kType>
-    static OrtStatus* compute(Kernel const& kernel, OrtKernelContext* context)
+    static OrtStatus* compute(std::string const& node, Attributes const& a, OrtKernelContext* context)
     {
-        nvfp4::MoEAttributes const& a = kernel.attrs;
-        std::string const& node = kernel.nodeName;
         nvfp4::ort::Inputs const inputs = nvfp4::ort::inputsOf(context);
         std::vector<std::vector<int64_t>> const& shapes = inputs.shapes;
         std::string const problem = nvfp4::validateMoEInputShapes(a, shapes);

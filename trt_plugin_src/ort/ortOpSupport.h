@@ -389,14 +389,23 @@ void fromFloats(std::vector<float> const& values, void* data)
 
 // ---- the OrtCustomOp table
 
+// A node's kernel: its name (for messages) and its attributes, read and checked once.
+template <typename Attributes>
+struct Kernel
+{
+    std::string nodeName;
+    Attributes attrs;
+};
+
 // One op of the library for one activation type. `Op` provides
-//   static constexpr char const* kName; static constexpr size_t kNumInputs;
+//   static constexpr char const* kName; static constexpr size_t kNumInputs; using Attributes = ...;
 //   static ONNXTensorElementDataType inputType(size_t index, ONNXTensorElementDataType activation);
 //   static bool inputOptional(size_t index);
-//   struct Kernel { std::string nodeName; ... };
-//   static OrtStatus* createKernel(OrtKernelInfo const*, Kernel&);         every attribute and
-//   template <ONNXTensorElementDataType kType>                              constant checked here,
-//   static OrtStatus* compute(Kernel const&, OrtKernelContext*);           the rest at each run
+//   static OrtStatus* readAttributes(OrtKernelInfo const*, std::string const& node, Attributes&);
+//       every attribute and constant input checked here, when the session is created;
+//   template <ONNXTensorElementDataType kType>
+//   static OrtStatus* compute(std::string const& node, Attributes const&, OrtKernelContext*);
+//       the rest checked at each run.
 template <typename Op, ONNXTensorElementDataType kType>
 struct CustomOp : OrtCustomOp
 {
@@ -423,8 +432,9 @@ struct CustomOp : OrtCustomOp
         CreateKernelV2 = [](OrtCustomOp const*, OrtApi const*, OrtKernelInfo const* info, void** out) -> OrtStatus* {
             *out = nullptr;
             return guarded(Op::kName, "", [&]() -> OrtStatus* {
-                auto kernel = std::make_unique<typename Op::Kernel>();
-                if (OrtStatus* status = Op::createKernel(info, *kernel))
+                auto kernel = std::make_unique<Kernel<typename Op::Attributes>>();
+                kernel->nodeName = nodeNameOf(info);
+                if (OrtStatus* status = Op::readAttributes(info, kernel->nodeName, kernel->attrs))
                 {
                     return status;
                 }
@@ -433,10 +443,11 @@ struct CustomOp : OrtCustomOp
             });
         };
         KernelComputeV2 = [](void* kernel, OrtKernelContext* context) -> OrtStatus* {
-            auto const& k = *static_cast<typename Op::Kernel const*>(kernel);
-            return guarded(Op::kName, k.nodeName, [&] { return Op::template compute<kType>(k, context); });
+            auto const& k = *static_cast<Kernel<typename Op::Attributes> const*>(kernel);
+            return guarded(
+                Op::kName, k.nodeName, [&] { return Op::template compute<kType>(k.nodeName, k.attrs, context); });
         };
-        KernelDestroy = [](void* kernel) { delete static_cast<typename Op::Kernel*>(kernel); };
+        KernelDestroy = [](void* kernel) { delete static_cast<Kernel<typename Op::Attributes>*>(kernel); };
         GetStartVersion = [](OrtCustomOp const*) { return 1; };
         GetEndVersion = [](OrtCustomOp const*) { return INT_MAX; };
     }

@@ -694,7 +694,8 @@ void* toDeviceAs(std::vector<float>& values, DataType t)
     std::vector<uint16_t> bits(values.size());
     for (size_t i = 0; i < values.size(); ++i)
     {
-        bits[i] = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(values[i]) : nvfp4::math::floatToBf16Bits(values[i]);
+        bits[i] = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(values[i])
+                                       : nvfp4::math::floatToBf16Bits(values[i]);
         values[i] = roundedTo(values[i], t);
     }
     return toDevice(bits);
