@@ -89,14 +89,11 @@ struct LinearOrtOp
         int64_t const M = nvfp4::ort::elementCount(outDims) / K;
         outDims.back() = N;
         std::vector<void*> data;
-        if (!nvfp4::ort::dataOf(inputs.values, data))
-        {
-            return error(kName, node, "could not read the inputs");
-        }
         void* outData = nullptr;
-        if (!nvfp4::ort::allocateOutput(context, 0, outDims, outData))
+        std::string const failed = nvfp4::ort::bindData(context, inputs, outDims, data, outData);
+        if (!failed.empty())
         {
-            return error(kName, node, "could not allocate the output " + nvfp4::shapeToString(outDims));
+            return error(kName, node, failed);
         }
 
         // Activation and bias to float32 (exact), the formula, then round the result to T.

@@ -159,28 +159,27 @@ inline Inputs inputsOf(OrtKernelContext* context)
     return inputs;
 }
 
-// The data of every input (read after their shapes were checked); false if one cannot be read.
-inline bool dataOf(std::vector<OrtValue const*> const& inputs, std::vector<void*>& data)
+// The data of every input (read once their shapes are checked) and of output 0 allocated with shape
+// `outDims` (nullptr if it is empty); "" or what failed.
+inline std::string bindData(OrtKernelContext* context, Inputs const& inputs, std::vector<int64_t> const& outDims,
+    std::vector<void*>& data, void*& outData)
 {
-    data.assign(inputs.size(), nullptr);
-    for (size_t i = 0; i < inputs.size(); ++i)
+    data.assign(inputs.values.size(), nullptr);
+    for (size_t i = 0; i < inputs.values.size(); ++i)
     {
-        if (!ok(api().GetTensorMutableData(const_cast<OrtValue*>(inputs[i]), &data[i])))
+        if (!ok(api().GetTensorMutableData(const_cast<OrtValue*>(inputs.values[i]), &data[i])))
         {
-            return false;
+            return "could not read input " + std::to_string(i);
         }
     }
-    return true;
-}
-
-// The output `index` with shape `dims` and, in `data`, where to write it (nullptr if it is empty);
-// false if ORT could not allocate it.
-inline bool allocateOutput(OrtKernelContext* context, size_t index, std::vector<int64_t> const& dims, void*& data)
-{
     OrtValue* output = nullptr;
-    data = nullptr;
-    return ok(api().KernelContext_GetOutput(context, index, dims.data(), dims.size(), &output))
-        && ok(api().GetTensorMutableData(output, &data));
+    outData = nullptr;
+    if (!ok(api().KernelContext_GetOutput(context, 0, outDims.data(), outDims.size(), &output))
+        || !ok(api().GetTensorMutableData(output, &outData)))
+    {
+        return "could not allocate the output " + shapeToString(outDims);
+    }
+    return "";
 }
 
 // ---- the node, when its kernel is created
