@@ -8,12 +8,17 @@ uint8 (packed E2M1, element 2j in the low nibble); weight_scale [N, K/16] int8/u
 float8_e4m3fn; weight_global_scale float32 [] / [1] / [N] (dequant direction). Everything runs on
 torch's current CUDA stream. With `out` and `workspace` given nothing is allocated, so the call can
 be captured in a CUDA graph. Errors raise RuntimeError (CUDA status) or ValueError (bad argument).
+
+The library loading and the argument helpers below (`check_status`, `act_type`, `mode_flag`,
+`bytes_view`, `require_cuda`, `workspace_tensor`) serve plugins/moe_kernels.py too: both ops' kernels
+live in the same library.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
 import os
+from typing import Any
 
 import torch
 
@@ -25,31 +30,34 @@ _MODES = ("w4a4", "w4a16")
 KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4, "native_fp4": 5}
 
 
+def declare(lib: ctypes.CDLL, signatures: dict[str, tuple[list, Any]]) -> ctypes.CDLL:
+    """Sets the argument and result types of entry points (name -> (argtypes, restype)); `lib`."""
+    for name, (argtypes, restype) in signatures.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, restype
+    return lib
+
+
+_i64, _i32, _f32, _vp, _sz = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t
+# The NVFP4Linear entry points (nvfp4KernelsCApi.h).
+_SIGNATURES = {
+    "nvfp4_workspace_size": ([_i64, _i64, _i64, _i32, _i32], _sz),
+    "nvfp4_linear_launch": ([_vp, _vp, _vp, _vp, _i32, _vp, _vp, _i64, _i64, _i64, _i32, _f32, _f32, _i32, _vp, _sz,
+                             _vp], _i32),
+    "nvfp4_quantize_activation": ([_vp, _i64, _i64, _i32, _f32, _vp, _vp, _vp], _i32),
+    "nvfp4_force_kernel": ([_i32], _i32),
+    "nvfp4_fp4_scale_bytes": ([_i64, _i64], _sz),
+    "nvfp4_fp4_quantize_activation": ([_vp, _i64, _i64, _i32, _f32, _vp, _vp, _vp], _i32),
+    "nvfp4_fp4_prepare_weight": ([_vp, _i64, _i64, _vp, _i32, _f32, _vp, _vp, _vp], _i32),
+    "nvfp4_native_fp4_probe": ([_i64, _i64, _i64, _i32, _i32, _i32, _vp], _i32),
+    "nvfp4_native_fp4_status": ([], ctypes.c_char_p),
+    "nvfp4_error_string": ([_i32], ctypes.c_char_p),
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _load(path: str | None = None) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(find_kernels_library(path)))
-    i64, i32, f32, vp, sz = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p, ctypes.c_size_t
-    lib.nvfp4_workspace_size.argtypes = [i64, i64, i64, i32, i32]
-    lib.nvfp4_workspace_size.restype = sz
-    lib.nvfp4_linear_launch.argtypes = [vp, vp, vp, vp, i32, vp, vp, i64, i64, i64, i32, f32, f32, i32, vp, sz, vp]
-    lib.nvfp4_linear_launch.restype = i32
-    lib.nvfp4_quantize_activation.argtypes = [vp, i64, i64, i32, f32, vp, vp, vp]
-    lib.nvfp4_quantize_activation.restype = i32
-    lib.nvfp4_force_kernel.argtypes = [i32]
-    lib.nvfp4_force_kernel.restype = i32
-    lib.nvfp4_fp4_scale_bytes.argtypes = [i64, i64]
-    lib.nvfp4_fp4_scale_bytes.restype = sz
-    lib.nvfp4_fp4_quantize_activation.argtypes = [vp, i64, i64, i32, f32, vp, vp, vp]
-    lib.nvfp4_fp4_quantize_activation.restype = i32
-    lib.nvfp4_fp4_prepare_weight.argtypes = [vp, i64, i64, vp, i32, f32, vp, vp, vp]
-    lib.nvfp4_fp4_prepare_weight.restype = i32
-    lib.nvfp4_native_fp4_probe.argtypes = [i64, i64, i64, i32, i32, i32, vp]
-    lib.nvfp4_native_fp4_probe.restype = i32
-    lib.nvfp4_native_fp4_status.argtypes = []
-    lib.nvfp4_native_fp4_status.restype = ctypes.c_char_p
-    lib.nvfp4_error_string.argtypes = [i32]
-    lib.nvfp4_error_string.restype = ctypes.c_char_p
-    return lib
+    return declare(ctypes.CDLL(str(find_kernels_library(path))), _SIGNATURES)
 
 
 def library() -> ctypes.CDLL:
@@ -57,19 +65,22 @@ def library() -> ctypes.CDLL:
     return _load(os.environ.get("NVFP4_KERNELS_LIB") or None)
 
 
-def _check(status: int, what: str) -> None:
+def check_status(status: int, what: str) -> None:
+    """RuntimeError naming `what` and the CUDA error, unless `status` is 0 (cudaSuccess)."""
     if status != 0:
         name = library().nvfp4_error_string(status).decode()
         raise RuntimeError(f"{what}: CUDA error {status} ({name})")
 
 
-def _act_type(dtype: torch.dtype) -> int:
+def act_type(dtype: torch.dtype) -> int:
+    """The C API's act_type of an activation dtype."""
     if dtype not in _ACT_TYPES:
         raise ValueError(f"activation dtype {dtype} not supported; expected float32, float16 or bfloat16")
     return _ACT_TYPES[dtype]
 
 
-def _mode_flag(mode: str) -> int:
+def mode_flag(mode: str) -> int:
+    """The C API's mode_w4a4 of a mode name."""
     if mode not in _MODES:
         raise ValueError(f"mode {mode!r}: expected 'w4a4' or 'w4a16'")
     return 1 if mode == "w4a4" else 0
@@ -77,7 +88,7 @@ def _mode_flag(mode: str) -> int:
 
 def workspace_size(M: int, N: int, K: int, mode: str, dtype: torch.dtype) -> int:
     """Bytes of workspace nvfp4_linear needs for any M' <= M."""
-    return int(library().nvfp4_workspace_size(M, N, K, _mode_flag(mode), _act_type(dtype)))
+    return int(library().nvfp4_workspace_size(M, N, K, mode_flag(mode), act_type(dtype)))
 
 
 def force_kernel(path: str) -> None:
@@ -85,10 +96,11 @@ def force_kernel(path: str) -> None:
     'native_fp4') process-wide."""
     if path not in KERNEL_PATHS:
         raise ValueError(f"kernel path {path!r}: expected one of {sorted(KERNEL_PATHS)}")
-    _check(library().nvfp4_force_kernel(KERNEL_PATHS[path]), "nvfp4_force_kernel")
+    check_status(library().nvfp4_force_kernel(KERNEL_PATHS[path]), "nvfp4_force_kernel")
 
 
-def _bytes_view(t: torch.Tensor, name: str) -> torch.Tensor:
+def bytes_view(t: torch.Tensor, name: str) -> torch.Tensor:
+    """Packed FP4 or FP8 bit patterns as the int8/uint8 bytes the C API takes."""
     if t.dtype in (torch.int8, torch.uint8):
         return t
     if t.dtype == torch.float8_e4m3fn:
@@ -96,21 +108,35 @@ def _bytes_view(t: torch.Tensor, name: str) -> torch.Tensor:
     raise ValueError(f"{name}: dtype {t.dtype} not supported; expected int8/uint8 bytes")
 
 
-def _require_cuda(t: torch.Tensor, name: str, device: torch.device) -> None:
+def require_cuda(t: torch.Tensor, name: str, device: torch.device) -> None:
     if not t.is_cuda or t.device != device:
         raise ValueError(f"{name}: expected a CUDA tensor on {device}, got {t.device}")
     if not t.is_contiguous():
         raise ValueError(f"{name}: expected a contiguous tensor")
 
 
+def nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def workspace_tensor(need: int, workspace: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """`workspace`, checked to hold `need` bytes on `device`, or a new one (at least 256 bytes)."""
+    if workspace is None:
+        return torch.empty(max(need, 256), dtype=torch.uint8, device=device)
+    require_cuda(workspace, "workspace", device)
+    if nbytes(workspace) < need:
+        raise ValueError(f"workspace: {nbytes(workspace)} bytes < {need} needed")
+    return workspace
+
+
 def nvfp4_linear(x, weight_int8, weight_scale_int8, weight_global_scale, bias=None, *, mode="w4a4",
                  input_global_scale=1.0, input_global_scale_inv=1.0, out=None, workspace=None):
     """y[..., N] = NVFP4Linear(x[..., K]) on torch's current stream (see module docstring)."""
     device = x.device
-    act = _act_type(x.dtype)
-    flag = _mode_flag(mode)
-    weight = _bytes_view(weight_int8, "weight")
-    scale = _bytes_view(weight_scale_int8, "weight_scale")
+    act = act_type(x.dtype)
+    flag = mode_flag(mode)
+    weight = bytes_view(weight_int8, "weight")
+    scale = bytes_view(weight_scale_int8, "weight_scale")
     if weight.ndim != 2:
         raise ValueError(f"weight: expected [N, K/2], got shape {tuple(weight.shape)}")
     N, K = int(weight.shape[0]), int(weight.shape[1]) * 2
@@ -129,31 +155,25 @@ def nvfp4_linear(x, weight_int8, weight_scale_int8, weight_global_scale, bias=No
     x2 = x.reshape(-1, K)
     M = int(x2.shape[0])
     for t, name in ((x2, "x"), (weight, "weight"), (scale, "weight_scale"), (wgs, "weight_global_scale")):
-        _require_cuda(t, name, device)
+        require_cuda(t, name, device)
     if bias is not None:
         if bias.dtype != x.dtype or tuple(bias.shape) != (N,):
             raise ValueError(f"bias: expected {x.dtype} [{N}], got {bias.dtype} {tuple(bias.shape)}")
-        _require_cuda(bias, "bias", device)
+        require_cuda(bias, "bias", device)
     if out is None:
         out = torch.empty(*x.shape[:-1], N, dtype=x.dtype, device=device)
     else:
         if out.dtype != x.dtype or out.numel() != M * N:
             raise ValueError(f"out: expected {x.dtype} with {M * N} elements, got {out.dtype} {tuple(out.shape)}")
-        _require_cuda(out, "out", device)
-    need = workspace_size(M, N, K, mode, x.dtype)
-    if workspace is None:
-        workspace = torch.empty(max(need, 256), dtype=torch.uint8, device=device)
-    else:
-        _require_cuda(workspace, "workspace", device)
-        if workspace.numel() * workspace.element_size() < need:
-            raise ValueError(f"workspace: {workspace.numel() * workspace.element_size()} bytes < {need} needed")
+        require_cuda(out, "out", device)
+    workspace = workspace_tensor(workspace_size(M, N, K, mode, x.dtype), workspace, device)
     stream = torch.cuda.current_stream(device).cuda_stream
     status = library().nvfp4_linear_launch(
         x2.data_ptr(), weight.data_ptr(), scale.data_ptr(), wgs.data_ptr(), wgs.numel(),
         bias.data_ptr() if bias is not None else None, out.data_ptr(), M, N, K, flag,
         float(input_global_scale), float(input_global_scale_inv), act,
-        workspace.data_ptr(), workspace.numel() * workspace.element_size(), stream)
-    _check(status, f"nvfp4_linear_launch(M={M}, N={N}, K={K}, mode={mode}, dtype={x.dtype})")
+        workspace.data_ptr(), nbytes(workspace), stream)
+    check_status(status, f"nvfp4_linear_launch(M={M}, N={N}, K={K}, mode={mode}, dtype={x.dtype})")
     return out.reshape(*x.shape[:-1], N)
 
 
@@ -165,13 +185,13 @@ def quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
     M, K = (int(d) for d in x.shape)
     if K % 16 != 0:
         raise ValueError(f"x: K={K} must be a multiple of 16")
-    _require_cuda(x, "x", x.device)
+    require_cuda(x, "x", x.device)
     xhat = torch.empty(M, K, dtype=torch.float16, device=x.device)
     scales = torch.empty(M, K // 16, dtype=torch.uint8, device=x.device)
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    _check(library().nvfp4_quantize_activation(x.data_ptr(), M, K, _act_type(x.dtype), float(input_global_scale_inv),
-                                               xhat.data_ptr(), scales.data_ptr(), stream),
-           "nvfp4_quantize_activation")
+    status = library().nvfp4_quantize_activation(x.data_ptr(), M, K, act_type(x.dtype), float(input_global_scale_inv),
+                                                 xhat.data_ptr(), scales.data_ptr(), stream)
+    check_status(status, "nvfp4_quantize_activation")
     return xhat, scales.view(torch.float8_e4m3fn)
 
 
@@ -181,32 +201,32 @@ def fp4_quantize_activation(x: torch.Tensor, input_global_scale_inv: float):
     if x.ndim != 2:
         raise ValueError(f"x: expected [M, K], got shape {tuple(x.shape)}")
     M, K = (int(d) for d in x.shape)
-    _require_cuda(x, "x", x.device)
+    require_cuda(x, "x", x.device)
     lib = library()
     packed = torch.empty(M, K // 2, dtype=torch.uint8, device=x.device)
     scales = torch.full((int(lib.nvfp4_fp4_scale_bytes(M, K)),), 0xAA, dtype=torch.uint8, device=x.device)
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    _check(lib.nvfp4_fp4_quantize_activation(x.data_ptr(), M, K, _act_type(x.dtype), float(input_global_scale_inv),
-                                             packed.data_ptr(), scales.data_ptr(), stream),
-           "nvfp4_fp4_quantize_activation")
+    status = lib.nvfp4_fp4_quantize_activation(x.data_ptr(), M, K, act_type(x.dtype), float(input_global_scale_inv),
+                                               packed.data_ptr(), scales.data_ptr(), stream)
+    check_status(status, "nvfp4_fp4_quantize_activation")
     return packed, scales
 
 
 def fp4_prepare_weight(weight_scale: torch.Tensor, weight_global_scale: torch.Tensor, input_global_scale: float):
     """The native FP4 path's weight-side operands: (weight_scale [N, K/16] re-laid into cuBLASLt's tiled
     layout as UE4M3, alpha float32 [len(weight_global_scale) + 1] = input_global_scale * wgs, then 0)."""
-    scale = _bytes_view(weight_scale, "weight_scale")
+    scale = bytes_view(weight_scale, "weight_scale")
     N, K = int(scale.shape[0]), int(scale.shape[1]) * 16
     wgs = weight_global_scale.reshape(-1)
     for t, name in ((scale, "weight_scale"), (wgs, "weight_global_scale")):
-        _require_cuda(t, name, scale.device)
+        require_cuda(t, name, scale.device)
     lib = library()
     out = torch.full((int(lib.nvfp4_fp4_scale_bytes(N, K)),), 0xAA, dtype=torch.uint8, device=scale.device)
     alpha = torch.full((wgs.numel() + 1,), float("nan"), dtype=torch.float32, device=scale.device)
     stream = torch.cuda.current_stream(scale.device).cuda_stream
-    _check(lib.nvfp4_fp4_prepare_weight(scale.data_ptr(), N, K, wgs.data_ptr(), wgs.numel(), float(input_global_scale),
-                                        out.data_ptr(), alpha.data_ptr(), stream),
-           "nvfp4_fp4_prepare_weight")
+    status = lib.nvfp4_fp4_prepare_weight(scale.data_ptr(), N, K, wgs.data_ptr(), wgs.numel(),
+                                          float(input_global_scale), out.data_ptr(), alpha.data_ptr(), stream)
+    check_status(status, "nvfp4_fp4_prepare_weight")
     return out, alpha
 
 
@@ -215,7 +235,7 @@ def native_fp4_probe(M: int, N: int, K: int, dtype: torch.dtype, wgs_len: int = 
     it: (CUDA status, reason string or None)."""
     lib = library()
     buf = torch.empty(256, dtype=torch.uint8, device="cuda")
-    status = int(lib.nvfp4_native_fp4_probe(M, N, K, _act_type(dtype), wgs_len, int(bias), buf.data_ptr()))
+    status = int(lib.nvfp4_native_fp4_probe(M, N, K, act_type(dtype), wgs_len, int(bias), buf.data_ptr()))
     why = lib.nvfp4_native_fp4_status()
     return status, (why.decode() if why else None)
 

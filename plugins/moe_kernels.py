@@ -21,45 +21,40 @@ import torch
 from export.contract import op_contract
 from export.layer import GROUP_SIZE, NVFP4MoEWeights
 from export.moe import stack_moe
-from plugins.kernels import library as _kernels_library
+from plugins import kernels
+from plugins.kernels import act_type, bytes_view, check_status, mode_flag, nbytes, require_cuda, workspace_tensor
 
-_ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 # nvfp4_moe_set_options values (nvfp4MoECApi.h).
 GEMM_PATHS = {"auto": 0, "simt": 1, "mma": 2}
 GROUPINGS = {"auto": 0, "single": 1, "split": 2}
 
 
+_i64, _i32, _vp, _sz = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t
+_host_floats_p = ctypes.POINTER(ctypes.c_float)
+# The NVFP4MoE entry points (nvfp4MoECApi.h), in the same library as NVFP4Linear's.
+_SIGNATURES = {
+    "nvfp4_moe_workspace_size": ([_i64, _i32, _i32, _i64, _i64, _i32, _i32], _sz),
+    "nvfp4_moe_launch": ([_vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _i64, _i32, _i32, _i64, _i64, _i32, _i32,
+                          _host_floats_p, _host_floats_p, _host_floats_p, _host_floats_p, _i32, _vp, _sz, _vp], _i32),
+    "nvfp4_moe_set_options": ([_i32, _i32, _i32], _i32),
+}
+
+
 @functools.lru_cache(maxsize=None)
+def _declared(lib: ctypes.CDLL) -> ctypes.CDLL:
+    return kernels.declare(lib, _SIGNATURES)
+
+
 def library() -> ctypes.CDLL:
-    """The kernels library with the NVFP4MoE entry points declared."""
-    lib = _kernels_library()
-    i64, i32, vp, sz, fp = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)
-    lib.nvfp4_moe_workspace_size.argtypes = [i64, i32, i32, i64, i64, i32, i32]
-    lib.nvfp4_moe_workspace_size.restype = sz
-    lib.nvfp4_moe_launch.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp, i64, i32, i32, i64, i64, i32, i32,
-                                     fp, fp, fp, fp, i32, vp, sz, vp]
-    lib.nvfp4_moe_launch.restype = i32
-    lib.nvfp4_moe_set_options.argtypes = [i32, i32, i32]
-    lib.nvfp4_moe_set_options.restype = i32
-    return lib
-
-
-def _check(status: int, what: str) -> None:
-    if status != 0:
-        raise RuntimeError(f"{what}: CUDA error {status} ({library().nvfp4_error_string(status).decode()})")
-
-
-def _act_type(dtype: torch.dtype) -> int:
-    if dtype not in _ACT_TYPES:
-        raise ValueError(f"activation dtype {dtype} not supported; expected float32, float16 or bfloat16")
-    return _ACT_TYPES[dtype]
+    """The kernels library (plugins.kernels.library()) with the NVFP4MoE entry points declared."""
+    return _declared(kernels.library())
 
 
 def workspace_size(M: int, num_experts: int, top_k: int, hidden_size: int, intermediate_size: int, mode: str,
                    dtype: torch.dtype) -> int:
     """Bytes of workspace nvfp4_moe needs for any M' <= M tokens."""
     return int(library().nvfp4_moe_workspace_size(M, num_experts, top_k, hidden_size, intermediate_size,
-                                                   int(mode == "w4a4"), _act_type(dtype)))
+                                                   mode_flag(mode), act_type(dtype)))
 
 
 def set_options(gemm: str = "auto", rows_per_item: int = 0, grouping: str = "auto") -> None:
@@ -69,8 +64,8 @@ def set_options(gemm: str = "auto", rows_per_item: int = 0, grouping: str = "aut
     if gemm not in GEMM_PATHS or grouping not in GROUPINGS:
         raise ValueError(f"gemm {gemm!r} / grouping {grouping!r}: expected one of {sorted(GEMM_PATHS)} / "
                          f"{sorted(GROUPINGS)}")
-    _check(library().nvfp4_moe_set_options(GEMM_PATHS[gemm], rows_per_item, GROUPINGS[grouping]),
-           f"nvfp4_moe_set_options(rows_per_item={rows_per_item})")
+    check_status(library().nvfp4_moe_set_options(GEMM_PATHS[gemm], rows_per_item, GROUPINGS[grouping]),
+                 f"nvfp4_moe_set_options(rows_per_item={rows_per_item})")
 
 
 def stacked_operands(moe: NVFP4MoEWeights, device: torch.device | str | None = None
@@ -84,19 +79,11 @@ def stacked_operands(moe: NVFP4MoEWeights, device: torch.device | str | None = N
 
 
 def _bytes(t: torch.Tensor, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    if t.dtype == torch.float8_e4m3fn:
-        t = t.view(torch.uint8)
-    if t.dtype not in (torch.int8, torch.uint8) or tuple(t.shape) != shape:
-        raise ValueError(f"{name}: expected int8/uint8 bytes of shape {list(shape)}, got {t.dtype} {list(t.shape)}")
-    _require(t, name, device)
+    t = bytes_view(t, name)
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name}: expected shape {list(shape)}, got {list(t.shape)}")
+    require_cuda(t, name, device)
     return t
-
-
-def _require(t: torch.Tensor, name: str, device: torch.device) -> None:
-    if not t.is_cuda or t.device != device:
-        raise ValueError(f"{name}: expected a CUDA tensor on {device}, got {t.device}")
-    if not t.is_contiguous():
-        raise ValueError(f"{name}: expected a contiguous tensor")
 
 
 def _host_floats(values: Sequence[float], name: str, count: int):
@@ -118,15 +105,15 @@ def nvfp4_moe(x, router_logits, w13_weight, w13_weight_scale, w13_weight_global_
         raise ValueError(f"mode {mode!r}, group_size {group_size}, activation {activation!r}: expected "
                          f"'w4a4'/'w4a16', 16, 'silu'")
     device = x.device
-    act = _act_type(x.dtype)
+    act = act_type(x.dtype)
     if x.shape[-1] != H or router_logits.shape[-1] != E or x.shape[:-1] != router_logits.shape[:-1] \
             or router_logits.dtype != x.dtype:
         raise ValueError(f"x {x.dtype} {list(x.shape)} and router_logits {router_logits.dtype} "
                          f"{list(router_logits.shape)}: expected [..., {H}] and [..., {E}] of one dtype")
     x2, l2 = x.reshape(-1, H), router_logits.reshape(-1, E)
     M = int(x2.shape[0])
-    _require(x2, "x", device)
-    _require(l2, "router_logits", device)
+    require_cuda(x2, "x", device)
+    require_cuda(l2, "router_logits", device)
     w13 = _bytes(w13_weight, "w13_weight", (E, 2 * I, H // 2), device)
     s13 = _bytes(w13_weight_scale, "w13_weight_scale", (E, 2 * I, H // 16), device)
     w2 = _bytes(w2_weight, "w2_weight", (E, H, I // 2), device)
@@ -135,7 +122,7 @@ def nvfp4_moe(x, router_logits, w13_weight, w13_weight_scale, w13_weight_global_
                            (w2_weight_global_scale, "w2_weight_global_scale", (E, H))):
         if t.dtype != torch.float32 or tuple(t.shape) != shape:
             raise ValueError(f"{name}: expected float32 {list(shape)}, got {t.dtype} {list(t.shape)}")
-        _require(t, name, device)
+        require_cuda(t, name, device)
     w4a4 = mode == "w4a4"
     if w4a4:
         host = [_host_floats(v, n, E) for v, n in ((w13_input_global_scale, "w13_input_global_scale"),
@@ -148,18 +135,12 @@ def nvfp4_moe(x, router_logits, w13_weight, w13_weight_scale, w13_weight_global_
         out = torch.empty_like(x)
     elif out.dtype != x.dtype or out.numel() != x.numel():
         raise ValueError(f"out: expected {x.dtype} with {x.numel()} elements, got {out.dtype} {list(out.shape)}")
-    _require(out, "out", device)
-    need = workspace_size(M, E, k, H, I, mode, x.dtype)
-    if workspace is None:
-        workspace = torch.empty(max(need, 256), dtype=torch.uint8, device=device)
-    else:
-        _require(workspace, "workspace", device)
-        if workspace.numel() * workspace.element_size() < need:
-            raise ValueError(f"workspace: {workspace.numel() * workspace.element_size()} bytes < {need} needed")
+    require_cuda(out, "out", device)
+    workspace = workspace_tensor(workspace_size(M, E, k, H, I, mode, x.dtype), workspace, device)
     stream = torch.cuda.current_stream(device).cuda_stream
     status = library().nvfp4_moe_launch(
         x2.data_ptr(), l2.data_ptr(), w13.data_ptr(), s13.data_ptr(), w13_weight_global_scale.data_ptr(),
         w2.data_ptr(), s2.data_ptr(), w2_weight_global_scale.data_ptr(), out.data_ptr(), M, E, k, H, I, int(w4a4),
-        int(normalize_topk), *host, act, workspace.data_ptr(), workspace.numel() * workspace.element_size(), stream)
-    _check(status, f"nvfp4_moe_launch(M={M}, E={E}, top_k={k}, H={H}, I={I}, mode={mode}, dtype={x.dtype})")
+        int(normalize_topk), *host, act, workspace.data_ptr(), nbytes(workspace), stream)
+    check_status(status, f"nvfp4_moe_launch(M={M}, E={E}, top_k={k}, H={H}, I={I}, mode={mode}, dtype={x.dtype})")
     return out.reshape(x.shape)

@@ -1,11 +1,12 @@
-"""ONNX Runtime sessions that can run `trt.plugins::NVFP4Linear` nodes (CPU custom-op library)."""
+"""ONNX Runtime sessions that can run `trt.plugins::NVFP4Linear` and `trt.plugins::NVFP4MoE` nodes (CPU
+custom-op library)."""
 from __future__ import annotations
 
 import os
 
 import onnxruntime as ort
 
-from export.contract import op_contract
+from export.contract import CONTRACT_YAMLS, op_contract
 from export.errors import DeployError, quote
 from export.inputs import regular_file
 from plugins.library import find_ort_library
@@ -15,19 +16,21 @@ PARSER_ATTRIBUTES = ("plugin_version", "plugin_namespace")
 
 
 def check_custom_op_attributes(model) -> None:
-    """Refuse NVFP4Linear nodes with attributes the op contract does not name.
+    """Refuse custom-op nodes (every op with a contract: NVFP4Linear, NVFP4MoE) with attributes their
+    op contract does not name.
 
     ONNX Runtime's C API gives a custom op no way to list a node's attributes (it can only ask for
     the ones it knows), so a misspelt or unknown attribute would pass silently; duplicates ONNX
     Runtime refuses itself. `model` is an onnx.ModelProto."""
-    c = op_contract()
-    allowed = set(c["attributes"]) | set(PARSER_ATTRIBUTES)
+    contracts = {(c["domain"], c["name"]): c for c in map(op_contract, CONTRACT_YAMLS)}
     for node in model.graph.node:
-        if node.domain == c["domain"] and node.op_type == c["name"]:
-            for attr in node.attribute:
-                if attr.name not in allowed:
-                    raise DeployError(f"{c['name']} node {quote(node.name)}: unknown attribute {quote(attr.name)} "
-                                      f"(expected {', '.join(c['attributes'])})")
+        c = contracts.get((node.domain, node.op_type))
+        if c is None:
+            continue
+        for attr in node.attribute:
+            if attr.name not in c["attributes"] and attr.name not in PARSER_ATTRIBUTES:
+                raise DeployError(f"{c['name']} node {quote(node.name)}: unknown attribute {quote(attr.name)} "
+                                  f"(expected {', '.join(c['attributes'])})")
 
 
 def make_session(model: str | os.PathLike | bytes, library: str | os.PathLike | None = None,

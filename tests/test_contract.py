@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from plugins.library import BUILD_DIR, REPO_ROOT, find_ort_library, find_plugin_library
 from plugins.tensorrt_registry import creator_field_names, import_tensorrt, load_creator, op_contract
+from tests.ort_models import model_bytes
 
 DOC = REPO_ROOT / "docs" / "op-contract.md"
 MOE_DOC = REPO_ROOT / "docs" / "op-contract-moe.md"
@@ -104,11 +105,9 @@ def _ort_session_error(types: list[int], n_inputs: int | None = None) -> str | N
     node = helper.make_node("NVFP4Linear", names, ["y"], domain="trt.plugins", name="lin0", in_features=32,
                             out_features=8, group_size=16, mode="w4a16", input_global_scale=1.0,
                             input_global_scale_inv=1.0, has_bias=int(len(names) == 5))
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", types[0], ["m", 8])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("trt.plugins", 1)])
-    model.ir_version = 10
+    model = model_bytes([node], inputs, [helper.make_tensor_value_info("y", types[0], ["m", 8])])
     try:
-        make_session(model.SerializeToString(), find_ort_library())
+        make_session(model, find_ort_library())
     except Exception as e:  # noqa: BLE001 - ORT raises several exception types
         return str(e)
     return None
@@ -166,17 +165,23 @@ def test_library_lookup_order(tmp_path, monkeypatch, finder, env_var, file_name)
         find(tmp_path / "missing.so")
 
 
-def test_cpp_field_table_matches_yaml():
-    """The plugin's field table (NVFP4LinearFields.h) and the names it uses (nvfp4LinearAttributes.h)
-    are the YAML's attributes, in order, with the parser's types: checked from the sources, so it
-    holds without a build."""
+@pytest.mark.parametrize("op_type, attributes_header, fields_header", [
+    ("NVFP4Linear", "common/nvfp4LinearAttributes.h", "nvfp4Linear/NVFP4LinearFields.h"),
+    ("NVFP4MoE", "common/nvfp4MoEAttributes.h", "nvfp4MoE/NVFP4MoEFields.h"),
+])
+def test_cpp_field_table_matches_yaml(op_type, attributes_header, fields_header):
+    """Each plugin's field table (<Op>Fields.h) and the names it uses (<op>Attributes.h) are the
+    YAML's attributes, in order, with the parser's types, and a field is a list exactly where the
+    YAML gives it num_experts values: checked from the sources, so it holds without a build."""
     src = REPO_ROOT / "trt_plugin_src"
-    names = dict(re.findall(r'constexpr char const\* (kAttr\w+) = "(\w+)";',
-                            (src / "common" / "nvfp4LinearAttributes.h").read_text()))
-    table = re.findall(r"\{(kAttr\w+), nvinfer1::PluginFieldType::(k\w+), (true|false)\}",
-                       (src / "nvfp4Linear" / "NVFP4LinearFields.h").read_text())
-    assert [(names[const], kind) for const, kind, _ in table] == contract_fields()
-    assert all(is_list == "false" for _, _, is_list in table)  # every NVFP4Linear field is one value
+    names = dict(re.findall(r'constexpr char const\* (k\w*Attr\w+) = "(\w+)";', (src / attributes_header).read_text()))
+    table = re.findall(r"\{(k\w*Attr\w+), nvinfer1::PluginFieldType::(k\w+), (true|false)\}",
+                       (src / fields_header).read_text())
+    assert [(names[const], kind) for const, kind, _ in table] == contract_fields(op_type)
+    lists = [name for name, spec in op_contract(op_type)["attributes"].items() if spec.get("length", 1) != 1]
+    assert [names[const] for const, _, is_list in table if is_list == "true"] == lists
+
+
 # ---- NVFP4MoE (docs/op-contract-moe.md, trt_plugin_src/nvfp4MoE/NVFP4MoE_PluginConfig.yaml) ----
 
 def test_moe_yaml_is_self_consistent():

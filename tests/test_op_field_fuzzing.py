@@ -1,10 +1,10 @@
-"""Random and hostile field sets against the TensorRT plugin's creator (in the real TensorRT lean
-runtime, through its Python bindings) and random attribute sets and input arities against the ONNX
-Runtime op: never a crash, never an accepted invalid set, and every refusal is one line that names
-the plugin/node and is capped in length.
+"""Random and hostile field sets against the TensorRT plugins' creators (NVFP4Linear and NVFP4MoE, in
+the real TensorRT lean runtime, through its Python bindings) and random attribute sets and input
+arities against the ONNX Runtime op: never a crash, never an accepted invalid set, and every refusal
+is one line that names the plugin/node and is capped in length.
 
-A small Python model of the op contract (`expected_valid`) says which sets are valid; the creator
-and the ORT op must agree with it on every seeded case.
+Small Python models of the op contracts (`expected_valid`, `moe_expected_valid`) say which sets are
+valid; the creators and the ORT op must agree with them on every seeded case.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from plugins.library import find_ort_library, find_plugin_library
 from plugins.tensorrt_registry import import_tensorrt, load_creator, op_contract
+from tests.ort_models import model_bytes
 
 GOOD = dict(in_features=64, out_features=32, group_size=16, mode="w4a4",
             input_global_scale=2.0 / 2688, input_global_scale_inv=1344.0, has_bias=0)
@@ -121,30 +122,37 @@ def create(trt, creator, fields, phase="BUILD", name="fuzz"):
     return creator.create_plugin(name, trt.PluginFieldCollection(collection), getattr(trt.TensorRTPhase, phase))
 
 
-def assert_refusal(recorder, name="fuzz"):
-    ours = [e for e in recorder.errors if f"NVFP4Linear plugin '{name[:20]}" in e]
+def assert_refusal(recorder, name="fuzz", op="NVFP4Linear"):
+    ours = [e for e in recorder.errors if f"{op} plugin '{name[:20]}" in e]
     assert ours, recorder.errors
     assert "\n" not in ours[-1] and len(ours[-1]) < MAX_MESSAGE, ours[-1][:2000]
     return ours[-1]
+
+
+def fuzz(trt, creator, recorder, phase, op, random_set, is_valid, rng, count):
+    """`count` random field sets through createPlugin(phase): a plugin exactly for the sets `is_valid`
+    accepts, else one capped line naming the plugin. Returns (accepted, refused)."""
+    accepted = refused = 0
+    for _ in range(count):
+        fields = random_set(rng)
+        recorder.clear()
+        plugin = create(trt, creator, fields, phase)
+        valid = is_valid(fields)
+        assert (plugin is not None) == valid, (fields, recorder.errors)
+        if valid:
+            accepted += 1
+        else:
+            refused += 1
+            message = assert_refusal(recorder, op=op)
+            assert phase == "BUILD" or "corrupt serialized fields in the engine" in message
+    return accepted, refused
 
 
 @pytest.mark.parametrize("phase", ["BUILD", "RUNTIME"])
 def test_random_field_sets(trt_creator, phase):
     trt, creator, recorder = trt_creator
     rng = random.Random(2026 if phase == "BUILD" else 2027)
-    accepted = refused = 0
-    for _ in range(400):
-        fields = random_field_set(rng)
-        recorder.clear()
-        plugin = create(trt, creator, fields, phase)
-        valid = expected_valid(fields)
-        assert (plugin is not None) == valid, (fields, recorder.errors)
-        if valid:
-            accepted += 1
-        else:
-            refused += 1
-            message = assert_refusal(recorder)
-            assert phase == "BUILD" or "corrupt serialized fields in the engine" in message
+    accepted, refused = fuzz(trt, creator, recorder, phase, "NVFP4Linear", random_field_set, expected_valid, rng, 400)
     assert accepted >= 50 and refused >= 150  # both sides were exercised
 
 
@@ -188,6 +196,102 @@ def test_hostile_plugin_name_is_capped(trt_creator):
     assert recorder.errors and len(recorder.errors[-1]) < MAX_MESSAGE, len(recorder.errors[-1])
 
 
+# --- the NVFP4MoE creator: the same parser, list fields of num_experts values ---------------------
+
+E4 = [0.5, 1.0, 1.5, 2.0]
+GOOD_MOE = dict(num_experts=4, top_k=2, hidden_size=64, intermediate_size=32, group_size=16, mode="w4a4",
+                activation="silu", normalize_topk=1, w13_input_global_scale=[s / 2688 for s in E4],
+                w13_input_global_scale_inv=[2688 / s for s in E4], w2_input_global_scale=[s / 448 for s in E4],
+                w2_input_global_scale_inv=[448 / s for s in E4])
+MOE_FIELD_TYPE = {name: spec["field"][1:] for name, spec in op_contract("NVFP4MoE")["attributes"].items()}
+MOE_LISTS = [name for name, spec in op_contract("NVFP4MoE")["attributes"].items() if spec.get("length") == "E"]
+
+
+def moe_expected_valid(fields: list[tuple[str, str, object]]) -> bool:
+    """The contract and the CUDA kernels' limits (num_experts <= 4096, top_k <= 32)."""
+    seen = {}
+    for name, kind, value in fields:
+        if name in PARSER_ATTRIBUTES:
+            continue
+        if name not in MOE_FIELD_TYPE or name in seen or kind != MOE_FIELD_TYPE[name]:
+            return False
+        if kind == "CHAR":
+            if not isinstance(value, bytes) or len(value) == 0 or len(value) > 4096:
+                return False
+            seen[name] = value.split(b"\0")[0]
+        elif name in MOE_LISTS:
+            if not isinstance(value, list) or len(value) == 0:
+                return False
+            seen[name] = [float(np.float32(v)) for v in value]
+        else:
+            if not isinstance(value, list) or len(value) != 1:
+                return False
+            seen[name] = value[0]
+    if set(seen) != set(MOE_FIELD_TYPE):
+        return False
+    e, k, h, i = (seen[n] for n in ("num_experts", "top_k", "hidden_size", "intermediate_size"))
+    if not (1 <= e <= 4096 and 1 <= k <= min(e, 32) and seen["group_size"] == 16 and seen["normalize_topk"] in (0, 1)):
+        return False
+    if not all(0 < v <= 2**30 and v % 16 == 0 for v in (h, i)) or h // 32 > 65535 or i // 16 > 65535:
+        return False
+    if seen["mode"] not in (b"w4a4", b"w4a16") or seen["activation"] != b"silu":
+        return False
+    w4a4 = seen["mode"] == b"w4a4"
+    return all(len(seen[n]) == e and all(math.isfinite(v) and (v > 0 or not w4a4) for v in seen[n]) for n in MOE_LISTS)
+
+
+def random_moe_field_set(rng: random.Random) -> list[tuple[str, str, object]]:
+    """Mostly-valid NVFP4MoE sets with one to three things wrong (or nothing), in random order."""
+    def encode(name, value):
+        return value.encode() + b"\0" if MOE_FIELD_TYPE[name] == "CHAR" else list(value) if isinstance(value, list) \
+            else [value]
+
+    fields = [(name, MOE_FIELD_TYPE[name], encode(name, GOOD_MOE[name])) for name in MOE_FIELD_TYPE]
+    for _ in range(rng.choice([0, 1, 1, 2, 3])):
+        what = rng.choice(["drop", "duplicate", "unknown", "retype", "revalue", "revalue", "experts", "parser"])
+        i = rng.randrange(len(fields))
+        name, kind, value = fields[i]
+        if what == "drop" and len(fields) > 1:
+            fields.pop(i)
+        elif what == "duplicate":
+            fields.append((name, kind, value))
+        elif what == "unknown":
+            fields.append((rng.choice(["topk", "num_expert", "x" * 5000]), "INT32", [1]))
+        elif what == "retype":
+            new_kind = rng.choice(["INT32", "FLOAT32", "CHAR", "INT64"])
+            count = len(value) if isinstance(value, list) else 1
+            fields[i] = (name, new_kind, b"1\0" if new_kind == "CHAR" else [1] * count)
+        elif what == "revalue" and name in MOE_FIELD_TYPE:
+            kind = MOE_FIELD_TYPE[name]
+            if kind == "CHAR":
+                fields[i] = (name, kind, rng.choice([b"w4a16\0", b"silu\0", b"gelu\0", b"\0", b"w4a4\0junk",
+                                                     b"s" * 5000 + b"\0"]))
+            elif name in MOE_LISTS:
+                pool = [1.0, 0.0, -1.0, float("inf"), float("nan"), 1e-45]
+                fields[i] = (name, kind, [rng.choice(pool) if rng.random() < 0.3 else 1.0
+                                          for _ in range(rng.choice([3, 4, 4, 5]))])
+            else:
+                fields[i] = (name, kind, [rng.choice([0, 1, 2, 3, 4, 16, 33, 40, -16, 48, 4097, 2**31 - 16])])
+        elif what == "experts":  # consistent num_experts and top_k: the kernels' limits decide
+            n, k = rng.choice([1, 8, 40, 4097]), rng.choice([1, 2, 32, 33])
+            values = {"num_experts": [n], "top_k": [k]} | {f: [1.0] * n for f in MOE_LISTS}
+            fields = [(f, t, values.get(f, v) if t == MOE_FIELD_TYPE.get(f) else v) for f, t, v in fields]
+        elif what == "parser":
+            fields.append((rng.choice(PARSER_ATTRIBUTES), "CHAR", b"1\0"))
+    rng.shuffle(fields)
+    return fields
+
+
+@pytest.mark.parametrize("phase", ["BUILD", "RUNTIME"])
+def test_random_moe_field_sets(trt_creator, phase):
+    trt, _, recorder = trt_creator
+    creator = load_creator(trt, find_plugin_library(), op_type="NVFP4MoE")
+    rng = random.Random(3026 if phase == "BUILD" else 3027)
+    accepted, refused = fuzz(trt, creator, recorder, phase, "NVFP4MoE", random_moe_field_set, moe_expected_valid,
+                             rng, 300)
+    assert accepted >= 40 and refused >= 100  # both sides were exercised
+
+
 # --- the ONNX Runtime op -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -213,12 +317,9 @@ def ort_model(attributes: dict, n_inputs: int, weight_shape=(32, 32), scale_shap
                                 raw=True)]
     names = ["x", "weight", "weight_scale", "weight_global_scale", "bias"][:n_inputs]
     node = helper.make_node("NVFP4Linear", names, ["y"], domain="trt.plugins", name="fuzz", **attributes)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", 32])],
-                              initializer=[i for i in inits if i.name in names])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("trt.plugins", 1)])
-    model.ir_version = 10
-    return model.SerializeToString()
+    return model_bytes([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", 64])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", 32])],
+                       [i for i in inits if i.name in names])
 
 
 def ort_attribute_set(rng: random.Random) -> tuple[dict, list[tuple[str, str, object]]]:

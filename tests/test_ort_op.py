@@ -7,7 +7,6 @@ order of the float64 sum) and `nvfp4_linear_emulation` within the rounding of th
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -15,18 +14,11 @@ from onnx import TensorProto, helper
 from export.layer import NVFP4LinearWeights
 from export.nvfp4 import quantize_weight
 from export.reference import nvfp4_linear_emulation, nvfp4_linear_exact
-from plugins.library import find_ort_library
+from tests.ort_models import DTYPES, ONNX_TYPE, model_bytes, ort_library_or_skip
 
-try:
-    ORT_LIB = find_ort_library()
-except FileNotFoundError as e:  # pragma: no cover - depends on the build
-    pytest.skip(f"ORT custom-op library not built: {e}", allow_module_level=True)
+ORT_LIB = ort_library_or_skip()
 
 from plugins.ort import make_session  # noqa: E402  (after the skip: needs onnxruntime)
-
-ONNX_TYPE = {torch.float32: TensorProto.FLOAT, torch.float16: TensorProto.FLOAT16,
-             torch.bfloat16: TensorProto.BFLOAT16}
-DTYPES = list(ONNX_TYPE)
 
 
 def make_layer(n, k, *, w4a4=True, bias=False, per_channel=False, dtype=torch.float32, seed=0,
@@ -85,13 +77,8 @@ def build_model(layer, dtype, x_rank=2, *, gscale_shape=None, x_dims=None, **att
                          **node_attrs(layer, **attr_override)),
         helper.make_node("Cast", ["yt"], ["y"], to=TensorProto.FLOAT),
     ]
-    graph = helper.make_graph(
-        nodes, "nvfp4_linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims[:-1] + [n])], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
-                                                    helper.make_opsetid("trt.plugins", 1)])
-    model.ir_version = 10
-    return model.SerializeToString()
+    return model_bytes(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims[:-1] + [n])], inits)
 
 
 def run(model: bytes, x: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,12 @@
-// Text for one-line error messages: numbers, and values that came from the user, capped so that a
-// hostile field (a 64 KiB string) cannot flood a log. Host only; shared by the TensorRT plugins and
-// the ONNX Runtime ops.
+// Text for one-line error messages: numbers, shapes, and values that came from the user, capped so
+// that a hostile field (a 64 KiB string) cannot flood a log. Host only; shared by the TensorRT
+// plugins and the ONNX Runtime ops.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace nvfp4
 {
@@ -49,6 +51,17 @@ inline std::string printable(std::string const& text, size_t limit = kMaxEcho, c
 inline std::string quoted(std::string const& text, size_t limit = kMaxEcho)
 {
     return "\"" + printable(text, limit) + "\"";
+}
+
+// "[2, ?, 64]": a shape, unknown (negative) dimensions as '?'.
+inline std::string shapeToString(std::vector<int64_t> const& dims)
+{
+    std::string s = "[";
+    for (size_t i = 0; i < dims.size(); ++i)
+    {
+        s += (i ? ", " : "") + (dims[i] < 0 ? std::string("?") : std::to_string(dims[i]));
+    }
+    return s + "]";
 }
 
 } // namespace nvfp4

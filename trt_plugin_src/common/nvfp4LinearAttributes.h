@@ -92,16 +92,6 @@ inline std::string validateAttributes(LinearAttributes const& a, char const* kin
     return "";
 }
 
-inline std::string shapeToString(std::vector<int64_t> const& dims)
-{
-    std::string s = "[";
-    for (size_t i = 0; i < dims.size(); ++i)
-    {
-        s += (i ? ", " : "") + (dims[i] < 0 ? std::string("?") : std::to_string(dims[i]));
-    }
-    return s + "]";
-}
-
 // Checks the inputs' shapes against the attributes. A negative dimension is unknown (TensorRT's -1
 // wildcard at build time) and is not checked. `shapes` holds one entry per input actually present.
 inline std::string validateInputShapes(LinearAttributes const& a, std::vector<std::vector<int64_t>> const& shapes)

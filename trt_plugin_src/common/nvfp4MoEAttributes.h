@@ -2,8 +2,7 @@
 // attributes and of the input shapes against them. Shared by the TensorRT plugin and the ONNX
 // Runtime op so that both accept and reject exactly the same nodes with the same messages.
 // Host only. Each check returns "" when fine, else one sentence naming the field or input and what
-// was expected; the caller prefixes the node / plugin name. Text that came from the user (strings,
-// field names) is quoted through quoteUserText so that a message stays one short line.
+// was expected; the caller prefixes the node / plugin name.
 #pragma once
 
 #include "nvfp4LinearAttributes.h"
@@ -18,81 +17,19 @@ namespace nvfp4
 
 constexpr char const* kMoEOpName = "NVFP4MoE";
 
-// How a field is carried: ONNX INT / STRING / FLOATS -> TensorRT kINT32 / kCHAR / kFLOAT32 x E.
-enum class MoEFieldKind : int32_t
-{
-    kInt,
-    kString,
-    kFloats,
-};
-
-struct MoEFieldSpec
-{
-    char const* name;
-    MoEFieldKind kind;
-};
-
-// The fields in the creator's getFieldNames() order (= the YAML's attribute order).
-constexpr MoEFieldSpec kMoEFields[] = {
-    {"num_experts", MoEFieldKind::kInt},
-    {"top_k", MoEFieldKind::kInt},
-    {"hidden_size", MoEFieldKind::kInt},
-    {"intermediate_size", MoEFieldKind::kInt},
-    {"group_size", MoEFieldKind::kInt},
-    {"mode", MoEFieldKind::kString},
-    {"activation", MoEFieldKind::kString},
-    {"normalize_topk", MoEFieldKind::kInt},
-    {"w13_input_global_scale", MoEFieldKind::kFloats},
-    {"w13_input_global_scale_inv", MoEFieldKind::kFloats},
-    {"w2_input_global_scale", MoEFieldKind::kFloats},
-    {"w2_input_global_scale_inv", MoEFieldKind::kFloats},
-};
-constexpr int32_t kMoENumFields = static_cast<int32_t>(sizeof(kMoEFields) / sizeof(kMoEFields[0]));
-
-constexpr bool sameName(char const* a, char const* b)
-{
-    return *a == *b && (*a == '\0' || sameName(a + 1, b + 1));
-}
-// MoEAttributes' accessors below address the fields by these positions.
-static_assert(kMoENumFields == 12 && sameName(kMoEFields[5].name, "mode") && sameName(kMoEFields[7].name, "normalize_topk")
-        && sameName(kMoEFields[8].name, "w13_input_global_scale") && sameName(kMoEFields[11].name, "w2_input_global_scale_inv"),
-    "kMoEFields order");
-
-// Index of `name` in kMoEFields, or -1.
-inline int32_t moeFieldIndex(char const* name)
-{
-    for (int32_t i = 0; i < kMoENumFields; ++i)
-    {
-        if (std::string(kMoEFields[i].name) == name)
-        {
-            return i;
-        }
-    }
-    return -1;
-}
-
-// The names of every field, comma separated (for "missing" messages).
-inline std::string moeFieldList()
-{
-    std::string s;
-    for (int32_t i = 0; i < kMoENumFields; ++i)
-    {
-        s += (i ? ", " : "") + std::string(kMoEFields[i].name);
-    }
-    return s;
-}
-
-// `text` between `quote`s, at most `maxChars` characters of it, non-printable bytes as '?'.
-inline std::string quoteUserText(std::string const& text, size_t maxChars = 32, char quote = '"')
-{
-    std::string out(1, quote);
-    for (size_t i = 0; i < text.size() && i < maxChars; ++i)
-    {
-        unsigned char const c = static_cast<unsigned char>(text[i]);
-        out += (c >= 0x20 && c < 0x7F) ? static_cast<char>(c) : '?';
-    }
-    return out + quote + (text.size() > maxChars ? "..." : "");
-}
+// Names in the creator's getFieldNames() order (= the YAML's attribute order).
+constexpr char const* kMoEAttrNumExperts = "num_experts";
+constexpr char const* kMoEAttrTopK = "top_k";
+constexpr char const* kMoEAttrHiddenSize = "hidden_size";
+constexpr char const* kMoEAttrIntermediateSize = "intermediate_size";
+constexpr char const* kMoEAttrGroupSize = "group_size";
+constexpr char const* kMoEAttrMode = "mode";
+constexpr char const* kMoEAttrActivation = "activation";
+constexpr char const* kMoEAttrNormalizeTopk = "normalize_topk";
+constexpr char const* kMoEAttrW13InputGlobalScale = "w13_input_global_scale";
+constexpr char const* kMoEAttrW13InputGlobalScaleInv = "w13_input_global_scale_inv";
+constexpr char const* kMoEAttrW2InputGlobalScale = "w2_input_global_scale";
+constexpr char const* kMoEAttrW2InputGlobalScaleInv = "w2_input_global_scale_inv";
 
 struct MoEAttributes
 {
@@ -113,33 +50,6 @@ struct MoEAttributes
     bool w4a4() const
     {
         return mode == "w4a4";
-    }
-
-    // Field `index` of kMoEFields: where an INT / STRING / FLOATS value goes (nullptr if it is not one).
-    int64_t* intField(int32_t index)
-    {
-        int64_t* const ints[] = {&numExperts, &topK, &hiddenSize, &intermediateSize, &groupSize, nullptr, nullptr,
-            &normalizeTopk};
-        return index >= 0 && index < 8 ? ints[index] : nullptr;
-    }
-    std::string* stringField(int32_t index)
-    {
-        return index == 5 ? &mode : index == 6 ? &activation : nullptr;
-    }
-    std::vector<float>* floatsField(int32_t index)
-    {
-        switch (index)
-        {
-        case 8: return &w13InputScale;
-        case 9: return &w13InputScaleInv;
-        case 10: return &w2InputScale;
-        case 11: return &w2InputScaleInv;
-        default: return nullptr;
-        }
-    }
-    std::vector<float> const* floatsField(int32_t index) const
-    {
-        return const_cast<MoEAttributes*>(this)->floatsField(index);
     }
 };
 
@@ -179,30 +89,37 @@ inline std::string validateMoEAttributes(MoEAttributes const& a, char const* kin
     }
     if (a.mode != "w4a4" && a.mode != "w4a16")
     {
-        return k + " 'mode' must be \"w4a4\" or \"w4a16\", got " + quoteUserText(a.mode);
+        return k + " 'mode' must be \"w4a4\" or \"w4a16\", got " + quoted(a.mode);
     }
     if (a.activation != "silu")
     {
-        return k + " 'activation' must be \"silu\", got " + quoteUserText(a.activation);
+        return k + " 'activation' must be \"silu\", got " + quoted(a.activation);
     }
     if (a.normalizeTopk != 0 && a.normalizeTopk != 1)
     {
         return k + " 'normalize_topk' must be 0 or 1, got " + std::to_string(a.normalizeTopk);
     }
-    for (int32_t i = 8; i < kMoENumFields; ++i)
+    struct PerExpert
     {
-        std::vector<float> const& values = *a.floatsField(i);
-        char const* name = kMoEFields[i].name;
+        char const* name;
+        std::vector<float> const* values;
+    };
+    PerExpert const perExpert[] = {{kMoEAttrW13InputGlobalScale, &a.w13InputScale},
+        {kMoEAttrW13InputGlobalScaleInv, &a.w13InputScaleInv}, {kMoEAttrW2InputGlobalScale, &a.w2InputScale},
+        {kMoEAttrW2InputGlobalScaleInv, &a.w2InputScaleInv}};
+    for (PerExpert const& field : perExpert)
+    {
+        std::vector<float> const& values = *field.values;
         if (static_cast<int64_t>(values.size()) != a.numExperts)
         {
-            return k + " '" + name + "' must have num_experts=" + std::to_string(a.numExperts) + " values, got "
+            return k + " '" + field.name + "' must have num_experts=" + std::to_string(a.numExperts) + " values, got "
                 + std::to_string(values.size());
         }
         for (size_t e = 0; e < values.size(); ++e)
         {
             if (!std::isfinite(values[e]) || (a.w4a4() && !(values[e] > 0.f)))
             {
-                return k + " '" + name + "' must be finite" + (a.w4a4() ? " and > 0 for mode \"w4a4\"" : "")
+                return k + " '" + field.name + "' must be finite" + (a.w4a4() ? " and > 0 for mode \"w4a4\"" : "")
                     + ", got " + toString(values[e]) + " for expert " + std::to_string(e);
             }
         }

@@ -1,9 +1,11 @@
-// Reading a TensorRT PluginFieldCollection against a plugin's table of fields, shared by the plugins
-// of this library. Whatever the collection holds (TensorRT's ONNX parser passes the node's attributes
+// Reading and writing a TensorRT PluginFieldCollection against a plugin's table of fields, shared by
+// the plugins of this library. Whatever the collection holds (TensorRT's ONNX parser passes the node's attributes
 // that the creator names; a deserialized engine passes what getFieldsToSerialize() wrote, which a
 // corrupt plan can garble), the result is either every field once, with its type and length, or one
 // sentence saying what is wrong: a missing, duplicate or unknown field, a wrong type or length, or no
-// data. Names and strings echoed in that sentence are capped (messageText.h).
+// data. Names and strings echoed in that sentence are capped (messageText.h). The writer builds the
+// collection getFieldsToSerialize() returns, with the types the parser passes, so that the runtime
+// createPlugin parses an engine's fields with the same code and checks.
 #pragma once
 
 #include "messageText.h"
@@ -12,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -202,6 +205,65 @@ private:
     FieldSpec const* mSpecs{nullptr};
     int32_t mNbSpecs{0};
     std::vector<nvinfer1::PluginField const*> mFields;
+};
+
+// Fields written one by one into storage of its own (the collection points into it), in the order
+// of the plugin's table. Each write starts with clear().
+class PluginFieldWriter
+{
+public:
+    PluginFieldWriter() = default;
+    // A copy starts empty (the original's fields point into the original's storage).
+    PluginFieldWriter(PluginFieldWriter const&) {}
+    PluginFieldWriter& operator=(PluginFieldWriter const&)
+    {
+        clear();
+        return *this;
+    }
+
+    void clear()
+    {
+        mFields.clear();
+        mData.clear();
+    }
+    void int32(char const* name, int64_t value)
+    {
+        auto const v = static_cast<int32_t>(value);
+        add(name, &v, sizeof v, nvinfer1::PluginFieldType::kINT32, 1);
+    }
+    void float32(char const* name, float value)
+    {
+        add(name, &value, sizeof value, nvinfer1::PluginFieldType::kFLOAT32, 1);
+    }
+    // With its terminating NUL, as the ONNX parser passes a STRING attribute.
+    void string(char const* name, std::string const& value)
+    {
+        add(name, value.c_str(), value.size() + 1, nvinfer1::PluginFieldType::kCHAR,
+            static_cast<int32_t>(value.size() + 1));
+    }
+    void floats(char const* name, std::vector<float> const& values)
+    {
+        add(name, values.data(), values.size() * sizeof(float), nvinfer1::PluginFieldType::kFLOAT32,
+            static_cast<int32_t>(values.size()));
+    }
+    nvinfer1::PluginFieldCollection const* collection()
+    {
+        mCollection.nbFields = static_cast<int32_t>(mFields.size());
+        mCollection.fields = mFields.data();
+        return &mCollection;
+    }
+
+private:
+    void add(char const* name, void const* data, size_t bytes, nvinfer1::PluginFieldType type, int32_t length)
+    {
+        auto const* first = static_cast<char const*>(data);
+        mData.emplace_back(first, first + bytes); // a deque never moves the buffers it already holds
+        mFields.emplace_back(name, mData.back().data(), type, length);
+    }
+
+    std::deque<std::vector<char>> mData;
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mCollection{};
 };
 
 } // namespace nvfp4

@@ -29,18 +29,7 @@ constexpr int32_t kNbLinearFields = static_cast<int32_t>(sizeof(kLinearFields) /
 // The attributes in `fc`, every field present once with its type and in range; "" or the problem.
 std::string parseLinearFields(nvinfer1::PluginFieldCollection const* fc, LinearAttributes& out);
 
-// The attributes as the same fields with the parser's types (the collection points into this object).
-class LinearFieldValues
-{
-public:
-    nvinfer1::PluginFieldCollection const* collection(LinearAttributes const& a);
-
-private:
-    int32_t mInts[4]{};
-    float mFloats[2]{};
-    std::string mMode;
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mCollection{};
-};
+// The attributes as the same fields with the parser's types, in the table's order.
+nvinfer1::PluginFieldCollection const* writeLinearFields(LinearAttributes const& a, PluginFieldWriter& out);
 
 } // namespace nvfp4

@@ -5,11 +5,14 @@
  * FP8-E4M3 block scales per 16 along K and FP32 global scales; the activation is quantized
  * dynamically to NVFP4 ("w4a4") or used as is ("w4a16"). The op contract (inputs, fields, formula)
  * is docs/op-contract.md and NVFP4Linear_PluginConfig.yaml; the CUDA kernels are in kernels/.
+ * What every plugin of the library shares (identity, clone, type checks, the creator) is
+ * common/pluginV3OneBase.h.
  */
 #pragma once
 
 #include "NVFP4LinearFields.h"
 #include "nvfp4LinearAttributes.h"
+#include "pluginV3OneBase.h"
 
 #include <NvInferRuntime.h>
 
@@ -21,77 +24,42 @@ namespace nvinfer1
 namespace plugin
 {
 
-class NVFP4LinearPlugin : public IPluginV3, public IPluginV3OneCore, public IPluginV3OneBuild, public IPluginV3OneRuntime
+class NVFP4LinearPlugin : public nvfp4::PluginV3OneBase<NVFP4LinearPlugin, nvfp4::LinearAttributes>
 {
 public:
-    NVFP4LinearPlugin(std::string name, nvfp4::LinearAttributes attributes);
-    NVFP4LinearPlugin(NVFP4LinearPlugin const& other);
-    NVFP4LinearPlugin& operator=(NVFP4LinearPlugin const&) = delete;
-    ~NVFP4LinearPlugin() override = default;
-
-    // IPluginV3
-    IPluginCapability* getCapabilityInterface(PluginCapabilityType type) noexcept override;
-    IPluginV3* clone() noexcept override;
-
-    // IPluginV3OneCore
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
-
-    // IPluginV3OneBuild
-    int32_t getNbOutputs() const noexcept override;
-    int32_t getOutputDataTypes(
-        DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(
-        int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept override;
-    int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    size_t getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-        DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(
-        PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc, void const* const* inputs,
-        void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    IPluginV3* attachToContext(IPluginResourceContext* context) noexcept override;
-    PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-    nvfp4::LinearAttributes const& attributes() const noexcept
+    static constexpr char const* kPluginName = nvfp4::kOpName;
+    using Attributes = nvfp4::LinearAttributes;
+    static std::string parseFields(PluginFieldCollection const* fc, Attributes& out)
     {
-        return mAttrs;
+        return nvfp4::parseLinearFields(fc, out);
+    }
+    static PluginFieldCollection const* writeFields(Attributes const& a, nvfp4::PluginFieldWriter& out)
+    {
+        return nvfp4::writeLinearFields(a, out);
     }
 
+    using PluginV3OneBase::PluginV3OneBase;
+
+    // IPluginV3OneRuntime
+    int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc, void const* const* inputs,
+        void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+
 private:
-    // Reports "NVFP4Linear plugin '<name>': <message>" to the logger and the error recorder.
-    void reportError(std::string const& message) const noexcept;
-    // The input shapes/types against the fields; "" if fine. Dims may hold -1 (build time).
-    std::string checkInputs(PluginTensorDesc const* in, int32_t nbInputs, int32_t nbOutputs) const;
-
-    std::string mName;
-    nvfp4::LinearAttributes mAttrs;
-    IErrorRecorder* mErrorRecorder{nullptr}; // the execution context's, after attachToContext
-
-    nvfp4::LinearFieldValues mSerialized; // getFieldsToSerialize()'s storage, rebuilt on each call
+    int32_t numInputs() const override;
+    char const* inputName(int32_t i) const override;
+    DataType inputType(int32_t i, DataType x) const override;
+    std::string checkInputShapes(std::vector<std::vector<int64_t>> const& shapes) const override;
+    int64_t outputChannels() const override;
+    size_t kernelWorkspaceSize(int64_t rows, nvfp4::ActType type) const override;
 };
 
-class NVFP4LinearPluginCreator : public IPluginCreatorV3One
+class NVFP4LinearPluginCreator : public nvfp4::PluginCreatorV3OneBase<NVFP4LinearPlugin>
 {
 public:
-    NVFP4LinearPluginCreator();
-    ~NVFP4LinearPluginCreator() override = default;
-
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
-    PluginFieldCollection const* getFieldNames() noexcept override;
-    IPluginV3* createPlugin(char const* name, PluginFieldCollection const* fc, TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<PluginField> mFieldNames;
-    PluginFieldCollection mFieldCollection{};
+    NVFP4LinearPluginCreator()
+        : PluginCreatorV3OneBase(nvfp4::kLinearFields, nvfp4::kNbLinearFields)
+    {
+    }
 };
 
 } // namespace plugin

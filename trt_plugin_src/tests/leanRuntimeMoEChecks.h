@@ -1,40 +1,23 @@
 // The NVFP4MoE plugin's checks inside the TensorRT lean runtime: part of leanRuntimePluginTest.cpp,
 // included at the end of its anonymous namespace, whose helpers it uses (check, gRecorder,
-// ExprBuilder, ResourceContext, Plugin, makeDims, dynamicDesc, staticDesc, fieldTypeName,
-// fieldsSignature, toDevice) and its include of common/nvfp4MoECpu.h. Every IPluginV3One* method
+// ExprBuilder, Plugin, FieldSet, makeDims, dynamicDesc, staticDesc, fieldsSignature, findCreator,
+// printFieldNames, checkRejected, checkSerializationAndClone, checkBadFieldSets, toDevice,
+// toDeviceAs, elementAt, roundedTo) and its include of common/nvfp4MoECpu.h. Every IPluginV3One* method
 // of the plugin runs on the CPU; enqueue runs against the CPU formula where a GPU is present.
 #pragma once
 
-// Expects the call to have failed and the recorder to hold an NVFP4MoE message containing `expected`.
 void checkMoERejected(std::string const& what, bool failed, std::string const& expected)
 {
-    std::string const message = gRecorder.last();
-    bool const named = message.find("NVFP4MoE plugin") != std::string::npos;
-    bool const oneLine = message.find('\n') == std::string::npos && message.size() < 600;
-    check(failed && named && oneLine && message.find(expected) != std::string::npos, what,
-        std::string(failed ? "" : "call succeeded; ") + "recorder got \"" + message + "\", expected \"" + expected
-            + "\"");
-    if (failed && !message.empty())
-    {
-        std::printf("     message: %s\n", message.c_str());
-    }
-    gRecorder.clear();
+    checkRejected(what, failed, expected, "NVFP4MoE");
 }
 
 // NVFP4MoE plugin fields as the ONNX parser builds them (E = 4, H = 64, I = 32 unless changed).
-struct MoEFields
+struct MoEFields : FieldSet
 {
     int32_t ints[8] = {4, 2, 64, 32, 16, 0, 0, 1}; // num_experts .. normalize_topk (5, 6: strings)
     std::string mode = "w4a4", activation = "silu";
     std::vector<float> scales[4] = {{2e-3f, 3e-3f, 1e-3f, 4e-3f}, {500.f, 333.f, 1000.f, 250.f},
         {1e-2f, 2e-2f, 3e-2f, 4e-2f}, {100.f, 50.f, 33.f, 25.f}};
-    std::vector<std::string> omit; // field names left out
-    std::string wrongType;         // a field passed as the wrong PluginFieldType
-    std::string duplicate;         // a field passed twice
-    std::string extra;             // an unknown field added
-
-    std::vector<PluginField> storage;
-    PluginFieldCollection collection{};
 
     void setExperts(int32_t e, float value = 1.0f)
     {
@@ -47,54 +30,25 @@ struct MoEFields
 
     PluginFieldCollection const* build()
     {
-        storage.clear();
-        for (int32_t i = 0; i < nvfp4::kMoENumFields; ++i)
+        begin();
+        char const* const intNames[8] = {"num_experts", "top_k", "hidden_size", "intermediate_size", "group_size",
+            nullptr, nullptr, "normalize_topk"};
+        for (int32_t i = 0; i < 5; ++i)
         {
-            nvfp4::MoEFieldSpec const& f = nvfp4::kMoEFields[i];
-            if (std::find(omit.begin(), omit.end(), f.name) != omit.end())
-            {
-                continue;
-            }
-            PluginField field(f.name, &ints[i], PluginFieldType::kINT32, 1);
-            if (f.kind == nvfp4::MoEFieldKind::kString)
-            {
-                std::string const& s = i == 5 ? mode : activation;
-                field = PluginField(f.name, s.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(s.size() + 1));
-            }
-            else if (f.kind == nvfp4::MoEFieldKind::kFloats)
-            {
-                std::vector<float> const& v = scales[i - 8];
-                field = PluginField(f.name, v.data(), PluginFieldType::kFLOAT32, static_cast<int32_t>(v.size()));
-            }
-            if (wrongType == f.name)
-            {
-                field.type = field.type == PluginFieldType::kFLOAT32 ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32;
-            }
-            storage.push_back(field);
-            if (duplicate == f.name)
-            {
-                storage.push_back(field);
-            }
+            add(intNames[i], &ints[i], PluginFieldType::kINT32, 1);
         }
-        if (!extra.empty())
+        addString("mode", mode);
+        addString("activation", activation);
+        add(intNames[7], &ints[7], PluginFieldType::kINT32, 1);
+        char const* const scaleNames[4] = {"w13_input_global_scale", "w13_input_global_scale_inv",
+            "w2_input_global_scale", "w2_input_global_scale_inv"};
+        for (int32_t i = 0; i < 4; ++i)
         {
-            storage.emplace_back(extra.c_str(), &ints[0], PluginFieldType::kINT32, 1);
+            add(scaleNames[i], scales[i].data(), PluginFieldType::kFLOAT32, static_cast<int32_t>(scales[i].size()));
         }
-        collection.nbFields = static_cast<int32_t>(storage.size());
-        collection.fields = storage.data();
-        return &collection;
+        return end();
     }
 };
-
-IPluginCreatorV3One* findMoECreator(IPluginRegistry* registry)
-{
-    IPluginCreatorInterface* creator = registry->getCreator("NVFP4MoE", "1", "");
-    if (creator == nullptr || std::strcmp(creator->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0)
-    {
-        return nullptr;
-    }
-    return static_cast<IPluginCreatorV3One*>(creator);
-}
 
 // The 8 input descriptions for E = 4, H = 64, I = 32, x [-1, -1, 64] (profile up to [4, 128, 64]).
 std::vector<DynamicPluginTensorDesc> moeInputs(DataType t)
@@ -219,7 +173,8 @@ void checkMoEBuildMethods(Plugin& p)
         "input 'router_logits' must have the leading dimensions of x [2, 3, 64] and last dimension num_experts=4");
     in = moeInputs(DataType::kHALF);
     checkMoERejected("NVFP4MoE configurePlugin rejects 7 inputs", p.build->configurePlugin(in.data(), 7, &out, 1) != 0,
-        "expected 8 inputs and 1 output, got 7 and 1");
+        "expected 8 inputs (x, router_logits, w13_weight, w13_weight_scale, w13_weight_global_scale, w2_weight, "
+        "w2_weight_scale, w2_weight_global_scale) and 1 output, got 7 and 1");
     auto outFloat = staticDesc(makeDims({2, 64}), DataType::kFLOAT);
     checkMoERejected("NVFP4MoE configurePlugin rejects y kFLOAT for x kHALF",
         p.build->configurePlugin(in.data(), 8, &outFloat, 1) != 0, "output 'y' must have the type of 'x'");
@@ -227,29 +182,7 @@ void checkMoEBuildMethods(Plugin& p)
 
 void checkMoESerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::string const& builtSignature)
 {
-    PluginFieldCollection const* serialized = p.runtime->getFieldsToSerialize();
-    std::string const signature = fieldsSignature(serialized);
-    check(signature == builtSignature, "NVFP4MoE getFieldsToSerialize == the build-time fields", signature);
-    Plugin restored(creator->createPlugin("moe0", serialized, TensorRTPhase::kRUNTIME));
-    check(restored.plugin != nullptr && restored.core && restored.runtime,
-        "NVFP4MoE createPlugin(kRUNTIME) from the serialized fields");
-    if (restored.runtime)
-    {
-        check(fieldsSignature(restored.runtime->getFieldsToSerialize()) == builtSignature,
-            "NVFP4MoE round trip: runtime plugin serializes the same fields");
-    }
-    Plugin cloned(p.plugin->clone());
-    check(cloned.plugin != nullptr && cloned.plugin != p.plugin
-            && fieldsSignature(cloned.runtime->getFieldsToSerialize()) == builtSignature,
-        "NVFP4MoE clone() is a distinct plugin with the same fields");
-
-    ResourceContext context;
-    Plugin attached(p.runtime->attachToContext(&context));
-    check(attached.plugin != nullptr && attached.plugin != p.plugin
-            && fieldsSignature(attached.runtime->getFieldsToSerialize()) == builtSignature,
-        "NVFP4MoE attachToContext returns a clone with the same fields");
-    if (attached.runtime)
-    {
+    checkSerializationAndClone(creator, p, builtSignature, "NVFP4MoE ", [](Plugin& attached) {
         std::vector<DynamicPluginTensorDesc> const dyn = moeInputs(DataType::kBF16);
         std::vector<PluginTensorDesc> in;
         for (auto const& d : dyn)
@@ -265,7 +198,7 @@ void checkMoESerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std:
                          "recorder)",
             attached.runtime->onShapeChange(in.data(), 8, &out, 1) != 0,
             "input 'w2_weight_global_scale' must have shape [num_experts, hidden_size] = [4, 64], got [4, 32]");
-    }
+    });
     MoEFields corrupt;
     corrupt.ints[1] = 7;
     IPluginV3* bad = creator->createPlugin("moe0", corrupt.build(), TensorRTPhase::kRUNTIME);
@@ -276,23 +209,17 @@ void checkMoESerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std:
 
 void checkMoEBadFields(IPluginCreatorV3One* creator)
 {
-    struct Case
-    {
-        std::string what;
-        std::function<void(MoEFields&)> change;
-        std::string expected;
-    };
-    std::vector<Case> const cases = {
+    checkBadFieldSets<MoEFields>(creator, "NVFP4MoE", "NVFP4MoE ", {
         {"missing num_experts", [](MoEFields& f) { f.omit = {"num_experts"}; }, "missing field 'num_experts' (kINT32)"},
         {"missing w2_input_global_scale_inv", [](MoEFields& f) { f.omit = {"w2_input_global_scale_inv"}; },
             "missing field 'w2_input_global_scale_inv' (kFLOAT32)"},
         {"top_k as kFLOAT32", [](MoEFields& f) { f.wrongType = "top_k"; },
             "field 'top_k' must be one kINT32 value, got type kFLOAT32"},
         {"w13_input_global_scale as kINT32", [](MoEFields& f) { f.wrongType = "w13_input_global_scale"; },
-            "field 'w13_input_global_scale' must be kFLOAT32 values (num_experts of them), got type kINT32 with length 4"},
+            "field 'w13_input_global_scale' must be a list of kFLOAT32 values, got type kINT32 with length 4"},
         {"a duplicate mode", [](MoEFields& f) { f.duplicate = "mode"; }, "field 'mode' is given twice"},
-        {"an unknown field", [](MoEFields& f) { f.extra = std::string(200, 'q') + "\x01"; },
-            "unknown field \"qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\"..."},
+        {"an unknown field", [](MoEFields& f) { f.extra = {{std::string(200, 'q') + "\x01", 1}}; },
+            "unknown field \"" + std::string(64, 'q') + "... (201 bytes)\"; expected num_experts, top_k"},
         {"3 values for 4 experts", [](MoEFields& f) { f.scales[2].pop_back(); },
             "field 'w2_input_global_scale' must have num_experts=4 values, got 3"},
         {"top_k 5 of 4 experts", [](MoEFields& f) { f.ints[1] = 5; }, "field 'top_k' must be in [1, num_experts=4], got 5"},
@@ -315,18 +242,7 @@ void checkMoEBadFields(IPluginCreatorV3One* creator)
         {"normalize_topk 2", [](MoEFields& f) { f.ints[7] = 2; }, "field 'normalize_topk' must be 0 or 1, got 2"},
         {"a zero G (w4a4)", [](MoEFields& f) { f.scales[1][2] = 0.f; },
             "field 'w13_input_global_scale_inv' must be finite and > 0 for mode \"w4a4\", got 0 for expert 2"},
-    };
-    for (auto const& c : cases)
-    {
-        MoEFields f;
-        c.change(f);
-        IPluginV3* plugin = creator->createPlugin("moe0", f.build(), TensorRTPhase::kBUILD);
-        checkMoERejected("NVFP4MoE createPlugin rejects " + c.what, plugin == nullptr, c.expected);
-        delete plugin;
-    }
-    IPluginV3* plugin = creator->createPlugin("moe0", nullptr, TensorRTPhase::kBUILD);
-    checkMoERejected("NVFP4MoE createPlugin rejects a null field collection", plugin == nullptr, "no plugin fields were given");
-    delete plugin;
+    });
     MoEFields w4a16;
     w4a16.mode = "w4a16";
     w4a16.scales[0][1] = 0.f; // ignored for weight-only, but must be finite
@@ -397,17 +313,8 @@ void checkMoEEnqueue(IPluginCreatorV3One* creator)
                     for (int64_t m = 10; m < 30; ++m) // all these tokens to expert 6
                         logits[m * E + 6] = 40.f;
                 }
-                std::vector<uint16_t> x16(x.size()), l16(logits.size());
-                auto toT = [&](std::vector<float>& v, std::vector<uint16_t>& bits) {
-                    for (size_t i = 0; i < v.size(); ++i)
-                    {
-                        bits[i] = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(v[i]) : nvfp4::math::floatToBf16Bits(v[i]);
-                        if (t != DataType::kFLOAT)
-                            v[i] = t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(bits[i]) : nvfp4::math::bf16BitsToFloat(bits[i]);
-                    }
-                };
-                toT(x, x16);
-                toT(logits, l16);
+                void* dx = toDeviceAs(x, t); // x and the logits in T, rounded alike on the host
+                void* dl = toDeviceAs(logits, t);
                 nvfp4::RoundType const rt = t == DataType::kFLOAT ? nvfp4::RoundType::kFloat
                     : t == DataType::kHALF                        ? nvfp4::RoundType::kHalf
                                                                   : nvfp4::RoundType::kBf16;
@@ -426,9 +333,7 @@ void checkMoEEnqueue(IPluginCreatorV3One* creator)
                 a.type = rt;
                 nvfp4::moeCpu(a, attrs);
 
-                size_t const elem = t == DataType::kFLOAT ? 4 : 2;
-                void* dx = t == DataType::kFLOAT ? static_cast<void*>(toDevice(x)) : static_cast<void*>(toDevice(x16));
-                void* dl = t == DataType::kFLOAT ? static_cast<void*>(toDevice(logits)) : static_cast<void*>(toDevice(l16));
+                size_t const elem = elementSize(t);
                 void* dev[6] = {toDevice(w13), toDevice(s13), toDevice(gs13), toDevice(w2), toDevice(s2), toDevice(gs2)};
                 void* dy = nullptr;
                 cudaMalloc(&dy, M * H * elem);
@@ -471,18 +376,8 @@ void checkMoEEnqueue(IPluginCreatorV3One* creator)
                     for (int64_t n = 0; n < H; ++n)
                     {
                         int64_t const i = m * H + n;
-                        if (t == DataType::kFLOAT)
-                        {
-                            std::memcpy(&got[n], &yBytes[i * 4], 4);
-                            want[n] = ref[i];
-                        }
-                        else
-                        {
-                            uint16_t g16;
-                            std::memcpy(&g16, &yBytes[i * 2], 2);
-                            got[n] = t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(g16) : nvfp4::math::bf16BitsToFloat(g16);
-                            want[n] = static_cast<float>(nvfp4::roundTo(ref[i], rt));
-                        }
+                        got[n] = elementAt(yBytes, i, t);
+                        want[n] = roundedTo(ref[i], t);
                         if (std::isnan(want[n]) || std::isnan(got[n]))
                         {
                             nanMismatch += std::isnan(want[n]) != std::isnan(got[n]) ? 1 : 0;
@@ -521,7 +416,7 @@ void checkMoEEnqueue(IPluginCreatorV3One* creator)
 // Everything above, through the registry (loadLibrary already done by main).
 void checkMoEPlugin(IPluginRegistry* registry, bool haveGpu)
 {
-    IPluginCreatorV3One* creator = findMoECreator(registry);
+    IPluginCreatorV3One* creator = findCreator(registry, "NVFP4MoE");
     check(creator != nullptr, "getCreator(\"NVFP4MoE\", \"1\", \"\") is an IPluginCreatorV3One");
     if (creator == nullptr)
     {
@@ -530,14 +425,7 @@ void checkMoEPlugin(IPluginRegistry* registry, bool haveGpu)
     check(std::string(creator->getPluginName()) == "NVFP4MoE" && std::string(creator->getPluginVersion()) == "1"
             && std::string(creator->getPluginNamespace()).empty(),
         "NVFP4MoE creator name / version / namespace");
-    PluginFieldCollection const* names = creator->getFieldNames();
-    std::string json = "[";
-    for (int32_t i = 0; names && i < names->nbFields; ++i)
-    {
-        json += std::string(i ? ", " : "") + "{\"name\": \"" + names->fields[i].name + "\", \"type\": \""
-            + fieldTypeName(names->fields[i].type) + "\"}";
-    }
-    std::printf("MOE_FIELDS_JSON %s]\n", json.c_str());
+    printFieldNames("MOE_FIELDS_JSON", creator);
 
     MoEFields fields;
     Plugin p(creator->createPlugin("moe0", fields.build(), TensorRTPhase::kBUILD));

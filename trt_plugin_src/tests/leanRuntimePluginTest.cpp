@@ -90,11 +90,12 @@ private:
 
 CapturingErrorRecorder gRecorder;
 
-// Expects `call` to fail and the recorder to have received a message containing `expected`.
-void checkRejected(std::string const& what, bool failed, std::string const& expected)
+// Expects the call to have failed and the recorder to hold a message of plugin `op` containing
+// `expected`, on one capped line.
+void checkRejected(std::string const& what, bool failed, std::string const& expected, char const* op = "NVFP4Linear")
 {
     std::string const message = gRecorder.last();
-    bool const named = message.find("NVFP4Linear plugin") != std::string::npos;
+    bool const named = message.find(std::string(op) + " plugin") != std::string::npos;
     bool const short_ = message.size() < 600 && message.find('\n') == std::string::npos; // one capped line
     check(failed && named && short_ && message.find(expected) != std::string::npos, what,
         std::string(failed ? "" : "call succeeded; ") + "recorder got \"" + message + "\", expected \"" + expected
@@ -214,42 +215,41 @@ public:
 
 // ---------------------------------------------------------------- plugin fields as the ONNX parser builds them
 
-struct Fields
+// What both plugins' field sets share: the collection, and the changes a check asks for.
+struct FieldSet
 {
-    int32_t inFeatures = 64, outFeatures = 32, groupSize = 16, hasBias = 0;
-    std::string mode = "w4a4";
-    float inputGlobalScale = 2.0f / 2688.0f, inputGlobalScaleInv = 1344.0f;
-    std::vector<std::string> omit;                 // field names left out
-    std::string wrongType;                         // a field passed as the wrong PluginFieldType
+    std::vector<std::string> omit;                      // field names left out
+    std::string wrongType;                              // a field passed as the wrong PluginFieldType
+    std::string duplicate;                              // a field passed twice
     std::vector<std::pair<std::string, int32_t>> extra; // kINT32 fields added at the end
 
-    std::vector<PluginField> storage;
-    PluginFieldCollection collection{};
-
-    PluginFieldCollection const* build()
+protected:
+    void begin()
     {
         storage.clear();
-        auto add = [&](char const* name, void const* data, PluginFieldType type, int32_t length) {
-            for (auto const& o : omit)
-            {
-                if (o == name)
-                {
-                    return;
-                }
-            }
-            if (wrongType == name)
-            {
-                type = type == PluginFieldType::kFLOAT32 ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32;
-            }
-            storage.emplace_back(name, data, type, length);
-        };
-        add("in_features", &inFeatures, PluginFieldType::kINT32, 1);
-        add("out_features", &outFeatures, PluginFieldType::kINT32, 1);
-        add("group_size", &groupSize, PluginFieldType::kINT32, 1);
-        add("mode", mode.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(mode.size() + 1)); // incl. NUL
-        add("input_global_scale", &inputGlobalScale, PluginFieldType::kFLOAT32, 1);
-        add("input_global_scale_inv", &inputGlobalScaleInv, PluginFieldType::kFLOAT32, 1);
-        add("has_bias", &hasBias, PluginFieldType::kINT32, 1);
+    }
+    void add(char const* name, void const* data, PluginFieldType type, int32_t length)
+    {
+        if (std::find(omit.begin(), omit.end(), name) != omit.end())
+        {
+            return;
+        }
+        if (wrongType == name)
+        {
+            type = type == PluginFieldType::kFLOAT32 ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32;
+        }
+        storage.emplace_back(name, data, type, length);
+        if (duplicate == name)
+        {
+            storage.push_back(storage.back());
+        }
+    }
+    void addString(char const* name, std::string const& value) // with its NUL, as the parser passes it
+    {
+        add(name, value.c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(value.size() + 1));
+    }
+    PluginFieldCollection const* end()
+    {
         for (auto const& e : extra)
         {
             storage.emplace_back(e.first.c_str(), &e.second, PluginFieldType::kINT32, 1);
@@ -258,6 +258,40 @@ struct Fields
         collection.fields = storage.data();
         return &collection;
     }
+
+private:
+    std::vector<PluginField> storage;
+    PluginFieldCollection collection{};
+};
+
+// NVFP4Linear's fields as the ONNX parser builds them.
+struct Fields : FieldSet
+{
+    int32_t inFeatures = 64, outFeatures = 32, groupSize = 16, hasBias = 0;
+    std::string mode = "w4a4";
+    float inputGlobalScale = 2.0f / 2688.0f, inputGlobalScaleInv = 1344.0f;
+
+    PluginFieldCollection const* build()
+    {
+        begin();
+        add("in_features", &inFeatures, PluginFieldType::kINT32, 1);
+        add("out_features", &outFeatures, PluginFieldType::kINT32, 1);
+        add("group_size", &groupSize, PluginFieldType::kINT32, 1);
+        addString("mode", mode);
+        add("input_global_scale", &inputGlobalScale, PluginFieldType::kFLOAT32, 1);
+        add("input_global_scale_inv", &inputGlobalScaleInv, PluginFieldType::kFLOAT32, 1);
+        add("has_bias", &hasBias, PluginFieldType::kINT32, 1);
+        return end();
+    }
+};
+
+// One changed field set that createPlugin must refuse with `expected` in its message.
+template <typename Set>
+struct FieldCase
+{
+    std::string what;
+    std::function<void(Set&)> change;
+    std::string expected;
 };
 
 char const* fieldTypeName(PluginFieldType t)
@@ -345,14 +379,27 @@ struct Plugin
     Plugin& operator=(Plugin const&) = delete;
 };
 
-IPluginCreatorV3One* findCreator(IPluginRegistry* registry)
+IPluginCreatorV3One* findCreator(IPluginRegistry* registry, char const* name = "NVFP4Linear")
 {
-    IPluginCreatorInterface* creator = registry->getCreator("NVFP4Linear", "1", "");
+    IPluginCreatorInterface* creator = registry->getCreator(name, "1", "");
     if (creator == nullptr || std::strcmp(creator->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0)
     {
         return nullptr;
     }
     return static_cast<IPluginCreatorV3One*>(creator);
+}
+
+// "<prefix> [{"name": ..., "type": ...}, ...]": the creator's getFieldNames() for tests/test_contract.py.
+void printFieldNames(char const* prefix, IPluginCreatorV3One* creator)
+{
+    PluginFieldCollection const* names = creator->getFieldNames();
+    std::string json = "[";
+    for (int32_t i = 0; names && i < names->nbFields; ++i)
+    {
+        json += std::string(i ? ", " : "") + "{\"name\": \"" + names->fields[i].name + "\", \"type\": \""
+            + fieldTypeName(names->fields[i].type) + "\"}";
+    }
+    std::printf("%s %s]\n", prefix, json.c_str());
 }
 
 // ---------------------------------------------------------------- checks
@@ -493,31 +540,62 @@ void checkConfigure(Plugin& p)
         "output 'y' must have the type of 'x'");
 }
 
-void checkSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::string const& builtSignature)
+// getFieldsToSerialize, createPlugin(kRUNTIME) from what it wrote, clone and attachToContext: the
+// build-time fields every time. `label` starts each check's name; `checkAttached` runs on the clone
+// attachToContext returned (whose errors go to the context's recorder).
+void checkSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::string const& builtSignature,
+    std::string const& label, std::function<void(Plugin&)> const& checkAttached)
 {
     PluginFieldCollection const* serialized = p.runtime->getFieldsToSerialize();
     std::string const signature = fieldsSignature(serialized);
-    check(signature == builtSignature, "getFieldsToSerialize == the build-time fields", signature);
-    Plugin restored(creator->createPlugin("lin0", serialized, TensorRTPhase::kRUNTIME));
+    check(signature == builtSignature, label + "getFieldsToSerialize == the build-time fields", signature);
+    Plugin restored(creator->createPlugin("restored", serialized, TensorRTPhase::kRUNTIME));
     check(restored.plugin != nullptr && restored.core && restored.runtime,
-        "createPlugin(kRUNTIME) from the serialized fields");
+        label + "createPlugin(kRUNTIME) from the serialized fields");
     if (restored.runtime)
     {
         check(fieldsSignature(restored.runtime->getFieldsToSerialize()) == builtSignature,
-            "round trip: runtime plugin serializes the same fields");
+            label + "round trip: runtime plugin serializes the same fields");
     }
     Plugin cloned(p.plugin->clone());
     check(cloned.plugin != nullptr && cloned.plugin != p.plugin
             && fieldsSignature(cloned.runtime->getFieldsToSerialize()) == builtSignature,
-        "clone() is a distinct plugin with the same fields");
+        label + "clone() is a distinct plugin with the same fields");
 
     ResourceContext context;
     Plugin attached(p.runtime->attachToContext(&context));
     check(attached.plugin != nullptr && attached.plugin != p.plugin
             && fieldsSignature(attached.runtime->getFieldsToSerialize()) == builtSignature,
-        "attachToContext returns a clone with the same fields");
+        label + "attachToContext returns a clone with the same fields");
     if (attached.runtime)
     {
+        checkAttached(attached);
+    }
+}
+
+// Each case's field set, and no field collection at all, refused by createPlugin(kBUILD) of plugin
+// `op`; `label` starts each check's name.
+template <typename Set>
+void checkBadFieldSets(IPluginCreatorV3One* creator, char const* op, std::string const& label,
+    std::vector<FieldCase<Set>> const& cases)
+{
+    for (auto const& c : cases)
+    {
+        Set f;
+        c.change(f);
+        IPluginV3* plugin = creator->createPlugin("bad", f.build(), TensorRTPhase::kBUILD);
+        checkRejected(label + "createPlugin rejects " + c.what, plugin == nullptr, c.expected, op);
+        delete plugin;
+    }
+    IPluginV3* plugin = creator->createPlugin("bad", nullptr, TensorRTPhase::kBUILD);
+    checkRejected(label + "createPlugin rejects a null field collection", plugin == nullptr,
+        "no plugin fields were given", op);
+    delete plugin;
+}
+
+void checkLinearSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::string const& builtSignature)
+{
+    checkSerializationAndClone(creator, p, builtSignature, "", [](Plugin& attached) {
         PluginTensorDesc in[4]{};
         DataType const types[4] = {DataType::kHALF, DataType::kINT8, DataType::kINT8, DataType::kFLOAT};
         Dims const dims[4] = {makeDims({3, 7, 64}), makeDims({32, 32}), makeDims({32, 4}), makeDims({1})};
@@ -534,7 +612,7 @@ void checkSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::st
         in[2].dims = makeDims({32, 3});
         checkRejected("onShapeChange rejects weight_scale [32, 3] (error goes to the context's recorder)",
             attached.runtime->onShapeChange(in, 4, &out, 1) != 0, "input 'weight_scale' must have shape");
-    }
+    });
 
     // Corrupt serialized state: the runtime createPlugin must fail with a message, not crash.
     Fields corrupt;
@@ -547,13 +625,7 @@ void checkSerializationAndClone(IPluginCreatorV3One* creator, Plugin& p, std::st
 
 void checkBadFields(IPluginCreatorV3One* creator)
 {
-    struct Case
-    {
-        std::string what;
-        std::function<void(Fields&)> change;
-        std::string expected;
-    };
-    std::vector<Case> const cases = {
+    checkBadFieldSets<Fields>(creator, "NVFP4Linear", "", {
         {"missing in_features", [](Fields& f) { f.omit = {"in_features"}; }, "missing field 'in_features' (kINT32)"},
         {"missing mode", [](Fields& f) { f.omit = {"mode"}; }, "missing field 'mode' (kCHAR)"},
         {"in_features as kFLOAT32", [](Fields& f) { f.wrongType = "in_features"; },
@@ -576,18 +648,7 @@ void checkBadFields(IPluginCreatorV3One* creator)
             "field 'mode' must be one kCHAR string, got type kCHAR with length 65537"},
         {"a 4000-byte mode string, echoed capped", [](Fields& f) { f.mode = std::string(4000, 'w'); },
             "... (4000 bytes)"},
-    };
-    for (auto const& c : cases)
-    {
-        Fields f;
-        c.change(f);
-        IPluginV3* plugin = creator->createPlugin("lin0", f.build(), TensorRTPhase::kBUILD);
-        checkRejected("createPlugin rejects " + c.what, plugin == nullptr, c.expected);
-        delete plugin;
-    }
-    IPluginV3* plugin = creator->createPlugin("lin0", nullptr, TensorRTPhase::kBUILD);
-    checkRejected("createPlugin rejects a null field collection", plugin == nullptr, "no plugin fields were given");
-    delete plugin;
+    });
     Fields w4a16;
     w4a16.mode = "w4a16";
     w4a16.inputGlobalScale = 0.f; // ignored for weight-only
@@ -604,6 +665,54 @@ T* toDevice(std::vector<T> const& host)
     cudaMalloc(&p, host.size() * sizeof(T) + 1);
     cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
     return static_cast<T*>(p);
+}
+
+size_t elementSize(DataType t)
+{
+    return t == DataType::kFLOAT ? 4 : 2;
+}
+
+// `v` rounded to the activation type t (float32: unchanged).
+float roundedTo(float v, DataType t)
+{
+    switch (t)
+    {
+    case DataType::kHALF: return nvfp4::math::halfBitsToFloat(nvfp4::math::floatToHalfBits(v));
+    case DataType::kBF16: return nvfp4::math::bf16BitsToFloat(nvfp4::math::floatToBf16Bits(v));
+    default: return v;
+    }
+}
+
+// Host values as the plugin sees them in type t: rounded to T in place (so that host and device
+// compute on the same values), and copied to the device in T's layout.
+void* toDeviceAs(std::vector<float>& values, DataType t)
+{
+    if (t == DataType::kFLOAT)
+    {
+        return toDevice(values);
+    }
+    std::vector<uint16_t> bits(values.size());
+    for (size_t i = 0; i < values.size(); ++i)
+    {
+        bits[i] = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(values[i])
+                                       : nvfp4::math::floatToBf16Bits(values[i]);
+        values[i] = roundedTo(values[i], t);
+    }
+    return toDevice(bits);
+}
+
+// Element i of a result of type t copied back from the device.
+float elementAt(std::vector<uint8_t> const& bytes, int64_t i, DataType t)
+{
+    if (t == DataType::kFLOAT)
+    {
+        float v;
+        std::memcpy(&v, &bytes[i * 4], 4);
+        return v;
+    }
+    uint16_t bits;
+    std::memcpy(&bits, &bytes[i * 2], 2);
+    return t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(bits) : nvfp4::math::bf16BitsToFloat(bits);
 }
 
 void checkEnqueue(IPluginCreatorV3One* creator)
@@ -637,20 +746,9 @@ void checkEnqueue(IPluginCreatorV3One* creator)
                     x[2 * K + 17] = NAN; // row 2 of y must be NaN, the other rows finite
                     x[5 * K + 100] = INFINITY;
                 }
-                // Round x and bias to T so that host and device see the same values.
-                std::vector<uint16_t> x16(x.size()), b16(N);
-                for (size_t i = 0; i < x.size(); ++i)
-                {
-                    x16[i] = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(x[i]) : nvfp4::math::floatToBf16Bits(x[i]);
-                    if (t != DataType::kFLOAT)
-                        x[i] = t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(x16[i]) : nvfp4::math::bf16BitsToFloat(x16[i]);
-                }
-                for (int64_t n = 0; n < N; ++n)
-                {
-                    b16[n] = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(bias[n]) : nvfp4::math::floatToBf16Bits(bias[n]);
-                    if (t != DataType::kFLOAT)
-                        bias[n] = t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(b16[n]) : nvfp4::math::bf16BitsToFloat(b16[n]);
-                }
+                // x and bias in T, on the device and (rounded alike) on the host.
+                void* dx = toDeviceAs(x, t);
+                void* db = toDeviceAs(bias, t);
                 std::vector<float> ref(M * N);
                 nvfp4::CpuLinearArgs a;
                 a.x = x.data();
@@ -691,9 +789,7 @@ void checkEnqueue(IPluginCreatorV3One* creator)
                     }
                 }
 
-                size_t const elem = t == DataType::kFLOAT ? 4 : 2;
-                void* dx = t == DataType::kFLOAT ? static_cast<void*>(toDevice(x)) : static_cast<void*>(toDevice(x16));
-                void* db = t == DataType::kFLOAT ? static_cast<void*>(toDevice(bias)) : static_cast<void*>(toDevice(b16));
+                size_t const elem = elementSize(t);
                 void* dw = toDevice(w);
                 void* ds = toDevice(s);
                 void* dg = toDevice(gs);
@@ -728,22 +824,8 @@ void checkEnqueue(IPluginCreatorV3One* creator)
                 int64_t nanMismatch = 0;
                 for (int64_t i = 0; i < M * N; ++i)
                 {
-                    float got;
-                    float want;
-                    if (t == DataType::kFLOAT)
-                    {
-                        std::memcpy(&got, &yBytes[i * 4], 4);
-                        want = ref[i];
-                    }
-                    else
-                    {
-                        uint16_t g16;
-                        std::memcpy(&g16, &yBytes[i * 2], 2);
-                        got = t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(g16) : nvfp4::math::bf16BitsToFloat(g16);
-                        uint16_t const w16 = t == DataType::kHALF ? nvfp4::math::floatToHalfBits(ref[i])
-                                                                  : nvfp4::math::floatToBf16Bits(ref[i]);
-                        want = t == DataType::kHALF ? nvfp4::math::halfBitsToFloat(w16) : nvfp4::math::bf16BitsToFloat(w16);
-                    }
+                    float const got = elementAt(yBytes, i, t);
+                    float const want = roundedTo(ref[i], t);
                     // One unit in the last place of T on the result (both sides are rounded to T), plus
                     // float32 accumulation (about sqrt(K) roundings of the absolute sum).
                     double const epsT = t == DataType::kFLOAT ? 0x1p-23 : t == DataType::kHALF ? 0x1p-10 : 0x1p-7;
@@ -800,7 +882,7 @@ int staticRegistrationTest(char const* library)
         }
     }
     check(ours == 1, "exactly one NVFP4Linear creator registered", std::to_string(ours));
-    check(findMoECreator(registry) != nullptr, "static registration: the NVFP4MoE creator is registered too");
+    check(findCreator(registry, "NVFP4MoE") != nullptr, "static registration: the NVFP4MoE creator is registered too");
     std::printf("%s: %d check(s) failed\n", gFailures ? "FAILED" : "OK", gFailures);
     return gFailures ? 1 : 0;
 }
@@ -836,14 +918,7 @@ int main(int argc, char** argv)
             && std::string(creator->getPluginNamespace()).empty(),
         "creator name / version / namespace");
 
-    PluginFieldCollection const* names = creator->getFieldNames();
-    std::string json = "[";
-    for (int32_t i = 0; names && i < names->nbFields; ++i)
-    {
-        json += std::string(i ? ", " : "") + "{\"name\": \"" + names->fields[i].name + "\", \"type\": \""
-            + fieldTypeName(names->fields[i].type) + "\"}";
-    }
-    std::printf("FIELDS_JSON %s]\n", json.c_str());
+    printFieldNames("FIELDS_JSON", creator);
 
     Fields fields;
     Plugin p(creator->createPlugin("lin0", fields.build(), TensorRTPhase::kBUILD));
@@ -868,7 +943,7 @@ int main(int argc, char** argv)
         checkFormatCombinations(pb, 5);
     }
     checkConfigure(p);
-    checkSerializationAndClone(creator, p, fieldsSignature(fields.build()));
+    checkLinearSerializationAndClone(creator, p, fieldsSignature(fields.build()));
     checkBadFields(creator);
 
     int deviceCount = 0;

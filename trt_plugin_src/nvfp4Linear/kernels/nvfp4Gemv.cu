@@ -15,6 +15,7 @@
 // ahead. Split-K across CTAs (partials in the workspace, reduced in a fixed order) is chosen so the
 // grid fills whole waves of resident CTAs.
 #include "nvfp4Launch.cuh"
+#include "nvfp4MmaChunk.cuh"
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
 #include "nvfp4Tuning.h"
@@ -308,26 +309,6 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
     return v;
 }
 
-// fp16 weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
-// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: each nibble is first formatted
-// as the high byte of an fp16 (sign -> bit 7, magnitude -> bits 1..3: e2m1 * 2^-14 exactly, as
-// fp4PairToHalfBits), low nibbles in L, high nibbles in H; one byte permute with a zero register
-// then builds each pair (11 integer ops + 4 HMUL2 per 8 weights; the natural decode: 18 + 4).
-__device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, uint32_t (&b)[4])
-{
-    uint32_t const l = ((w << 1) & 0x0E0E0E0Eu) | ((w << 4) & 0x80808080u);
-    uint32_t const h = ((w >> 3) & 0x0E0E0E0Eu) | (w & 0x80808080u);
-    uint32_t const raw[4] = {__byte_perm(l, 0u, 0x1404), __byte_perm(l, 0u, 0x3424), __byte_perm(h, 0u, 0x1404),
-        __byte_perm(h, 0u, 0x3424)};
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-    {
-        __half2 const r
-            = __hmul2(*reinterpret_cast<__half2 const*>(&raw[i]), *reinterpret_cast<__half2 const*>(&scale));
-        b[i] = *reinterpret_cast<uint32_t const*>(&r);
-    }
-}
-
 template <typename Op, typename T, int NT, bool L2Prefetch>
 __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
@@ -466,65 +447,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                         }
                     }
                 }
-#pragma unroll
-                for (int q = 0; q < 4; ++q) // word q of each row's 16 bytes: MMA steps 2q, 2q+1
-                {
-                    if constexpr (kPerWord)
-                    {
-#pragma unroll
-                        for (int j = 0; j < NT; ++j)
-                        {
-                            aCur[j][0] = __ldg(aRow[j] + p * 16 + q);
-                        }
-                    }
-                    uint32_t b[MT][2][4];
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt)
-                    {
-#pragma unroll
-                        for (int h = 0; h < 2; ++h)
-                        {
-                            uint4 const& v = wv[p][mt][h];
-                            uint32_t const word = q == 0 ? v.x : (q == 1 ? v.y : (q == 2 ? v.z : v.w));
-                            if constexpr (kFast)
-                            {
-                                decodeWordStrided(word, sc[mt][h][q >> 1], b[mt][h]);
-                            }
-                            else
-                            {
-                                decodeWeightWord<Op>(word, sc[mt][h][q >> 1], b[mt][h]);
-                            }
-                        }
-                    }
-#pragma unroll
-                    for (int e = 0; e < 2; ++e)
-                    {
-                        // Step s = 2q+e covers the word's elements 4e..4e+3 (activation words 2s, 2s+1).
-                        // Natural pairing: weight bytes 2e (k, k+1) and 2e+1 (k+8, k+9). Strided (fast
-                        // fp16 decode): weight pairs (4e, 4e+2) and (4e+1, 4e+3), the activation
-                        // pairs permuted alike.
-#pragma unroll
-                        for (int j = 0; j < NT; ++j)
-                        {
-                            uint4 const& av = aCur[j][kPerWord ? 0 : q];
-                            uint32_t b0 = e ? av.z : av.x;
-                            uint32_t b1 = e ? av.w : av.y;
-                            if constexpr (kFast)
-                            {
-                                uint32_t const lo = b0;
-                                b0 = __byte_perm(lo, b1, 0x5410);
-                                b1 = __byte_perm(lo, b1, 0x7632);
-                            }
-#pragma unroll
-                            for (int mt = 0; mt < MT; ++mt)
-                            {
-                                uint32_t const af[4] = {b[mt][0][kFast ? e : 2 * e], b[mt][1][kFast ? e : 2 * e],
-                                    b[mt][0][kFast ? 2 + e : 2 * e + 1], b[mt][1][kFast ? 2 + e : 2 * e + 1]};
-                                Op::mma(acc[mt][j], af, b0, b1);
-                            }
-                        }
-                    }
-                }
+                mmaChunk128<Op, MT, NT, kPerWord, kFast>(wv[p], sc, aCur, aRow, p * 16, acc);
                 if (i0 + p + kDepth < nLocal)
                 {
                     loadWeights(p, p + kDepth);

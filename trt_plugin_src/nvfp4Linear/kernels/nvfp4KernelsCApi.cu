@@ -8,11 +8,6 @@ using nvfp4::ActType;
 namespace
 {
 
-bool validActType(int32_t t)
-{
-    return t >= 0 && t <= 2;
-}
-
 // The operand and shape fields of LinearParams (mode and activation scales are left at their defaults).
 nvfp4::LinearParams operandParams(void const* x, void const* weight, void const* weightScale,
     float const* weightGlobalScale, int32_t wgsLen, void const* bias, void* y, int64_t M, int64_t N, int64_t K,
@@ -40,7 +35,7 @@ extern "C" {
 
 size_t nvfp4_workspace_size(int64_t M, int64_t N, int64_t K, int32_t mode_w4a4, int32_t act_type)
 {
-    if (!validActType(act_type))
+    if (!nvfp4::isActType(act_type))
     {
         return 0;
     }
@@ -52,7 +47,7 @@ int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weigh
     int32_t mode_w4a4, float input_global_scale, float input_global_scale_inv, int32_t act_type, void* workspace,
     size_t workspace_bytes, void* stream)
 {
-    if (!validActType(act_type))
+    if (!nvfp4::isActType(act_type))
     {
         return cudaErrorInvalidValue;
     }
@@ -72,7 +67,7 @@ int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weigh
 int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t act_type,
     float input_global_scale_inv, void* xhat_fp16, void* scale_fp8, void* stream)
 {
-    if (!validActType(act_type) || M < 0 || K <= 0 || K % 16 != 0 || x == nullptr || xhat_fp16 == nullptr
+    if (!nvfp4::isActType(act_type) || M < 0 || K <= 0 || K % 16 != 0 || x == nullptr || xhat_fp16 == nullptr
         || reinterpret_cast<uintptr_t>(xhat_fp16) % 16 != 0)
     {
         return cudaErrorInvalidValue;
@@ -99,7 +94,7 @@ size_t nvfp4_fp4_scale_bytes(int64_t rows, int64_t K)
 int32_t nvfp4_fp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t act_type,
     float input_global_scale_inv, void* packed, void* scales, void* stream)
 {
-    if (!validActType(act_type) || x == nullptr || packed == nullptr || scales == nullptr)
+    if (!nvfp4::isActType(act_type) || x == nullptr || packed == nullptr || scales == nullptr)
     {
         return cudaErrorInvalidValue;
     }
@@ -122,7 +117,7 @@ int32_t nvfp4_fp4_prepare_weight(void const* weight_scale, int64_t N, int64_t K,
 int32_t nvfp4_native_fp4_probe(
     int64_t M, int64_t N, int64_t K, int32_t act_type, int32_t wgs_len, int32_t has_bias, void* buffer)
 {
-    if (!validActType(act_type) || M <= 0 || N <= 0 || K <= 0 || K % 16 != 0 || buffer == nullptr
+    if (!nvfp4::isActType(act_type) || M <= 0 || N <= 0 || K <= 0 || K % 16 != 0 || buffer == nullptr
         || reinterpret_cast<uintptr_t>(buffer) % 256 != 0 || (wgs_len != 1 && wgs_len != N))
     {
         return cudaErrorInvalidValue;

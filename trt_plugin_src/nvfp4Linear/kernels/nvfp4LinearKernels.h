@@ -18,6 +18,12 @@ enum class ActType : int32_t
     kBF16 = 2,
 };
 
+// Whether an act_type of the C APIs (an int) names an ActType.
+constexpr bool isActType(int32_t value)
+{
+    return value >= static_cast<int32_t>(ActType::kFLOAT) && value <= static_cast<int32_t>(ActType::kBF16);
+}
+
 struct LinearParams
 {
     void const* x = nullptr;            // [M, K] activation, ActType

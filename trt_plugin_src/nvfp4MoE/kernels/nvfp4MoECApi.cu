@@ -2,22 +2,12 @@
 #include "nvfp4MoECApi.h"
 #include "nvfp4MoEInternal.cuh"
 
-namespace
-{
-
-bool validActType(int32_t t)
-{
-    return t >= 0 && t <= 2;
-}
-
-} // namespace
-
 extern "C" {
 
 size_t nvfp4_moe_workspace_size(
     int64_t M, int32_t num_experts, int32_t top_k, int64_t H, int64_t I, int32_t mode_w4a4, int32_t act_type)
 {
-    if (!validActType(act_type))
+    if (!nvfp4::isActType(act_type))
     {
         return 0;
     }
@@ -31,7 +21,7 @@ int32_t nvfp4_moe_launch(void const* x, void const* router_logits, void const* w
     float const* w13_input_global_scale_inv, float const* w2_input_global_scale, float const* w2_input_global_scale_inv,
     int32_t act_type, void* workspace, size_t workspace_bytes, void* stream)
 {
-    if (!validActType(act_type)
+    if (!nvfp4::isActType(act_type)
         || workspace_bytes < nvfp4::moeWorkspaceSize(
                M, num_experts, top_k, H, I, mode_w4a4 != 0, static_cast<nvfp4::ActType>(act_type)))
     {

@@ -5,15 +5,13 @@
 // for all its pairs: at decode (a few pairs per expert) every selected expert's weights are read
 // once, by the CTAs of its N tiles.
 //
-// Operand layout (as the dense wide GEMV, nvfp4Gemv.cu, whose device helpers this reuses from
-// nvfp4Numerics.cuh: HalfOperand / Bf16Operand, decodeWeightWord, epilogueAlpha): the
-// weights are the MMA's A operand (m16 = 16 weight rows, decoded to w' = ŵ * 2^-7 in fp16/bf16, exact),
-// the pairs' activation rows the B operand (n8 = 8 pairs). A K chunk is 128 elements; thread t of a
-// quad owns elements [32t, 32t + 32) of it: two FP8 blocks, 16 weight bytes per row (one 16-byte
-// load), 64 activation bytes per row. MMA step s = 2q + e (q = word of the 16 weight bytes, e = its
-// half) pairs logical k (2t, 2t+1) with physical 32t + 4s + {0,1} and (2t+8, 2t+9) with
-// 32t + 4s + {2,3}, for both operands alike, so the dot product is unchanged. The CTA's 4 warps
+// Operand layout and the MMAs of a K chunk are the dense wide GEMV's (nvfp4Gemv.cu), shared through
+// nvfp4MmaChunk.cuh (mmaChunk128, natural decode) and nvfp4Numerics.cuh (HalfOperand / Bf16Operand,
+// epilogueAlpha): the weights are the MMA's A operand (m16 = 16 weight rows, decoded to
+// w' = ŵ * 2^-7 in fp16/bf16, exact), the pairs' activation rows the B operand (n8 = 8 pairs); a
+// K chunk is 128 elements, 16 weight bytes per row and thread (one 16-byte load). The CTA's 4 warps
 // split K and add their partial sums in shared memory in a fixed order (deterministic).
+#include "nvfp4MmaChunk.cuh"
 #include "nvfp4MoEInternal.cuh"
 
 #include <type_traits>
@@ -150,48 +148,8 @@ __global__ void __launch_bounds__(kWarps * 32) expertMmaKernel(ExpertLinearArgs 
                         sc[mt][h][1] = Op::scalePair(sv[p][mt][h] >> 8);
                     }
                 }
-#pragma unroll
-                for (int q = 0; q < 4; ++q) // word q of each row's 16 bytes: MMA steps 2q, 2q+1
-                {
-                    if constexpr (kPerWord)
-                    {
-#pragma unroll
-                        for (int j = 0; j < NT; ++j)
-                        {
-                            aCur[j][0] = __ldg(aRow[j] + static_cast<int64_t>(i) * 16 + q);
-                        }
-                    }
-                    uint32_t b[kMT][2][4];
-#pragma unroll
-                    for (int mt = 0; mt < kMT; ++mt)
-                    {
-#pragma unroll
-                        for (int h = 0; h < 2; ++h)
-                        {
-                            uint4 const& v = wv[p][mt][h];
-                            uint32_t const word = q == 0 ? v.x : (q == 1 ? v.y : (q == 2 ? v.z : v.w));
-                            detail::decodeWeightWord<Op>(word, sc[mt][h][q >> 1], b[mt][h]);
-                        }
-                    }
-#pragma unroll
-                    for (int s = 0; s < 2; ++s)
-                    {
-#pragma unroll
-                        for (int j = 0; j < NT; ++j)
-                        {
-                            uint4 const& av = aCur[j][kPerWord ? 0 : q];
-                            uint32_t const b0 = s ? av.z : av.x;
-                            uint32_t const b1 = s ? av.w : av.y;
-#pragma unroll
-                            for (int mt = 0; mt < kMT; ++mt)
-                            {
-                                uint32_t const af[4] = {
-                                    b[mt][0][2 * s], b[mt][1][2 * s], b[mt][0][2 * s + 1], b[mt][1][2 * s + 1]};
-                                Op::mma(acc[mt][j], af, b0, b1);
-                            }
-                        }
-                    }
-                }
+                detail::mmaChunk128<Op, kMT, NT, kPerWord, false>(
+                    wv[p], sc, aCur, aRow, static_cast<int64_t>(i) * 16, acc);
                 if (i + kDepth < nLocal)
                 {
                     loadWeights(p, i + kDepth);

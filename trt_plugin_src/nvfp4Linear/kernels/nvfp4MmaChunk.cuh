@@ -1,0 +1,111 @@
+// The tensor-core step of the two streaming GEMVs whose weights are the MMA's A operand: the dense
+// wide GEMV (nvfp4Gemv.cu, gemvWideKernel) and the experts' linears (nvfp4MoE/kernels/
+// nvfp4MoEGemm.cu). Both read a K chunk of 128 elements per step; thread t of a quad owns elements
+// [32t, 32t + 32): two FP8 blocks, 16 weight bytes per weight row, 64 activation bytes per
+// activation row. MMA step s = 2q + e (q = word of the 16 weight bytes, e = its half) pairs logical
+// k (2t, 2t+1) with physical 32t + 4s + {0,1} and (2t+8, 2t+9) with 32t + 4s + {2,3}, for both
+// operands alike, so the dot product is unchanged.
+#pragma once
+
+#include "nvfp4Numerics.cuh"
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace nvfp4
+{
+namespace detail
+{
+
+// fp16 weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
+// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: each nibble is first formatted
+// as the high byte of an fp16 (sign -> bit 7, magnitude -> bits 1..3: e2m1 * 2^-14 exactly, as
+// fp4PairToHalfBits), low nibbles in L, high nibbles in H; one byte permute with a zero register
+// then builds each pair (11 integer ops + 4 HMUL2 per 8 weights; the natural decode: 18 + 4).
+__device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, uint32_t (&b)[4])
+{
+    uint32_t const l = ((w << 1) & 0x0E0E0E0Eu) | ((w << 4) & 0x80808080u);
+    uint32_t const h = ((w >> 3) & 0x0E0E0E0Eu) | (w & 0x80808080u);
+    uint32_t const raw[4] = {__byte_perm(l, 0u, 0x1404), __byte_perm(l, 0u, 0x3424), __byte_perm(h, 0u, 0x1404),
+        __byte_perm(h, 0u, 0x3424)};
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+    {
+        __half2 const r
+            = __hmul2(*reinterpret_cast<__half2 const*>(&raw[i]), *reinterpret_cast<__half2 const*>(&scale));
+        b[i] = *reinterpret_cast<uint32_t const*>(&r);
+    }
+}
+
+// The MMAs of one 128-element chunk: `wv` holds the 16 weight bytes of the thread's MT x 2 weight
+// rows (m16 tiles of rows g and g + 8), `sc` their two decoded block-scale pairs, `aCur` the
+// activation words of the NT n8 tiles. With kPerWord the activation words are loaded here, word q
+// of each row from aRow[j] + aWord + q, just before its MMAs (fewer registers at large NT); else
+// `aCur` holds all four already. kStrided: the strided fp16 decode (decodeWordStrided), which pairs
+// weight bytes (4e, 4e+2) and (4e+1, 4e+3) and permutes the activation pairs alike; else the
+// natural decode (decodeWeightWord), weight bytes 2e (k, k+1) and 2e+1 (k+8, k+9).
+template <typename Op, int MT, int NT, bool kPerWord, bool kStrided, typename Offset>
+__device__ __forceinline__ void mmaChunk128(uint4 const (&wv)[MT][2], uint32_t const (&sc)[MT][2][2],
+    uint4 (&aCur)[NT][kPerWord ? 1 : 4], uint4 const* const* aRow, Offset aWord, float (&acc)[MT][NT][4])
+{
+#pragma unroll
+    for (int q = 0; q < 4; ++q) // word q of each row's 16 bytes: MMA steps 2q, 2q+1
+    {
+        if constexpr (kPerWord)
+        {
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+            {
+                aCur[j][0] = __ldg(aRow[j] + aWord + q);
+            }
+        }
+        uint32_t b[MT][2][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+        {
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+            {
+                uint4 const& v = wv[mt][h];
+                uint32_t const word = q == 0 ? v.x : (q == 1 ? v.y : (q == 2 ? v.z : v.w));
+                if constexpr (kStrided)
+                {
+                    decodeWordStrided(word, sc[mt][h][q >> 1], b[mt][h]);
+                }
+                else
+                {
+                    decodeWeightWord<Op>(word, sc[mt][h][q >> 1], b[mt][h]);
+                }
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+        {
+            // Step s = 2q+e covers the word's elements 4e..4e+3 (activation words 2s, 2s+1).
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+            {
+                uint4 const& av = aCur[j][kPerWord ? 0 : q];
+                uint32_t b0 = e ? av.z : av.x;
+                uint32_t b1 = e ? av.w : av.y;
+                if constexpr (kStrided)
+                {
+                    uint32_t const lo = b0;
+                    b0 = __byte_perm(lo, b1, 0x5410);
+                    b1 = __byte_perm(lo, b1, 0x7632);
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+                {
+                    uint32_t const af[4] = {b[mt][0][kStrided ? e : 2 * e], b[mt][1][kStrided ? e : 2 * e],
+                        b[mt][0][kStrided ? 2 + e : 2 * e + 1], b[mt][1][kStrided ? 2 + e : 2 * e + 1]};
+                    Op::mma(acc[mt][j], af, b0, b1);
+                }
+            }
+        }
+    }
+}
+
+} // namespace detail
+} // namespace nvfp4
