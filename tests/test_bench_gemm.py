@@ -12,6 +12,7 @@ import torch
 from export.errors import ReportError
 from plugins.bench import gemm as bench_gemm
 from plugins.bench import gemm_report as rep
+from plugins.bench.record import report_json
 
 HAVE_CUDA = torch.cuda.is_available()
 
@@ -320,3 +321,12 @@ def test_help_renders(module, capsys):
         module.parse_args(["--help"])
     assert e.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_report_json_is_one_line_per_row_and_reads_back():
+    report = {"device": "card", "notes": ["a", "b"], "rows": [{"M": m, "us": 1.5 * m, "target": "≥ 1.0×"} for m in (1, 2, 3)],
+              "errors": []}
+    text = report_json(report)
+    assert json.loads(text) == report
+    lines = text.splitlines()
+    assert sum('"M": ' in line for line in lines) == 3 and len(lines) == 1 + 2 + (1 + 3 + 1) + 1 + 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import re
 import statistics
@@ -30,6 +29,7 @@ from export.errors import Unavailable, first_line
 from export.outputs import replace_file
 from plugins.bench import gemm_report as report_lib
 from plugins.bench.gemm_report import DEFAULT_KERNELS, KERNELS, M_VALUES, NVFP4_KERNELS, SHAPES
+from plugins.bench.record import report_json
 from plugins.library import REPO_ROOT
 
 QUICK_SHAPES = ((4096, 14336), (8192, 57344))
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = output_stem(device, args.quick, args.name, args.kernel_path)
     json_path = args.out_dir / f"{stem}.json"
     md_path = args.out_dir / f"{stem}.md"
-    replace_file(json_path, json.dumps(report, indent=1) + "\n")
+    replace_file(json_path, report_json(report))
     replace_file(md_path, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)

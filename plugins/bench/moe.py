@@ -21,7 +21,6 @@ Exit status: 0 all good; 1 results written but a check failed; 2 no CUDA GPU or 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from export.errors import first_line
 from export.outputs import replace_file
 from plugins.bench.gemm import measure_bandwidth, sanitize_card_name, time_graph, warm_up_clocks
+from plugins.bench.record import report_json
 
 DEFAULT_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 QUICK_TOKENS = (1, 8, 64, 256)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                   shape=dict(experts=E, top_k=k, hidden=H, intermediate=I), copy_TBps_start=copy_start,
                   copy_TBps_end=copy_end, method=__doc__, rows=rows, errors=errors)
     stem = f"moe-{sanitize_card_name(card)}" + ("-quick" if args.quick else "")
-    replace_file(args.out_dir / f"{stem}.json", json.dumps(report, indent=1) + "\n")
+    replace_file(args.out_dir / f"{stem}.json", report_json(report))
     md = [f"# {header}", "", f"Copy bandwidth at the end: {copy_end:.3f} TB/s. Method: plugins/bench/moe.py.", "",
           "| M | experts hit | NVFP4 w4a4 µs | NVFP4 w4a16 µs | bf16 grouped µs | bf16 loop µs | bf16 / w4a4 | "
           "floor µs (NVFP4) | floor µs (bf16) | w4a4 % of copy bw |", "|" + "---|" * 10]
