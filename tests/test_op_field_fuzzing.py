@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from plugins.library import find_ort_library, find_plugin_library
-from plugins.tensorrt_registry import import_tensorrt, load_creator, op_contract
+from plugins.tensorrt_registry import load_creator, op_contract
 from tests.ort_models import model_bytes
 
 GOOD = dict(in_features=64, out_features=32, group_size=16, mode="w4a4",
@@ -90,18 +90,12 @@ def random_field_set(rng: random.Random) -> list[tuple[str, str, object]]:
 # --- the TensorRT plugin creator ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trt_creator():
+def trt_creator(lean_plugin_registry):
     """(bindings, creator, recorder): the lean runtime's registry with the plugin library loaded
     and an error recorder set (tests/test_plugin_registry.py's)."""
-    trt = import_tensorrt("lean")
-    if trt is None:
-        pytest.skip("tensorrt_lean_bindings not installed")
-    try:
-        library = find_plugin_library()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    from test_plugin_registry import Recorder
+    from tests.test_plugin_registry import Recorder
 
+    trt, library = lean_plugin_registry
     recorder = Recorder()
     trt.get_plugin_registry().error_recorder = recorder
     yield trt, load_creator(trt, library), recorder
