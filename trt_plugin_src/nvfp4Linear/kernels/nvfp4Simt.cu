@@ -5,6 +5,7 @@
 #include "nvfp4Launch.cuh"
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
+#include "nvfp4SplitK.cuh"
 
 namespace nvfp4
 {
@@ -118,11 +119,7 @@ __global__ void reduceSplitsKernel(float const* __restrict__ partial, int splits
         return;
     }
     int64_t const n = idx % N;
-    float acc = 0.0f;
-    for (int s = 0; s < splits; ++s) // fixed order: deterministic
-    {
-        acc += partial[s * M * N + idx];
-    }
+    float const acc = sumSplitPartials(partial, splits, M * N, idx);
     storeOutput<T>(y, idx, acc, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kWeightOperandScale), bias, n);
 }
 
