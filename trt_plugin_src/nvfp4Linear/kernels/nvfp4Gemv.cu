@@ -557,11 +557,12 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         return;
     }
     // The last split of this tile: the reduction kernel's sum and epilogue for the same outputs.
-    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
+#pragma unroll
+    for (int i = 0; i < MT * NT * 4 / kWideWarps; ++i)
     {
         int m;
         int64_t n;
-        outputOf(e, m, n);
+        outputOf(threadIdx.x + i * kWideWarps * 32, m, n);
         if (m < M && n < N)
         {
             float const v = sumSplitPartials(partial, gridDim.y, M * N, m * N + n);

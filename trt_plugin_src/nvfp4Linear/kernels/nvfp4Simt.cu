@@ -6,6 +6,7 @@
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
 #include "nvfp4SplitK.cuh"
+#include "nvfp4Tuning.h"
 
 namespace nvfp4
 {
@@ -143,6 +144,10 @@ cudaError_t launchSimtTyped(LinearParams const& p, void const* a, bool aIsXhat, 
     }
     return cudaGetLastError();
 }
+
+static_assert(kMaxSplitsGemv <= kMaxSplitsSummed && kMaxSplitsTiled <= kMaxSplitsSummed
+        && tuning::kWgmmaMaxSplits <= kMaxSplitsSummed,
+    "sumSplitPartials covers every family's split count");
 
 template <typename T>
 cudaError_t launchReduceTyped(LinearParams const& p, float const* partial, int splits, cudaStream_t stream, bool pdl)
