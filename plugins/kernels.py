@@ -1,17 +1,13 @@
 """ctypes access to the NVFP4Linear CUDA kernels (build/libnvfp4_kernels.so) on CUDA torch tensors.
 
     y = nvfp4_linear(x, weight, weight_scale, weight_global_scale, bias=None, mode="w4a4",
-                     input_global_scale=s_in, input_global_scale_inv=G, out=None, workspace=None,
-                     split_counters=None)
+                     input_global_scale=s_in, input_global_scale_inv=G, out=None, workspace=None)
 
 Operands follow docs/op-contract.md: x [..., K] float32/float16/bfloat16; weight [N, K/2] int8 or
 uint8 (packed E2M1, element 2j in the low nibble); weight_scale [N, K/16] int8/uint8 bit patterns or
 float8_e4m3fn; weight_global_scale float32 [] / [1] / [N] (dequant direction). Everything runs on
 torch's current CUDA stream. With `out` and `workspace` given nothing is allocated, so the call can
-be captured in a CUDA graph. `split_counters(N)` (allocated once, before any capture, zeroed, one
-stream at a time) lets a split-K GEMV sum its partials in its own last CTA, as the TensorRT plugin
-does; without it a second kernel does (same bits). Errors raise RuntimeError (CUDA status) or
-ValueError (bad argument).
+be captured in a CUDA graph. Errors raise RuntimeError (CUDA status) or ValueError (bad argument).
 
 The library loading and the argument helpers below (`check_status`, `act_type`, `mode_flag`,
 `bytes_view`, `require_cuda`, `workspace_tensor`) serve plugins/moe_kernels.py too: both ops' kernels
@@ -46,9 +42,8 @@ _i64, _i32, _f32, _vp, _sz = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, cty
 # The NVFP4Linear entry points (nvfp4KernelsCApi.h).
 _SIGNATURES = {
     "nvfp4_workspace_size": ([_i64, _i64, _i64, _i32, _i32], _sz),
-    "nvfp4_split_counters_bytes": ([_i64], _sz),
     "nvfp4_linear_launch": ([_vp, _vp, _vp, _vp, _i32, _vp, _vp, _i64, _i64, _i64, _i32, _f32, _f32, _i32, _vp, _sz,
-                             _vp, _sz, _vp], _i32),
+                             _vp], _i32),
     "nvfp4_quantize_activation": ([_vp, _i64, _i64, _i32, _f32, _vp, _vp, _vp], _i32),
     "nvfp4_force_kernel": ([_i32], _i32),
     "nvfp4_fp4_scale_bytes": ([_i64, _i64], _sz),
@@ -96,14 +91,6 @@ def workspace_size(M: int, N: int, K: int, mode: str, dtype: torch.dtype) -> int
     return int(library().nvfp4_workspace_size(M, N, K, mode_flag(mode), act_type(dtype)))
 
 
-def split_counters(N: int, device: torch.device | str = "cuda") -> torch.Tensor:
-    """Zeroed split-K arrival counters for problems with N outputs (nvfp4_linear's `split_counters`):
-    allocate once, outside any CUDA-graph capture, and use on one stream at a time; every call
-    leaves them at zero again."""
-    count = int(library().nvfp4_split_counters_bytes(N)) // 4
-    return torch.zeros(max(count, 1), dtype=torch.int32, device=device)
-
-
 def force_kernel(path: str) -> None:
     """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma',
     'native_fp4') process-wide."""
@@ -143,9 +130,8 @@ def workspace_tensor(need: int, workspace: torch.Tensor | None, device: torch.de
 
 
 def nvfp4_linear(x, weight_int8, weight_scale_int8, weight_global_scale, bias=None, *, mode="w4a4",
-                 input_global_scale=1.0, input_global_scale_inv=1.0, out=None, workspace=None, split_counters=None):
-    """y[..., N] = NVFP4Linear(x[..., K]) on torch's current stream (see module docstring).
-    `split_counters` (from split_counters(N)) lets a split-K GEMV reduce in one launch."""
+                 input_global_scale=1.0, input_global_scale_inv=1.0, out=None, workspace=None):
+    """y[..., N] = NVFP4Linear(x[..., K]) on torch's current stream (see module docstring)."""
     device = x.device
     act = act_type(x.dtype)
     flag = mode_flag(mode)
@@ -181,21 +167,12 @@ def nvfp4_linear(x, weight_int8, weight_scale_int8, weight_global_scale, bias=No
             raise ValueError(f"out: expected {x.dtype} with {M * N} elements, got {out.dtype} {tuple(out.shape)}")
         require_cuda(out, "out", device)
     workspace = workspace_tensor(workspace_size(M, N, K, mode, x.dtype), workspace, device)
-    if split_counters is not None:
-        require_cuda(split_counters, "split_counters", device)
-        if split_counters.dtype not in (torch.int32, torch.uint32):
-            raise ValueError(f"split_counters: expected int32 (from split_counters(N)), got {split_counters.dtype}")
-        need = int(library().nvfp4_split_counters_bytes(N))
-        if nbytes(split_counters) < need:
-            raise ValueError(f"split_counters: {nbytes(split_counters)} bytes < {need} needed for N={N}")
     stream = torch.cuda.current_stream(device).cuda_stream
     status = library().nvfp4_linear_launch(
         x2.data_ptr(), weight.data_ptr(), scale.data_ptr(), wgs.data_ptr(), wgs.numel(),
         bias.data_ptr() if bias is not None else None, out.data_ptr(), M, N, K, flag,
         float(input_global_scale), float(input_global_scale_inv), act,
-        workspace.data_ptr(), nbytes(workspace),
-        split_counters.data_ptr() if split_counters is not None else None,
-        nbytes(split_counters) if split_counters is not None else 0, stream)
+        workspace.data_ptr(), nbytes(workspace), stream)
     check_status(status, f"nvfp4_linear_launch(M={M}, N={N}, K={K}, mode={mode}, dtype={x.dtype})")
     return out.reshape(*x.shape[:-1], N)
 

@@ -377,7 +377,6 @@ class Bench:
         self.checks: list[str] = []
         self.fp8_padded: set[int] = set()
         self.workspaces: dict[str, object] = {}
-        self.split_counters: dict[str, object] = {}  # per kernel: split-K in one launch (as the plugin)
         self.emulation_too_slow: set[tuple[int, int]] = set()
         props = torch.cuda.get_device_properties(0)
         self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or 0)
@@ -418,13 +417,11 @@ class Bench:
                 if kernel in args.kernel_list:
                     size = int(self.k.workspace_size(m_max, N, K, kernel.split("_")[1], torch.bfloat16))
                     self.workspaces[kernel] = torch.empty(max(size, 256), dtype=torch.uint8, device=DEVICE)
-                    self.split_counters[kernel] = self.k.split_counters(N, DEVICE)
             for M in args.m_list:
                 for kernel in args.kernel_list:
                     self.run_row(ops, kernel, M, copies[kernel])
         finally:
             self.workspaces.clear()
-            self.split_counters.clear()
             del ops
             torch.cuda.empty_cache()
 
@@ -467,13 +464,12 @@ class Bench:
                                      for w, sz in ops.int4[:calls]], args.min_replays, args.max_replays)
             else:
                 mode = kernel.split("_")[1]
-                x, y, ws, ctr = ops.x[:M], ops.y[:M], self.workspaces[kernel], self.split_counters[kernel]
+                x, y, ws = ops.x[:M], ops.y[:M], self.workspaces[kernel]
 
                 def make_call(w, s, g):
                     return lambda: self.k.nvfp4_linear(
                         x, w, s, g, mode=mode, input_global_scale=ops.input_global_scale,
-                        input_global_scale_inv=ops.input_global_scale_inv, out=y, workspace=ws,
-                        split_counters=ctr)
+                        input_global_scale_inv=ops.input_global_scale_inv, out=y, workspace=ws)
 
                 fns = [make_call(*c) for c in ops.nvfp4[:calls]]
                 if self.reference is not None:

@@ -237,20 +237,6 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
     return paths
 
 
-def check_split_counters(run, y: torch.Tensor, counters: torch.Tensor) -> list[str]:
-    """Problems with the one-launch split-K: `run(counters)` (twice, the second on the counters the
-    first left) must give exactly `y` (the two-launch reduction's bits) and leave every counter 0."""
-    problems = []
-    for attempt in ("first", "second"):
-        y_c = run(counters)
-        torch.cuda.synchronize()
-        if not torch.equal(torch.nan_to_num(y.float(), nan=7.0), torch.nan_to_num(y_c.float(), nan=7.0)):
-            problems.append(f"split counters: {attempt} call differs from the two-launch reduction")
-        if int(torch.count_nonzero(counters)) != 0:
-            problems.append(f"split counters: not all zero after the {attempt} call")
-    return problems
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few small cases (for compute-sanitizer)")
@@ -307,17 +293,12 @@ def main() -> int:
             # Poisoned workspace (0xFF bytes: fp16/fp32 NaN), so that reading the quantized
             # activation or partial sums before they are written shows up as NaN.
             workspace = torch.full((ws_bytes,), 255, dtype=torch.uint8, device=device)
-
-            def run(counters=None, out=out):
-                return kernels.nvfp4_linear(
+            try:
+                y = kernels.nvfp4_linear(
                     x, layer.weight_packed.view(torch.int8), scale, layer.weight_global_scale, layer.bias,
                     mode=case.mode,
                     input_global_scale=float(layer.input_global_scale) if layer.w4a4 else 1.0,
-                    input_global_scale_inv=G if layer.w4a4 else 1.0, out=out, workspace=workspace,
-                    split_counters=counters)
-
-            try:
-                y = run()
+                    input_global_scale_inv=G if layer.w4a4 else 1.0, out=out, workspace=workspace)
                 torch.cuda.synchronize()
             except RuntimeError as e:
                 line = f"{case.name:<9} {case.mode:<5} {dname:<5} {case.M:>5} {case.N:>5} {case.K:>5} {path:<5} FAIL {e}"
@@ -331,16 +312,14 @@ def main() -> int:
             ok = rel_e < EXACT_TOL[case.dtype] and rel_m < EMUL_TOL[case.dtype] and not problems
             if ok and path == "auto":
                 # Run twice: a result that moves between identical runs is a race.
+                out2 = torch.full_like(out, float("nan"))
                 workspace.fill_(255)
-                y2 = run(out=torch.full_like(out, float("nan")))
+                y2 = kernels.nvfp4_linear(
+                    x, layer.weight_packed.view(torch.int8), scale, layer.weight_global_scale, layer.bias,
+                    mode=case.mode, input_global_scale=float(layer.input_global_scale) if layer.w4a4 else 1.0,
+                    input_global_scale_inv=G if layer.w4a4 else 1.0, out=out2, workspace=workspace)
                 if not torch.equal(torch.nan_to_num(y.float(), nan=7.0), torch.nan_to_num(y2.float(), nan=7.0)):
                     ok, problems = False, problems + ["two identical runs differ"]
-            if ok and path in ("auto", "gemv"):
-                # The same call with split-K counters (one launch): the same bits.
-                counters = kernels.split_counters(case.N, device)
-                workspace.fill_(255)
-                extra = check_split_counters(lambda c: run(c, out=torch.full_like(out, float("nan"))), y, counters)
-                ok, problems = not extra, problems + extra
             failures += not ok
             line = (f"{case.name:<9} {case.mode:<5} {dname:<5} {case.M:>5} {case.N:>5} {case.K:>5} {path:<5} "
                     f"{rel_e:>10.2e} {rel_m:>10.2e}  {'ok' if ok else 'FAIL ' + '; '.join(problems)}")

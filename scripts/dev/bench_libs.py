@@ -7,9 +7,7 @@ first build's (relative error; the first build is expected to be the checked ref
     python3 scripts/dev/bench_libs.py --libs old=build/gpu-old/libnvfp4_kernels.so,new=build/gpu/libnvfp4_kernels.so,\
         newgemv=build/gpu/libnvfp4_kernels.so@gemv --shapes 4096->4096,8192->28672 --m 1,4,16 --modes w4a4,w4a16 \
         [--bf16] [--out FILE]
-`NAME=PATH@FAMILY` forces a kernel family (plugins.kernels.KERNEL_PATHS) for that entry. A build
-with split-K counters (nvfp4_split_counters_bytes) gets a zeroed buffer, as the plugin does, unless
-its name is in --no-counters; older builds are called with their own signature.
+`NAME=PATH@FAMILY` forces a kernel family (plugins.kernels.KERNEL_PATHS) for that entry.
 """
 from __future__ import annotations
 
@@ -27,19 +25,7 @@ import torch  # noqa: E402
 
 from export.outputs import replace_file  # noqa: E402
 from plugins.bench import gemm as bench  # noqa: E402
-from plugins.kernels import _SIGNATURES, KERNEL_PATHS, declare  # noqa: E402
-
-
-def load_build(path: str) -> tuple[ctypes.CDLL, bool]:
-    """A kernels library and whether it takes split-K counters (builds before them lack the
-    entry point and the two counter arguments of nvfp4_linear_launch)."""
-    lib = ctypes.CDLL(str(Path(path).resolve()))
-    if hasattr(lib, "nvfp4_split_counters_bytes"):
-        return declare(lib, _SIGNATURES), True
-    launch = _SIGNATURES["nvfp4_linear_launch"][0]
-    old = {"nvfp4_linear_launch": (launch[:-3] + launch[-1:], ctypes.c_int32)}
-    old.update({k: v for k, v in _SIGNATURES.items() if k in ("nvfp4_workspace_size", "nvfp4_force_kernel")})
-    return declare(lib, old), False
+from plugins.kernels import KERNEL_PATHS, _load  # noqa: E402
 
 
 def main() -> int:
@@ -51,26 +37,23 @@ def main() -> int:
     ap.add_argument("--bf16", action="store_true", help="also time torch bf16 matmul")
     ap.add_argument("--min-replays", type=int, default=20)
     ap.add_argument("--max-replays", type=int, default=40)
-    ap.add_argument("--no-counters", default="", help="names of builds to call without split-K counters")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
     libs = []
-    no_counters = set(filter(None, args.no_counters.split(",")))
     for item in args.libs.split(","):
         name, spec = item.split("=", 1)
         path, _, family = spec.partition("@")
-        lib, has_counters = load_build(path)
-        libs.append((name, lib, KERNEL_PATHS[family or "auto"], has_counters and name not in no_counters))
+        libs.append((name, _load(str(Path(path).resolve())), KERNEL_PATHS[family or "auto"]))
     dev = torch.device("cuda")
     props = torch.cuda.get_device_properties(dev)
     l2 = getattr(props, "L2_cache_size", 50 * 2**20)
     lines = [f"bench_libs: {props.name}, {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, "
-             f"libs {', '.join(n + ('' if c else ' (no counters)') for n, _, _, c in libs)}"]
+             f"libs {', '.join(n for n, _, _ in libs)}"]
     bench.warm_up_clocks()
     bw = bench.measure_bandwidth(1 << 30)
     lines.append(f"copy bandwidth {bw}")
-    header = f"{'K->N':>12} {'M':>3} {'mode':<6} " + " ".join(f"{n:>9}" for n, _, _, _ in libs) + "  (us; TB/s of NVFP4 bytes for the last) rel.err vs first"
+    header = f"{'K->N':>12} {'M':>3} {'mode':<6} " + " ".join(f"{n:>9}" for n, _, _ in libs) + "  (us; TB/s of NVFP4 bytes for the last) rel.err vs first"
     lines.append(header)
     print("\n".join(lines), flush=True)
     gen = torch.Generator(device=dev)
@@ -91,22 +74,17 @@ def main() -> int:
             for mode in args.modes.split(","):
                 w4a4 = mode == "w4a4"
                 times, outs = [], []
-                for name, lib, family, counters in libs:
+                for name, lib, family in libs:
                     lib.nvfp4_force_kernel(family)
                     ws_bytes = max(256, int(lib.nvfp4_workspace_size(M, N, K, int(w4a4), 2)))
                     ws = torch.empty(ws_bytes, dtype=torch.uint8, device=dev)
                     y = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
-                    ctr_bytes = int(lib.nvfp4_split_counters_bytes(N)) if counters else 0
-                    ctr = torch.zeros(max(ctr_bytes, 4), dtype=torch.uint8, device=dev)
-                    # Builds with counters take (split_counters, bytes) before the stream.
-                    ctr_args = (ctr.data_ptr() if counters else None, ctr_bytes) if hasattr(
-                        lib, "nvfp4_split_counters_bytes") else ()
 
-                    def call(w, s, lib=lib, y=y, ws=ws, ctr_args=ctr_args):
+                    def call(w, s, lib=lib, y=y, ws=ws):
                         st = lib.nvfp4_linear_launch(
                             x.data_ptr(), w.data_ptr(), s.data_ptr(), gscale.data_ptr(), 1, None, y.data_ptr(),
                             M, N, K, int(w4a4), 1.0 / G if w4a4 else 1.0, G if w4a4 else 1.0, 2, ws.data_ptr(),
-                            ws_bytes, *ctr_args, ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+                            ws_bytes, ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
                         if st != 0:
                             raise RuntimeError(f"{name}: launch status {st}")
 

@@ -270,15 +270,13 @@ public:
         }
     }
 
-    // A clone that reports to the execution context's error recorder and owns the context's own
-    // device resources (attachResources).
+    // A clone that reports to the execution context's error recorder.
     nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override
     {
         try
         {
             auto* plugin = new Plugin(static_cast<Plugin const&>(*this));
             static_cast<PluginV3OneBase*>(plugin)->mErrorRecorder = context ? context->getErrorRecorder() : nullptr;
-            static_cast<PluginV3OneBase*>(plugin)->attachResources();
             return plugin;
         }
         catch (...)
@@ -301,9 +299,6 @@ protected:
     virtual int64_t outputChannels() const = 0;
     // Bytes of workspace the kernels need for x with `rows` rows of type `type` (any fewer rows too).
     virtual size_t kernelWorkspaceSize(int64_t rows, ActType type) const = 0;
-    // Device memory one execution context's plugin keeps across enqueues, allocated once per
-    // context (outside enqueue and any graph capture); copies must never share it. None by default.
-    virtual void attachResources() {}
 
     // "" if there are numInputs() inputs and one output, else what was expected.
     std::string checkCounts(int32_t nbInputs, int32_t nbOutputs) const

@@ -62,55 +62,6 @@ size_t NVFP4LinearPlugin::kernelWorkspaceSize(int64_t rows, nvfp4::ActType type)
     return nvfp4::workspaceSize(rows, mAttrs.outFeatures, mAttrs.inFeatures, mAttrs.w4a4(), type);
 }
 
-SplitCounterBuffer::~SplitCounterBuffer()
-{
-    release();
-}
-
-void SplitCounterBuffer::release() noexcept
-{
-    if (mData != nullptr)
-    {
-        cudaFree(mData);
-    }
-    mData = nullptr;
-    mCount = 0;
-}
-
-cudaError_t SplitCounterBuffer::allocate(int64_t count) noexcept
-{
-    release();
-    void* data = nullptr;
-    size_t const bytes = static_cast<size_t>(count) * sizeof(uint32_t);
-    cudaError_t err = cudaMalloc(&data, bytes);
-    // Zeroed before any enqueue can use it, on whatever stream that runs.
-    if (err == cudaSuccess)
-        err = cudaMemsetAsync(data, 0, bytes, nullptr);
-    if (err == cudaSuccess)
-        err = cudaStreamSynchronize(nullptr);
-    if (err != cudaSuccess)
-    {
-        cudaFree(data);
-        cudaGetLastError(); // not sticky: leave no error for the caller's next CUDA call
-        return err;
-    }
-    mData = static_cast<uint32_t*>(data);
-    mCount = count;
-    return cudaSuccess;
-}
-
-void NVFP4LinearPlugin::attachResources()
-{
-    cudaError_t const err = mSplitCounters.allocate(nvfp4::splitCounterCount(mAttrs.outFeatures));
-    if (err != cudaSuccess)
-    {
-        // Still correct: split-K then reduces in a second kernel.
-        nvfp4::report(ILogger::Severity::kWARNING,
-            std::string("NVFP4Linear: no split-K counters for this execution context (") + cudaGetErrorString(err)
-                + "); split-K GEMVs use a second kernel");
-    }
-}
-
 int32_t NVFP4LinearPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
     void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
 {
@@ -137,8 +88,6 @@ int32_t NVFP4LinearPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTens
         p.inputGlobalScaleInv = mAttrs.inputGlobalScaleInv;
         p.actType = nvfp4::toActType(inputDesc[0].type);
         p.workspace = nvfp4::alignWorkspace(workspace);
-        p.splitCounters = mSplitCounters.data();
-        p.splitCounterCapacity = mSplitCounters.count();
         if (p.M == 0)
         {
             return 0;

@@ -15,7 +15,6 @@
 #include "pluginV3OneBase.h"
 
 #include <NvInferRuntime.h>
-#include <cuda_runtime_api.h>
 
 #include <string>
 #include <vector>
@@ -24,35 +23,6 @@ namespace nvinfer1
 {
 namespace plugin
 {
-
-// Device memory for the split-K arrival counters of one execution context (LinearParams::
-// splitCounters): allocated and zeroed once, freed with the plugin. A copy starts empty, so a
-// clone (another context, another plugin) never shares one.
-class SplitCounterBuffer
-{
-public:
-    SplitCounterBuffer() = default;
-    SplitCounterBuffer(SplitCounterBuffer const& /*other*/) noexcept {}
-    SplitCounterBuffer& operator=(SplitCounterBuffer const&) = delete;
-    ~SplitCounterBuffer();
-
-    // `count` zeroed counters (the previous ones freed); on failure none, and the CUDA error.
-    cudaError_t allocate(int64_t count) noexcept;
-    uint32_t* data() const noexcept
-    {
-        return mData;
-    }
-    int64_t count() const noexcept
-    {
-        return mCount;
-    }
-
-private:
-    void release() noexcept;
-
-    uint32_t* mData{nullptr};
-    int64_t mCount{0};
-};
 
 class NVFP4LinearPlugin : public nvfp4::PluginV3OneBase<NVFP4LinearPlugin, nvfp4::LinearAttributes>
 {
@@ -81,10 +51,6 @@ private:
     std::string checkInputShapes(std::vector<std::vector<int64_t>> const& shapes) const override;
     int64_t outputChannels() const override;
     size_t kernelWorkspaceSize(int64_t rows, nvfp4::ActType type) const override;
-    // The split-K counters of this execution context.
-    void attachResources() override;
-
-    SplitCounterBuffer mSplitCounters;
 };
 
 class NVFP4LinearPluginCreator : public nvfp4::PluginCreatorV3OneBase<NVFP4LinearPlugin>

@@ -850,81 +850,6 @@ void checkEnqueue(IPluginCreatorV3One* creator)
     }
 }
 
-// Split-K in one launch: each execution context's plugin (attachToContext) owns zeroed arrival
-// counters, so a split GEMV (N = 256, K = 4096: 4 splits) sums its partials in its last CTA. Its
-// result must be bit-identical to the build-time plugin's (no counters: a second kernel sums the
-// same partials in the same order), also on a second call (the counters went back to zero) and
-// in a second context (its own counters).
-void checkSplitKCounters(IPluginCreatorV3One* creator)
-{
-    int64_t const N = 256, K = 4096;
-    std::mt19937 rng(99);
-    std::uniform_int_distribution<int> byte(0, 255);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    for (int64_t M : {1, 12})
-    {
-        Fields f;
-        f.inFeatures = K;
-        f.outFeatures = N;
-        f.mode = "w4a16";
-        Plugin built(creator->createPlugin("lin0", f.build(), TensorRTPhase::kBUILD));
-        ResourceContext context;
-        Plugin first(built.runtime ? built.runtime->attachToContext(&context) : nullptr);
-        Plugin second(built.runtime ? built.runtime->attachToContext(&context) : nullptr);
-        if (!built.plugin || !first.plugin || !second.plugin)
-        {
-            check(false, "split-K counters: plugins created and attached");
-            return;
-        }
-        std::vector<float> x(M * K), gs(N);
-        std::vector<uint8_t> w(N * K / 2), s(N * K / 16);
-        for (auto& v : x) v = normal(rng);
-        for (auto& v : gs) v = 0.001f * (1.f + std::abs(normal(rng)));
-        for (auto& v : w) v = static_cast<uint8_t>(byte(rng));
-        for (auto& v : s) v = static_cast<uint8_t>(byte(rng) % 0x7E);
-        void* dx = toDeviceAs(x, DataType::kHALF);
-        void* dw = toDevice(w);
-        void* ds = toDevice(s);
-        void* dg = toDevice(gs);
-        void* dy = nullptr;
-        cudaMalloc(&dy, M * N * 2);
-        std::vector<DynamicPluginTensorDesc> din = {
-            dynamicDesc(makeDims({-1, K}), DataType::kHALF, makeDims({1, K}), makeDims({64, K})),
-            staticDesc(makeDims({N, K / 2}), DataType::kINT8), staticDesc(makeDims({N, K / 16}), DataType::kINT8),
-            staticDesc(makeDims({N}), DataType::kFLOAT)};
-        auto dout = dynamicDesc(makeDims({-1, N}), DataType::kHALF, makeDims({1, N}), makeDims({64, N}));
-        size_t const wsBytes = built.build->getWorkspaceSize(din.data(), 4, &dout, 1);
-        void* ws = nullptr;
-        cudaMalloc(&ws, wsBytes);
-        std::vector<PluginTensorDesc> in = {din[0].desc, din[1].desc, din[2].desc, din[3].desc};
-        in[0].dims = makeDims({M, K});
-        PluginTensorDesc out = dout.desc;
-        out.dims = makeDims({M, N});
-        void const* inputs[4] = {dx, dw, ds, dg};
-        void* outputs[1] = {dy};
-        auto run = [&](Plugin& plugin, std::vector<uint8_t>& y) {
-            cudaMemset(dy, 0xFF, M * N * 2); // NaN: every output must be written
-            bool const ok = plugin.runtime->onShapeChange(in.data(), 4, &out, 1) == 0
-                && plugin.runtime->enqueue(in.data(), &out, inputs, outputs, ws, nullptr) == 0
-                && cudaDeviceSynchronize() == cudaSuccess;
-            y.assign(M * N * 2, 0);
-            cudaMemcpy(y.data(), dy, y.size(), cudaMemcpyDeviceToHost);
-            return ok;
-        };
-        std::vector<uint8_t> twoLaunches, once, again, otherContext;
-        bool const ok = built.build->configurePlugin(din.data(), 4, &dout, 1) == 0 && run(built, twoLaunches)
-            && run(first, once) && run(first, again) && run(second, otherContext);
-        check(ok && once == twoLaunches && again == twoLaunches && otherContext == twoLaunches,
-            "split-K counters of attached contexts: bit-identical to the two-launch reduction, twice, M="
-                + std::to_string(M),
-            "ok=" + std::to_string(ok) + " " + gRecorder.last());
-        for (void* ptr : {dx, dw, ds, dg, dy, ws})
-        {
-            cudaFree(ptr);
-        }
-    }
-}
-
 #include "leanRuntimeMoEChecks.h"
 
 int staticRegistrationTest(char const* library)
@@ -1026,7 +951,6 @@ int main(int argc, char** argv)
     if (haveGpu)
     {
         checkEnqueue(creator);
-        checkSplitKCounters(creator);
     }
     else
     {

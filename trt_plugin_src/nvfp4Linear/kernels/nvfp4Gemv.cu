@@ -18,7 +18,6 @@
 #include "nvfp4MmaChunk.cuh"
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
-#include "nvfp4SplitK.cuh"
 #include "nvfp4Tuning.h"
 
 #include <algorithm>
@@ -55,8 +54,8 @@ __device__ __forceinline__ uint2 loadStreaming(void const* p)
 template <typename Op, typename T, bool HasHi>
 __global__ void __launch_bounds__(kWarps * 32, kCtasPerSm) gemvMmaKernel(typename Op::Elem const* __restrict__ a,
     uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws, float const* __restrict__ wgs, int32_t wgsLen,
-    bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
-    uint32_t* __restrict__ counters, int M, int64_t N, int64_t K, int chunksPerSplit)
+    bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial, int M, int64_t N,
+    int64_t K, int chunksPerSplit)
 {
     constexpr int kNT = GemvShape<HasHi>::kNT;
     constexpr int kRing = GemvShape<HasHi>::kRing;
@@ -215,40 +214,16 @@ __global__ void __launch_bounds__(kWarps * 32, kCtasPerSm) gemvMmaKernel(typenam
             }
         }
     }
-    if (gridDim.y == 1 || counters == nullptr || !arriveLastSplit(counters + blockIdx.x, gridDim.y))
-    {
-        return;
-    }
-    // The last split of this tile: the reduction kernel's sum and epilogue for the same outputs.
-#pragma unroll
-    for (int j = 0; j < kNT; ++j)
-    {
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-        {
-            int const m = g + (r >= 2 ? 8 : 0);
-            int64_t const n = nWarp + j * 8 + 2 * t + (r & 1);
-            if (m < M && n < N)
-            {
-                float const v = sumSplitPartials(partial, gridDim.y, M * N, m * N + n);
-                storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kWeightOperandScale), bias, n);
-            }
-        }
-    }
 }
 
-// Split-K count for `resident` CTA slots: the smallest that gives the table's waveTarget waves
-// of CTAs (each split shortens the per-warp weight streams, whose start-up latency is not hidden,
-// and adds partial sums), never more than maxWaves waves (4096->6144 at M <= 16: 3 splits of 192
-// CTAs on 528 slots ran 17-20 % slower than 2, H200, when a split cost a reduction launch), and at
-// most `cap`.
-int64_t splitsForWaves(int64_t ctasN, int64_t resident, int64_t cap)
+// Split-K count for `resident` CTA slots: the smallest that gives ~0.8 of a wave (each split
+// shortens the per-warp weight streams, whose start-up latency is not hidden, and adds partial
+// sums), never so many that the grid spills into a second wave (4096->6144 at M <= 16: 3 splits
+// of 192 CTAs on 528 slots ran 17-20 % slower than 2, H200), and at most `cap`.
+int64_t splitsForOneWave(int64_t ctasN, int64_t resident, int64_t cap)
 {
-    constexpr auto kPlan = tuning::kGemvWide;
-    auto const ctasFor = [&](double waves) { return static_cast<int64_t>(waves * static_cast<double>(resident)); };
-    int64_t const wanted = (ctasFor(kPlan.waveTarget) + ctasN - 1) / ctasN;
-    int64_t const most = std::max<int64_t>(1, ctasFor(kPlan.maxWaves) / ctasN);
-    return std::max<int64_t>(1, std::min({wanted, most, cap}));
+    int64_t const wanted = (8 * resident / 10 + ctasN - 1) / ctasN;
+    return std::max<int64_t>(1, std::min({wanted, resident / ctasN, cap}));
 }
 
 // The 64-chunk kernel keeps at least 16 chunks (1024 elements of K) per split.
@@ -256,7 +231,7 @@ int64_t chooseSplits(int64_t N, int64_t K, int rowsPerCta, int smCount)
 {
     int64_t const ctasN = (N + rowsPerCta - 1) / rowsPerCta;
     int64_t const cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSplitsGemv, K / 64 / 16));
-    return splitsForWaves(ctasN, static_cast<int64_t>(kCtasPerSm) * smCount, cap);
+    return splitsForOneWave(ctasN, static_cast<int64_t>(kCtasPerSm) * smCount, cap);
 }
 
 template <typename Op, typename T, bool HasHi>
@@ -264,13 +239,13 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
 {
     constexpr int kRowsPerCta = GemvShape<HasHi>::kRowsPerCta;
     int64_t const ctasN = (p.N + kRowsPerCta - 1) / kRowsPerCta;
-    SplitK const sk = planSplitK(p, p.K / 64, chooseSplits(p.N, p.K, kRowsPerCta, smCount), ctasN);
+    SplitK const sk = planSplitK(p, p.K / 64, chooseSplits(p.N, p.K, kRowsPerCta, smCount));
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
     cudaError_t const err = launchKernel(pdl, gemvMmaKernel<Op, T, HasHi>, grid, dim3(kWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
-        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, sk.counters,
-        static_cast<int>(p.M), p.N, p.K, sk.chunksPerSplit);
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
+        p.N, p.K, sk.chunksPerSplit);
     return reduceSplitK(p, sk, err, stream, pdl);
 }
 
@@ -338,8 +313,7 @@ template <typename Op, typename T, int NT, bool L2Prefetch>
 __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
-    T* __restrict__ y, float* __restrict__ partial, uint32_t* __restrict__ counters, int M, int64_t N, int64_t K,
-    int chunksPerSplit)
+    T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
 {
     constexpr int kDepth = WideShape<NT>::kDepth;
     constexpr int MT = kWideMT;
@@ -497,7 +471,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         }
     }
 
-    allowDependentLaunch(); // a split-K reduction may launch (it waits for this grid to finish)
+    allowDependentLaunch(); // the split-K reduction may launch (it waits for this grid to finish)
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
     {
@@ -512,25 +486,16 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         }
     }
     __syncthreads();
-    // Output e of the CTA's epilogue (accumulator entry e / 32 of lane e % 32): activation row m,
-    // weight row n. Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1;
-    // c2,c3 = row g+8.
-    auto const outputOf = [&](int e, int& m, int64_t& n) {
+    // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
+    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
+    {
         int const idx = e / 32;
         int const l = e % 32;
         int const r = idx % 4;
         int const j = (idx / 4) % NT;
         int const mt = idx / (4 * NT);
-        m = j * 8 + 2 * (l % 4) + (r & 1);
-        n = nBase + mt * 16 + l / 4 + (r >= 2 ? 8 : 0);
-    };
-    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
-    {
-        int const idx = e / 32;
-        int const l = e % 32;
-        int m;
-        int64_t n;
-        outputOf(e, m, n);
+        int const m = j * 8 + 2 * (l % 4) + (r & 1);
+        int64_t const n = nBase + mt * 16 + l / 4 + (r >= 2 ? 8 : 0);
         if (m >= M || n >= N)
         {
             continue;
@@ -552,28 +517,9 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                 = kFast ? __fmul_rn(v, kOperandScale / kWeightOperandScale) : v;
         }
     }
-    if (gridDim.y == 1 || counters == nullptr || !arriveLastSplit(counters + blockIdx.x, gridDim.y))
-    {
-        return;
-    }
-    // The last split of this tile: the reduction kernel's sum and epilogue for the same outputs.
-#pragma unroll
-    for (int i = 0; i < MT * NT * 4 / kWideWarps; ++i)
-    {
-        int m;
-        int64_t n;
-        outputOf(threadIdx.x + i * kWideWarps * 32, m, n);
-        if (m < M && n < N)
-        {
-            float const v = sumSplitPartials(partial, gridDim.y, M * N, m * N + n);
-            storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kWeightOperandScale), bias, n);
-        }
-    }
 }
 
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
-static_assert(kWideRows >= kMinCounterTileRows && GemvShape<false>::kRowsPerCta >= kMinCounterTileRows,
-    "splitCounterCount covers every GEMV tile");
 
 template <typename Op, typename T, int NT>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
@@ -584,7 +530,7 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
     int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
     int64_t const cap
         = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
-    SplitK const sk = planSplitK(p, numChunks, splitsForWaves(ctasN, resident, cap), ctasN);
+    SplitK const sk = planSplitK(p, numChunks, splitsForOneWave(ctasN, resident, cap));
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
     auto kernel = gemvWideKernel<Op, T, NT, false>;
     if constexpr (NT == 1)
@@ -599,8 +545,8 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
     cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
-        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, sk.counters,
-        static_cast<int>(p.M), p.N, p.K, sk.chunksPerSplit);
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
+        p.N, p.K, sk.chunksPerSplit);
     return reduceSplitK(p, sk, err, stream, pdl);
 }
 

@@ -42,15 +42,10 @@ size_t nvfp4_workspace_size(int64_t M, int64_t N, int64_t K, int32_t mode_w4a4, 
     return nvfp4::workspaceSize(M, N, K, mode_w4a4 != 0, static_cast<ActType>(act_type));
 }
 
-size_t nvfp4_split_counters_bytes(int64_t N)
-{
-    return static_cast<size_t>(nvfp4::splitCounterCount(N)) * sizeof(uint32_t);
-}
-
 int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weight_scale,
     float const* weight_global_scale, int32_t wgs_len, void const* bias, void* y, int64_t M, int64_t N, int64_t K,
     int32_t mode_w4a4, float input_global_scale, float input_global_scale_inv, int32_t act_type, void* workspace,
-    size_t workspace_bytes, void* split_counters, size_t split_counters_bytes, void* stream)
+    size_t workspace_bytes, void* stream)
 {
     if (!nvfp4::isActType(act_type))
     {
@@ -66,8 +61,6 @@ int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weigh
     p.w4a4 = w4a4;
     p.inputGlobalScale = input_global_scale;
     p.inputGlobalScaleInv = input_global_scale_inv;
-    p.splitCounters = static_cast<uint32_t*>(split_counters);
-    p.splitCounterCapacity = static_cast<int64_t>(split_counters_bytes / sizeof(uint32_t));
     return nvfp4::launchLinear(p, static_cast<cudaStream_t>(stream));
 }
 

@@ -19,18 +19,13 @@ extern "C" {
 // act_type: 0 = float32, 1 = float16, 2 = bfloat16 (nvfp4::ActType). mode_w4a4: 1 = w4a4, 0 = w4a16.
 NVFP4_CAPI size_t nvfp4_workspace_size(int64_t M, int64_t N, int64_t K, int32_t mode_w4a4, int32_t act_type);
 
-// Bytes of split-K arrival counters (uint32) a problem with N outputs needs (nvfp4::splitCounterCount).
-NVFP4_CAPI size_t nvfp4_split_counters_bytes(int64_t N);
-
 // y[M, N] = NVFP4Linear(x[M, K]) (docs/op-contract.md). weight_global_scale has wgs_len = 1 or N
 // elements; bias may be NULL; workspace: >= nvfp4_workspace_size(...) bytes, 256-byte aligned.
-// split_counters: NULL, or >= nvfp4_split_counters_bytes(N) bytes, 4-byte aligned, zeroed once by the
-// caller and used by one stream at a time (LinearParams::splitCounters: split-K in one launch).
 // Allocates nothing, so it can be captured in a CUDA graph.
 NVFP4_CAPI int32_t nvfp4_linear_launch(void const* x, void const* weight, void const* weight_scale,
     float const* weight_global_scale, int32_t wgs_len, void const* bias, void* y, int64_t M, int64_t N, int64_t K,
     int32_t mode_w4a4, float input_global_scale, float input_global_scale_inv, int32_t act_type, void* workspace,
-    size_t workspace_bytes, void* split_counters, size_t split_counters_bytes, void* stream);
+    size_t workspace_bytes, void* stream);
 
 // The activation quantization alone (w4a4): xhat_fp16[M, K] = q * s_B (exact in fp16) and, if
 // scale_fp8 is not NULL, the block scales [M, K/16] as float8_e4m3fn bits.

@@ -38,9 +38,6 @@ size_t partialBytes(int64_t M, int64_t N);
 constexpr int kMaxSplitsGemv = 8;
 constexpr int kMaxSplitsTiled = 4;
 constexpr int64_t kMaxSplitM = 256; // split-K only for M <= this
-// Fewest output rows (N) per tile among the kernels that sum their own splits: splitCounterCount
-// gives one counter per this many rows.
-constexpr int64_t kMinCounterTileRows = 32;
 
 inline size_t alignUp(size_t v, size_t a)
 {
@@ -141,19 +138,15 @@ cudaError_t launchReduceSplits(LinearParams const& p, float const* partial, int 
     bool pdl = false);
 
 // The K ranges of a split-K grid: `wanted` splits evened out so that none is empty, and where the
-// splits leave their fp32 partial sums (after the activation operand in the workspace). A kernel
-// that sums them itself (arriveLastSplit, nvfp4SplitK.cuh) passes its number of output tiles:
-// with the caller's counters (LinearParams::splitCounters) covering them, `counters` is set and
-// no reduction is launched.
+// splits leave their fp32 partial sums (after the activation operand in the workspace).
 struct SplitK
 {
     int splits = 1;
     int chunksPerSplit = 0;
-    float* partial = nullptr;     // nullptr when not split
-    uint32_t* counters = nullptr; // one per output tile when the split kernel reduces; else nullptr
+    float* partial = nullptr; // nullptr when not split
 };
 
-inline SplitK planSplitK(LinearParams const& p, int64_t numChunks, int64_t wanted, int64_t counterTiles = 0)
+inline SplitK planSplitK(LinearParams const& p, int64_t numChunks, int64_t wanted)
 {
     SplitK s;
     int64_t const perSplit = (numChunks + wanted - 1) / wanted;
@@ -162,20 +155,15 @@ inline SplitK planSplitK(LinearParams const& p, int64_t numChunks, int64_t wante
     if (s.splits > 1)
     {
         s.partial = reinterpret_cast<float*>(static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4));
-        if (counterTiles > 0 && counterTiles <= p.splitCounterCapacity)
-        {
-            s.counters = p.splitCounters;
-        }
     }
     return s;
 }
 
-// After the split kernel's launch: the deterministic reduction of its partials when split and
-// the kernel did not reduce them itself.
+// After the split kernel's launch: the deterministic reduction of its partials when split.
 inline cudaError_t reduceSplitK(
     LinearParams const& p, SplitK const& s, cudaError_t launched, cudaStream_t stream, bool pdl = false)
 {
-    if (launched != cudaSuccess || s.splits == 1 || s.counters != nullptr)
+    if (launched != cudaSuccess || s.splits == 1)
     {
         return launched;
     }

@@ -86,11 +86,6 @@ size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType /*actTy
     return nativeFp4 ? std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K)) : bytes;
 }
 
-int64_t splitCounterCount(int64_t N)
-{
-    return N > 0 ? (N + detail::kMinCounterTileRows - 1) / detail::kMinCounterTileRows : 0;
-}
-
 cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
 {
     using namespace detail;
@@ -120,11 +115,6 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         return cudaErrorInvalidValue;
     }
     if (p.workspace == nullptr || !aligned(p.workspace, 256))
-    {
-        return cudaErrorInvalidValue;
-    }
-    if (p.splitCounters != nullptr
-        && (!aligned(p.splitCounters, sizeof(uint32_t)) || p.splitCounterCapacity < splitCounterCount(p.N)))
     {
         return cudaErrorInvalidValue;
     }

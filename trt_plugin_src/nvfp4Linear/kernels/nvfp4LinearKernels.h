@@ -40,17 +40,7 @@ struct LinearParams
     ActType actType = ActType::kHALF;
     void* workspace = nullptr;          // at least workspaceSize(M, N, K, w4a4, actType) bytes, 256-byte aligned
     int32_t smVersion = 0;              // e.g. 90; 0 = query the current device
-    // Optional split-K arrival counters: a buffer the caller owns, zeroed once before its first use
-    // (not per call), never used by two launches at the same time (one per stream or execution
-    // context), at least splitCounterCount(N) elements. With it a split-K GEMV sums its partials
-    // in its last-arriving CTA per output tile, which leaves the counters at zero again; without
-    // it (nullptr) a second kernel reduces them. Both give the same bits.
-    uint32_t* splitCounters = nullptr;
-    int64_t splitCounterCapacity = 0; // elements of splitCounters
 };
-
-// Elements of LinearParams::splitCounters a problem with N outputs needs (any M, K).
-int64_t splitCounterCount(int64_t N);
 
 // Bytes of scratch memory launchLinear needs for this problem (0 allowed). Must cover any smaller M.
 size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType);

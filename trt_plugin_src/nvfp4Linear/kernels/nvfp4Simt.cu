@@ -5,8 +5,6 @@
 #include "nvfp4Launch.cuh"
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
-#include "nvfp4SplitK.cuh"
-#include "nvfp4Tuning.h"
 
 namespace nvfp4
 {
@@ -120,7 +118,11 @@ __global__ void reduceSplitsKernel(float const* __restrict__ partial, int splits
         return;
     }
     int64_t const n = idx % N;
-    float const acc = sumSplitPartials(partial, splits, M * N, idx);
+    float acc = 0.0f;
+    for (int s = 0; s < splits; ++s) // fixed order: deterministic
+    {
+        acc += partial[s * M * N + idx];
+    }
     storeOutput<T>(y, idx, acc, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kWeightOperandScale), bias, n);
 }
 
@@ -144,10 +146,6 @@ cudaError_t launchSimtTyped(LinearParams const& p, void const* a, bool aIsXhat, 
     }
     return cudaGetLastError();
 }
-
-static_assert(kMaxSplitsGemv <= kMaxSplitsSummed && kMaxSplitsTiled <= kMaxSplitsSummed
-        && tuning::kWgmmaMaxSplits <= kMaxSplitsSummed,
-    "sumSplitPartials covers every family's split count");
 
 template <typename T>
 cudaError_t launchReduceTyped(LinearParams const& p, float const* partial, int splits, cudaStream_t stream, bool pdl)

@@ -35,12 +35,8 @@ struct GemvWide
     int maxNt;         // largest NT instantiated: the wide GEMV covers M <= 8 * maxNt
     int maxSplits;     // CTA splits of K (<= kMaxSplitsGemv: the workspace holds that many partials)
     int64_t l2HintChunks; // per-warp stream length (128-chunks) from which M <= 8 uses .L2::256B
-    // Split-K planning (both GEMV kernels): the fewest splits that give waveTarget waves of
-    // resident CTAs, never more than maxWaves waves.
-    double waveTarget;
-    double maxWaves;
 };
-constexpr GemvWide kGemvWide{2, 8, 8, 16, 0.8, 1.0};
+constexpr GemvWide kGemvWide{2, 8, 8, 16};
 
 // Register ring depth (chunks of 128 in flight per warp) and the CTAs per SM the launch bounds
 // ask for, by NT. NT = 1, 2 fit 128 registers (4 CTAs per SM); NT = 3 fits 168 (3 CTAs) but
