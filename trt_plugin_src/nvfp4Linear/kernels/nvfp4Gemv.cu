@@ -18,7 +18,6 @@
 #include "nvfp4MmaChunk.cuh"
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
-#include "nvfp4Sm90.cuh"
 #include "nvfp4Tuning.h"
 
 #include <algorithm>
@@ -310,22 +309,14 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
     return v;
 }
 
-// Tma (sm_90+): weights and scales arrive by TMA in a shared-memory ring of kGemvTmaStages stages
-// of 2 chunks per warp (mapW: 128-byte boxes with the 128-byte swizzle, so the 16-byte fragment
-// loads of a quad's 8 rows hit distinct banks; mapS: 16-byte boxes), lane 0 refilling a stage once
-// the warp has read it; else the register ring.
-template <typename Op, typename T, int NT, bool L2Prefetch, bool Tma>
+template <typename Op, typename T, int NT, bool L2Prefetch>
 __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
-    __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS,
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
     T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
 {
-    constexpr int kDepth = Tma ? 2 : WideShape<NT>::kDepth; // Tma: one ring stage per step
+    constexpr int kDepth = WideShape<NT>::kDepth;
     constexpr int MT = kWideMT;
-    constexpr int kStages = tuning::kGemvTmaStages;
-    constexpr int kStageW = kWideRows * 128; // weight bytes per stage and warp
-    constexpr int kStageS = kWideRows * 16;  // scale bytes
     // fp16 operand: strided-pair decode, and w' = ŵ * 2^-14 (the scale pair straight from the FP8
     // conversion, no x 2^7): exact in fp16 (>= 2^-24, <= 6 significant bits, <= 0.17); the epilogue
     // multiplies by alpha * 2^14.
@@ -341,8 +332,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     int64_t const numChunks = K / 128;
     int64_t const cSplit = static_cast<int64_t>(blockIdx.y) * chunksPerSplit;
     int const splitLen = static_cast<int>(max(int64_t{0}, min(numChunks, cSplit + chunksPerSplit) - cSplit));
-    // Tma: every warp starts at an even chunk (a 16-byte aligned scale box).
-    int const per = Tma ? (splitLen + 2 * kWideWarps - 1) / (2 * kWideWarps) * 2 : (splitLen + kWideWarps - 1) / kWideWarps;
+    int const per = (splitLen + kWideWarps - 1) / kWideWarps;
     int const cW = min(splitLen, warp * per);
     int const nLocal = min(splitLen, cW + per) - cW;
     int64_t const c0 = cSplit + cW;
@@ -386,49 +376,12 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         }
     };
 
-    [[maybe_unused]] uint8_t* wSm = nullptr;
-    [[maybe_unused]] uint8_t* sSm = nullptr;
-    [[maybe_unused]] uint64_t* bars = nullptr;
-    [[maybe_unused]] int const numStages = (nLocal + 1) / 2;
-    if constexpr (Tma)
-    {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        extern __shared__ uint8_t tmaSmemRaw[];
-        __shared__ uint64_t tmaBars[kWideWarps][kStages];
-        uint8_t* const base = tmaSmemRaw + ((1024u - (sm90::smemAddr(tmaSmemRaw) & 1023u)) & 1023u);
-        wSm = base + warp * kStages * kStageW;
-        sSm = base + kWideWarps * kStages * kStageW + warp * kStages * kStageS;
-        bars = tmaBars[warp];
-        if (lane == 0)
-        {
-            for (int s = 0; s < kStages; ++s)
-            {
-                sm90::mbarInit(&bars[s], 1);
-            }
-            sm90::mbarInitFence();
-            for (int s = 0; s < kStages && s < numStages; ++s)
-            {
-                sm90::mbarArriveExpectTx(&bars[s], kStageW + kStageS);
-                sm90::tmaLoad2d(wSm + s * kStageW, &mapW, static_cast<int32_t>((c0 + 2 * s) * 64),
-                    static_cast<int32_t>(nBase), &bars[s]);
-                sm90::tmaLoad2d(sSm + s * kStageS, &mapS, static_cast<int32_t>((c0 + 2 * s) * 8),
-                    static_cast<int32_t>(nBase), &bars[s]);
-            }
-        }
-        __syncwarp();
-#else
-        __trap(); // launchGemv selects the TMA ring only on sm_90
-#endif
-    }
-    else
-    {
 #pragma unroll
-        for (int p = 0; p < kDepth; ++p)
+    for (int p = 0; p < kDepth; ++p)
+    {
+        if (p < nLocal)
         {
-            if (p < nLocal)
-            {
-                loadWeights(p, p);
-            }
+            loadWeights(p, p);
         }
     }
     // The weight ring is in flight; only now wait for the kernel that wrote the activation operand
@@ -438,42 +391,11 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     float acc[MT][NT][4] = {};
     for (int i0 = 0; i0 < nLocal; i0 += kDepth)
     {
-        [[maybe_unused]] int const stage = i0 / 2;
-        [[maybe_unused]] int const slot = stage % kStages;
-        if constexpr (Tma)
-        {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-            sm90::mbarWait(&bars[slot], (stage / kStages) & 1);
-#endif
-        }
 #pragma unroll
         for (int p = 0; p < kDepth; ++p)
         {
             if (i0 + p < nLocal) // uniform across the warp
             {
-                uint4 wCur[MT][2];
-                uint32_t sCur[MT][2];
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-                {
-#pragma unroll
-                    for (int h = 0; h < 2; ++h)
-                    {
-                        if constexpr (Tma)
-                        {
-                            int const row = mt * 16 + h * 8 + g;
-                            wCur[mt][h] = *reinterpret_cast<uint4 const*>(
-                                wSm + slot * kStageW + row * 128 + (((p * 4 + t) ^ (row & 7)) << 4));
-                            sCur[mt][h] = *reinterpret_cast<unsigned short const*>(
-                                sSm + slot * kStageS + row * 16 + p * 8 + t * 2);
-                        }
-                        else
-                        {
-                            wCur[mt][h] = wv[p][mt][h];
-                            sCur[mt][h] = sv[p][mt][h];
-                        }
-                    }
-                }
                 constexpr bool kPerWord = WideShape<NT>::kActPerWord;
                 uint4 aCur[NT][kPerWord ? 1 : 4];
                 if constexpr (!kPerWord)
@@ -499,7 +421,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                         {
                             // Both block scales in one FP8x2 -> f16x2 conversion (exact, NaN kept).
                             __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
-                                static_cast<__nv_fp8x2_storage_t>(sCur[mt][h]), __NV_E4M3);
+                                static_cast<__nv_fp8x2_storage_t>(sv[p][mt][h]), __NV_E4M3);
                             uint32_t const both = static_cast<uint32_t>(raw.x) | (static_cast<uint32_t>(raw.y) << 16);
                             sc[mt][h][0] = __byte_perm(both, 0u, 0x1010);
                             sc[mt][h][1] = __byte_perm(both, 0u, 0x3232);
@@ -510,7 +432,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                             // s_w * 2^119 as bf16 pairs (Bf16Operand::scalePair without its software
                             // FP8 decode): FP8x2 -> f16x2 -> f32 (exact), x 2^119 (exact), -> bf16 (exact).
                             __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
-                                static_cast<__nv_fp8x2_storage_t>(sCur[mt][h]), __NV_E4M3);
+                                static_cast<__nv_fp8x2_storage_t>(sv[p][mt][h]), __NV_E4M3);
                             float2 const f = __half22float2(__half2(raw));
                             __nv_bfloat162 const s0 = __float2bfloat162_rn(__fmul_rn(f.x, 6.64613997892457936e35f));
                             __nv_bfloat162 const s1 = __float2bfloat162_rn(__fmul_rn(f.y, 6.64613997892457936e35f));
@@ -520,32 +442,17 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #endif
                         else
                         {
-                            sc[mt][h][0] = Op::scalePair(sCur[mt][h] & 0xFFu);
-                            sc[mt][h][1] = Op::scalePair(sCur[mt][h] >> 8);
+                            sc[mt][h][0] = Op::scalePair(sv[p][mt][h] & 0xFFu);
+                            sc[mt][h][1] = Op::scalePair(sv[p][mt][h] >> 8);
                         }
                     }
                 }
-                mmaChunk128<Op, MT, NT, kPerWord, kFast>(wCur, sc, aCur, aRow, p * 16, acc);
-                if (!Tma && i0 + p + kDepth < nLocal)
+                mmaChunk128<Op, MT, NT, kPerWord, kFast>(wv[p], sc, aCur, aRow, p * 16, acc);
+                if (i0 + p + kDepth < nLocal)
                 {
                     loadWeights(p, p + kDepth);
                 }
             }
-        }
-        if constexpr (Tma)
-        {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-            __syncwarp(); // every lane has read this stage
-            if (lane == 0 && stage + kStages < numStages)
-            {
-                int64_t const c = c0 + 2 * (stage + kStages);
-                sm90::mbarArriveExpectTx(&bars[slot], kStageW + kStageS);
-                sm90::tmaLoad2d(wSm + slot * kStageW, &mapW, static_cast<int32_t>(c * 64),
-                    static_cast<int32_t>(nBase), &bars[slot]);
-                sm90::tmaLoad2d(sSm + slot * kStageS, &mapS, static_cast<int32_t>(c * 8),
-                    static_cast<int32_t>(nBase), &bars[slot]);
-            }
-#endif
         }
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
@@ -615,62 +522,27 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
 template <typename Op, typename T, int NT>
-cudaError_t launchGemvWide(
-    LinearParams const& p, void const* a, int smCount, bool pdl, bool tma, cudaStream_t stream)
+cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
     int64_t const numChunks = p.K / 128;
-    CUtensorMap mapW{}, mapS{};
-    size_t smem = 0;
-    auto kernel = gemvWideKernel<Op, T, NT, false, false>;
-    int64_t ctasPerSm = WideShape<NT>::kMinCtas;
-    if (tma)
-    {
-        constexpr int kStages = tuning::kGemvTmaStages;
-        smem = static_cast<size_t>(kWideWarps) * kStages * kWideRows * (128 + 16) + 1024; // + alignment slack
-        kernel = gemvWideKernel<Op, T, NT, false, true>;
-        static int const occupancy = [&] {
-            int blocks = 0;
-            if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem))
-                    != cudaSuccess
-                || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWideWarps * 32, smem) != cudaSuccess)
-            {
-                return 0;
-            }
-            return blocks;
-        }();
-        if (occupancy == 0
-            || !encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, 128, kWideRows,
-                CU_TENSOR_MAP_SWIZZLE_128B)
-            || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, 16, kWideRows,
-                CU_TENSOR_MAP_SWIZZLE_NONE))
-        {
-            return cudaErrorNotSupported;
-        }
-        ctasPerSm = occupancy;
-    }
     // Every warp keeps >= 2 chunks.
-    int64_t const resident = ctasPerSm * smCount;
+    int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
     int64_t const cap
         = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
-    int64_t const wanted = splitsForOneWave(ctasN, resident, cap);
-    // Tma: splits of whole chunk pairs (the scale boxes start 16-byte aligned).
-    SplitK sk = tma ? planSplitK(p, (numChunks + 1) / 2, wanted) : planSplitK(p, numChunks, wanted);
-    if (tma)
-    {
-        sk.chunksPerSplit *= 2;
-    }
+    SplitK const sk = planSplitK(p, numChunks, splitsForOneWave(ctasN, resident, cap));
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
+    auto kernel = gemvWideKernel<Op, T, NT, false>;
     if constexpr (NT == 1)
     {
         // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
         // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
-        if (!tma && (sk.chunksPerSplit + kWideWarps - 1) / kWideWarps >= tuning::kGemvWide.l2HintChunks)
+        if ((sk.chunksPerSplit + kWideWarps - 1) / kWideWarps >= tuning::kGemvWide.l2HintChunks)
         {
-            kernel = gemvWideKernel<Op, T, NT, true, false>;
+            kernel = gemvWideKernel<Op, T, NT, true>;
         }
     }
-    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), smem, stream, mapW, mapS,
+    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
         p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
@@ -680,13 +552,12 @@ cudaError_t launchGemvWide(
 
 // The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt.
 template <typename Op, typename T, int NT = 1>
-cudaError_t launchGemvWideForM(
-    LinearParams const& p, void const* a, int smCount, bool pdl, bool tma, cudaStream_t stream)
+cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     if constexpr (NT <= tuning::kGemvWide.maxNt)
     {
-        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT>(p, a, smCount, pdl, tma, stream)
-                                   : launchGemvWideForM<Op, T, NT + 1>(p, a, smCount, pdl, tma, stream);
+        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT>(p, a, smCount, pdl, stream)
+                                   : launchGemvWideForM<Op, T, NT + 1>(p, a, smCount, pdl, stream);
     }
     else
     {
@@ -695,12 +566,11 @@ cudaError_t launchGemvWideForM(
 }
 
 template <typename Op, typename T>
-cudaError_t launchGemvTyped(
-    LinearParams const& p, void const* a, int smCount, bool pdl, bool tma, cudaStream_t stream)
+cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     if (p.K % 128 == 0)
     {
-        return launchGemvWideForM<Op, T>(p, a, smCount, pdl, tma, stream);
+        return launchGemvWideForM<Op, T>(p, a, smCount, pdl, stream);
     }
     if (p.M > 16)
     {
@@ -720,24 +590,22 @@ int64_t gemvMaxM(int64_t K)
     return K % 128 == 0 ? 8 * tuning::kGemvWide.maxNt : 16;
 }
 
-cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, bool tma,
-    cudaStream_t stream)
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
 {
-    // The TMA ring needs 16-byte aligned scale rows and base (K % 256 == 0).
-    tma = tma && p.K % 256 == 0 && reinterpret_cast<uintptr_t>(p.weightScale) % 16 == 0;
     if (p.M > gemvMaxM(p.K))
     {
         return cudaErrorInvalidValue;
     }
     if (bf16Operand)
     {
-        return launchGemvTyped<Bf16Operand, __nv_bfloat16>(p, a, smCount, pdl, tma, stream);
+        return launchGemvTyped<Bf16Operand, __nv_bfloat16>(p, a, smCount, pdl, stream);
     }
     switch (p.actType)
     {
-    case ActType::kFLOAT: return launchGemvTyped<HalfOperand, float>(p, a, smCount, pdl, tma, stream);
-    case ActType::kHALF: return launchGemvTyped<HalfOperand, __half>(p, a, smCount, pdl, tma, stream);
-    case ActType::kBF16: return launchGemvTyped<HalfOperand, __nv_bfloat16>(p, a, smCount, pdl, tma, stream);
+    case ActType::kFLOAT: return launchGemvTyped<HalfOperand, float>(p, a, smCount, pdl, stream);
+    case ActType::kHALF: return launchGemvTyped<HalfOperand, __half>(p, a, smCount, pdl, stream);
+    case ActType::kBF16: return launchGemvTyped<HalfOperand, __nv_bfloat16>(p, a, smCount, pdl, stream);
     }
     return cudaErrorInvalidValue;
 }

@@ -103,10 +103,8 @@ cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, 
 // or, for the SIMT kernel, either x-hat (fp16, w4a4) or x (actType).
 cudaError_t launchSimt(LinearParams const& p, void const* a, bool aIsXhat, cudaStream_t stream);
 // pdl: the activation operand is written by the kernel just before (w4a4 quantization, sm_90+).
-// tma: the wide kernel streams its weights by TMA (sm_90) where K % 256 == 0 and the scales are
-// 16-byte aligned, else through registers.
-cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, bool tma,
-    cudaStream_t stream);
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 // Largest M the GEMV kernels take for this K: 8 * the wide kernel's tiles when K % 128 == 0, else 16.
 int64_t gemvMaxM(int64_t K);
 cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);

@@ -12,13 +12,6 @@ namespace nvfp4
 {
 namespace detail
 {
-
-// Row-major [rows, cols] matrix in global memory as a TMA tensor map with boxes of boxRows x boxCols
-// elements (out-of-bounds reads give zeros); false where the driver entry point or the encoding
-// fails (host code, nvfp4Wgmma.cu).
-bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void const* base, int64_t rows, int64_t cols,
-    uint32_t boxCols, uint32_t boxRows, CUtensorMapSwizzle swizzle);
-
 namespace sm90
 {
 

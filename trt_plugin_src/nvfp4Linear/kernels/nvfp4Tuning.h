@@ -45,9 +45,6 @@ constexpr int gemvRingDepth(int /*nt*/)
 {
     return 2; // a third chunk in flight gained nothing (H100, M <= 16)
 }
-// Hopper: the wide GEMV's weights and scales stream by TMA into a shared-memory ring of this many
-// stages per warp (2 chunks of 128 per stage: 32 rows x 128 weight bytes + 32 x 16 scale bytes).
-constexpr int kGemvTmaStages = 3;
 constexpr int gemvMinCtasPerSm(int nt)
 {
     return nt <= 2 ? 4 : 2;
