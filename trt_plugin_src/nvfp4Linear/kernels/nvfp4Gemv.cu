@@ -472,19 +472,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     }
 
     allowDependentLaunch(); // the split-K reduction may launch (it waits for this grid to finish)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-    {
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-        {
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-            {
-                red[warp][(mt * NT + j) * 4 + r][lane] = acc[mt][j][r];
-            }
-        }
-    }
+    storeAccumulators(red, acc, warp, lane);
     __syncthreads();
     // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
     for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
@@ -500,12 +488,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
         {
             continue;
         }
-        float v = red[0][idx][l];
-#pragma unroll
-        for (int ww = 1; ww < kWideWarps; ++ww) // fixed order: deterministic
-        {
-            v += red[ww][idx][l];
-        }
+        float const v = sumOverWarps(red, idx, l);
         if (gridDim.y == 1)
         {
             storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kOperandScale), bias, n);

@@ -1,4 +1,4 @@
-// The tensor-core step of the two streaming GEMVs whose weights are the MMA's A operand: the dense
+// The tensor-core step (and the in-CTA reduction) of the two streaming GEMVs whose weights are the MMA's A operand: the dense
 // wide GEMV (nvfp4Gemv.cu, gemvWideKernel) and the experts' linears (nvfp4MoE/kernels/
 // nvfp4MoEGemm.cu). Both read a K chunk of 128 elements per step; thread t of a quad owns elements
 // [32t, 32t + 32): two FP8 blocks, 16 weight bytes per weight row, 64 activation bytes per
@@ -105,6 +105,40 @@ __device__ __forceinline__ void mmaChunk128(uint4 const (&wv)[MT][2], uint32_t c
             }
         }
     }
+}
+
+// The in-CTA K split's reduction: each of the CTA's W warps stores its m16n8 accumulators into
+// red[warp] (entry (mt * NT + j) * 4 + r, column lane); after a barrier, sumOverWarps gives one
+// entry summed over the warps in a fixed order (deterministic).
+template <int W, int MT, int NT>
+__device__ __forceinline__ void storeAccumulators(
+    float (&red)[W][MT * NT * 4][32], float const (&acc)[MT][NT][4], int warp, int lane)
+{
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+    {
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+        {
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+            {
+                red[warp][(mt * NT + j) * 4 + r][lane] = acc[mt][j][r];
+            }
+        }
+    }
+}
+
+template <int W, int E>
+__device__ __forceinline__ float sumOverWarps(float const (&red)[W][E][32], int idx, int lane)
+{
+    float v = red[0][idx][lane];
+#pragma unroll
+    for (int w = 1; w < W; ++w)
+    {
+        v += red[w][idx][lane];
+    }
+    return v;
 }
 
 } // namespace detail

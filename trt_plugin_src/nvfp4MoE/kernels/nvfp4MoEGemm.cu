@@ -158,32 +158,14 @@ __global__ void __launch_bounds__(kWarps * 32) expertMmaKernel(ExpertLinearArgs 
         }
     }
 
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-    {
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-        {
-#pragma unroll
-            for (int q = 0; q < 4; ++q)
-            {
-                red[warp][(mt * NT + j) * 4 + q][lane] = acc[mt][j][q];
-            }
-        }
-    }
+    detail::storeAccumulators(red, acc, warp, lane);
     __syncthreads();
     // Accumulator layout (m16n8): c0, c1 = weight row g, pairs 2t, 2t+1; c2, c3 = weight row g+8.
     auto accAt = [&](int32_t lr, int32_t m) {
         int const wr = lr % 16;
         int const idx = ((lr / 16) * NT + m / 8) * 4 + 2 * (wr / 8) + (m & 1);
         int const l = 4 * (wr % 8) + (m % 8) / 2;
-        float v = red[0][idx][l];
-#pragma unroll
-        for (int w = 1; w < kWarps; ++w) // fixed order: deterministic
-        {
-            v += red[w][idx][l];
-        }
-        return v;
+        return detail::sumOverWarps(red, idx, l);
     };
     expertEpilogue<T>(a, r, tile, detail::kWeightOperandScale, accAt);
 }
