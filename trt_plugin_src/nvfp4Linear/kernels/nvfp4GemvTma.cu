@@ -56,7 +56,7 @@ struct TmaGemvSmem
 {
     static constexpr int kRedEntries = kMT * NT * 4;
     static constexpr int kRedBytes = kRowGroups * kKWarps * kRedEntries * 32 * 4;
-    static constexpr int kBytes = kStages * kStageBytes + 2 * kRowGroups * kStages * 8 + kRedBytes + 1024; // + alignment
+    static constexpr int kBytes = kStages * kStageBytes + 2 * kStages * 8 + kRedBytes + 1024; // + alignment
 };
 
 template <typename Op, typename T, int NT>
@@ -72,10 +72,9 @@ __global__ void __launch_bounds__(kThreads, 1) gemvTmaKernel(__grid_constant__ C
     constexpr bool kPerWord = NT > 2; // activation loaded per word group (registers), as the wide GEMV
     extern __shared__ uint8_t smemRaw[];
     uint8_t* const smem = smemRaw + ((1024u - (sm90::smemAddr(smemRaw) & 1023u)) & 1023u);
-    // One ring per row group (its own barriers, its quarter of every stage): the groups run apart.
-    auto* const full = reinterpret_cast<uint64_t(*)[kStages]>(smem + kStages * kStageBytes);
-    auto* const empty = full + kRowGroups;
-    auto* const red = reinterpret_cast<float(*)[kKWarps][kE][32]>(empty + kRowGroups);
+    uint64_t* const full = reinterpret_cast<uint64_t*>(smem + kStages * kStageBytes);
+    uint64_t* const empty = full + kStages;
+    auto* const red = reinterpret_cast<float(*)[kKWarps][kE][32]>(empty + kStages);
 
     int const warp = threadIdx.x / 32;
     int const lane = threadIdx.x % 32;
@@ -84,13 +83,10 @@ __global__ void __launch_bounds__(kThreads, 1) gemvTmaKernel(__grid_constant__ C
 
     if (threadIdx.x == 0)
     {
-        for (int r = 0; r < kRowGroups; ++r)
+        for (int s = 0; s < kStages; ++s)
         {
-            for (int s = 0; s < kStages; ++s)
-            {
-                sm90::mbarInit(&full[r][s], 1);
-                sm90::mbarInit(&empty[r][s], kKWarps);
-            }
+            sm90::mbarInit(&full[s], 1);
+            sm90::mbarInit(&empty[s], kConsumerWarps);
         }
         sm90::mbarInitFence();
     }
@@ -99,31 +95,29 @@ __global__ void __launch_bounds__(kThreads, 1) gemvTmaKernel(__grid_constant__ C
     if (warp == kConsumerWarps)
     {
         // Producer: the weights do not depend on the kernel before (PDL), so no wait here.
-        if (lane < kRowGroups) // lane r feeds row group r's ring
+        if (lane == 0)
         {
-            int const rgP = lane;
             int it = 0;
             for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x)
             {
-                int const row = (tile % rowBlocks) * kTileRows + rgP * 32;
+                int const row = (tile % rowBlocks) * kTileRows;
                 int64_t const s0 = static_cast<int64_t>(tile / rowBlocks) * stagesPerSplit;
                 int64_t const s1 = min(numStages, s0 + stagesPerSplit);
                 for (int64_t st = s0; st < s1; ++st, ++it)
                 {
                     int const slot = it % kStages;
-                    uint64_t* const fullBar = &full[rgP][slot];
                     if (it >= kStages)
                     {
-                        sm90::mbarWait(&empty[rgP][slot], ((it / kStages) - 1) & 1);
+                        sm90::mbarWait(&empty[slot], ((it / kStages) - 1) & 1);
                     }
-                    uint8_t* const dst = smem + slot * kStageBytes + rgP * 32 * 128;
+                    uint8_t* const dst = smem + slot * kStageBytes;
                     int32_t const col = static_cast<int32_t>(st * (kStageK / 2));
-                    sm90::mbarArriveExpectTx(fullBar, kStageBytes / kRowGroups);
+                    sm90::mbarArriveExpectTx(&full[slot], kStageBytes);
                     // Past K (K % 512 == 256, last stage) the second box is zero-filled, and skipped.
-                    sm90::tmaLoad2d(dst, &mapW, col, row, fullBar);
-                    sm90::tmaLoad2d(dst + kBoxBytes, &mapW, col + 128, row, fullBar);
-                    sm90::tmaLoad2d(smem + slot * kStageBytes + kStageWBytes + rgP * 32 * (kStageK / 16), &mapS,
-                        static_cast<int32_t>(st * (kStageK / 16)), row, fullBar);
+                    sm90::tmaLoad2d(dst, &mapW, col, row, &full[slot]);
+                    sm90::tmaLoad2d(dst + kBoxBytes, &mapW, col + 128, row, &full[slot]);
+                    sm90::tmaLoad2d(dst + kStageWBytes, &mapS, static_cast<int32_t>(st * (kStageK / 16)), row,
+                        &full[slot]);
                 }
             }
         }
@@ -202,7 +196,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemvTmaKernel(__grid_constant__ C
                     }
                 }
             }
-            sm90::mbarWait(&full[rg][slot], (it / kStages) & 1);
+            sm90::mbarWait(&full[slot], (it / kStages) & 1);
             if (inK)
             {
                 uint8_t const* const st8 = smem + slot * kStageBytes;
@@ -223,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemvTmaKernel(__grid_constant__ C
             __syncwarp();
             if (lane == 0)
             {
-                sm90::mbarArrive(&empty[rg][slot]); // releases this warp's shared loads (arrive has release order)
+                sm90::mbarArrive(&empty[slot]); // releases this warp's shared loads (arrive has release order)
             }
         }
         if (tile + static_cast<int>(gridDim.x) >= tiles)
@@ -270,8 +264,9 @@ template <typename Op, typename T, int NT>
 cudaError_t launchGemvTmaNT(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     CUtensorMap mapW, mapS;
-    if (!encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, 128, 32, CU_TENSOR_MAP_SWIZZLE_128B)
-        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, kStageK / 16, 32,
+    if (!encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, 128, kTileRows,
+            CU_TENSOR_MAP_SWIZZLE_128B)
+        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, kStageK / 16, kTileRows,
             CU_TENSOR_MAP_SWIZZLE_NONE))
     {
         return cudaErrorNotSupported;
