@@ -1,12 +1,10 @@
-// Hopper (sm_90) building blocks of the TMA-fed kernels (wgmma, GEMV): shared-memory mbarriers,
+// Hopper (sm_90) building blocks of the warp-specialized wgmma kernel: shared-memory mbarriers,
 // the TMA tile copy (cp.async.bulk.tensor) that completes on an mbarrier, warpgroup register
 // reallocation and the wgmma ordering instructions. Compiled to nothing below sm_90 (the kernel
 // that uses them only has a body in the sm_90a image).
 #pragma once
 
 #include <cuda.h>
-#include <cudaTypedefs.h>
-#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -140,43 +138,5 @@ __device__ __forceinline__ uint64_t smemDescSw128(uint32_t addr)
 }
 
 } // namespace sm90
-
-// Host side: tensor maps of the TMA copies above.
-
-// cuTensorMapEncodeTiled through the runtime's driver entry point (the library does not link libcuda).
-inline PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
-{
-    static PFN_cuTensorMapEncodeTiled_v12000 const fn = [] {
-        void* p = nullptr;
-        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess
-            || q != cudaDriverEntryPointSuccess)
-        {
-            return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
-        }
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    }();
-    return fn;
-}
-
-// Row-major [rows, cols] matrix, box of boxRows x boxCols elements; out-of-bounds reads give zeros.
-inline bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void const* base, int64_t rows, int64_t cols,
-    uint32_t boxCols, uint32_t boxRows, CUtensorMapSwizzle swizzle)
-{
-    auto const encode = tensorMapEncoder();
-    if (encode == nullptr)
-    {
-        return false;
-    }
-    cuuint64_t const dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-    cuuint64_t const strides[1] = {static_cast<cuuint64_t>(cols) * elemBytes};
-    cuuint32_t const box[2] = {boxCols, boxRows};
-    cuuint32_t const elemStrides[2] = {1, 1};
-    return encode(&map, type, 2, const_cast<void*>(base), dims, strides, box, elemStrides,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
-        == CUDA_SUCCESS;
-}
-
 } // namespace detail
 } // namespace nvfp4
