@@ -66,9 +66,6 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
                 Case("wgmma", 600, 3000, 256, dt, edges=("zero",), bias=True),  # BN 128, unsplit
                 Case("wgmma", 64, 17000, 256, dt, edges=("zero",)),  # BN 64: two CTAs share SMs
-                # TMA-fed GEMV (sm_90a): a half last stage, several tiles per CTA (the ring wraps).
-                Case("gemv-tma", 9, 1000, 1280, dt, edges=all_edges, bias=True, per_channel=True),
-                Case("gemv-tma", 1, 20000, 512, dt, edges=("zero",)),
             ]
         return cases
     for dt in DTYPES.values():
@@ -99,18 +96,6 @@ def build_cases(quick: bool) -> list[Case]:
             Case("splitk", 1, 40, 4224, dt, edges=("zero",), bias=True),
             Case("splitk", 16, 40, 4224, dt, edges=("nan",), per_channel=True),
             Case("splitk", 2, 100, 16384, dt, mode="w4a16", edges=("subnormal_scales",)),
-            # TMA-fed GEMV (sm_90a, K % 256 == 0, M <= 40): K = 512 * n + 256 (the last stage's second
-            # box past K), N below one 128-row tile and not a multiple of it, more tiles than SMs
-            # (each CTA runs several, the ring wraps across them), split K, every NT up to 5.
-            Case("gemv-tma", 1, 200, 768, dt, edges=all_edges, bias=True, per_channel=True),
-            Case("gemv-tma", 3, 100, 256, dt, edges=("zero", "nan")),
-            Case("gemv-tma", 8, 4104, 1280, dt, edges=("zero", "subnormal_scales"), bias=True),
-            Case("gemv-tma", 1, 57344, 1024, dt, edges=("zero",), per_channel=True),
-            Case("gemv-tma", 4, 3000, 14336, dt, edges=("inf", "zero"), bias=True),
-            Case("gemv-tma", 13, 1000, 2304, dt, edges=all_edges),
-            Case("gemv-tma", 24, 300, 4608, dt, mode="w4a16" if dt != torch.float32 else "w4a4", bias=True),
-            Case("gemv-tma", 33, 8200, 768, dt, edges=("zero", "nan"), per_channel=True),
-            Case("gemv-tma", 40, 1000, 8192, dt, edges=("subnormal_scales",), bias=True),
         ]
         # wgmma (sm_90a, K % 256 == 0): each tile height (64/128/256, chosen from M and N), M not a
         # multiple of it, N not a multiple of 128, K = 256 * odd, split K (even and uneven splits).

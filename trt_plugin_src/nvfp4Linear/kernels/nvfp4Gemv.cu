@@ -417,7 +417,34 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 #pragma unroll
                     for (int h = 0; h < 2; ++h)
                     {
-                        decodeScaleWord<Op, kFast>(sv[p][mt][h], sc[mt][h]);
+                        if constexpr (kFast)
+                        {
+                            // Both block scales in one FP8x2 -> f16x2 conversion (exact, NaN kept).
+                            __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
+                                static_cast<__nv_fp8x2_storage_t>(sv[p][mt][h]), __NV_E4M3);
+                            uint32_t const both = static_cast<uint32_t>(raw.x) | (static_cast<uint32_t>(raw.y) << 16);
+                            sc[mt][h][0] = __byte_perm(both, 0u, 0x1010);
+                            sc[mt][h][1] = __byte_perm(both, 0u, 0x3232);
+                        }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+                        else if constexpr (std::is_same<Op, Bf16Operand>::value)
+                        {
+                            // s_w * 2^119 as bf16 pairs (Bf16Operand::scalePair without its software
+                            // FP8 decode): FP8x2 -> f16x2 -> f32 (exact), x 2^119 (exact), -> bf16 (exact).
+                            __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(
+                                static_cast<__nv_fp8x2_storage_t>(sv[p][mt][h]), __NV_E4M3);
+                            float2 const f = __half22float2(__half2(raw));
+                            __nv_bfloat162 const s0 = __float2bfloat162_rn(__fmul_rn(f.x, 6.64613997892457936e35f));
+                            __nv_bfloat162 const s1 = __float2bfloat162_rn(__fmul_rn(f.y, 6.64613997892457936e35f));
+                            sc[mt][h][0] = *reinterpret_cast<uint32_t const*>(&s0);
+                            sc[mt][h][1] = *reinterpret_cast<uint32_t const*>(&s1);
+                        }
+#endif
+                        else
+                        {
+                            sc[mt][h][0] = Op::scalePair(sv[p][mt][h] & 0xFFu);
+                            sc[mt][h][1] = Op::scalePair(sv[p][mt][h] >> 8);
+                        }
                     }
                 }
                 mmaChunk128<Op, MT, NT, kPerWord, kFast>(wv[p], sc, aCur, aRow, p * 16, acc);
@@ -447,8 +474,32 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     allowDependentLaunch(); // the split-K reduction may launch (it waits for this grid to finish)
     storeAccumulators(red, acc, warp, lane);
     __syncthreads();
-    writeGemvTile<T, MT, NT>(red, threadIdx.x, kWideWarps * 32, nBase, M, N, blockIdx.y, gridDim.y > 1, kOperandScale, wgs,
-        wgsLen, w4a4, igs, bias, y, partial);
+    // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
+    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
+    {
+        int const idx = e / 32;
+        int const l = e % 32;
+        int const r = idx % 4;
+        int const j = (idx / 4) % NT;
+        int const mt = idx / (4 * NT);
+        int const m = j * 8 + 2 * (l % 4) + (r & 1);
+        int64_t const n = nBase + mt * 16 + l / 4 + (r >= 2 ? 8 : 0);
+        if (m >= M || n >= N)
+        {
+            continue;
+        }
+        float const v = sumOverWarps(red, idx, l);
+        if (gridDim.y == 1)
+        {
+            storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kOperandScale), bias, n);
+        }
+        else
+        {
+            // The reduction applies alpha * 2^7: bring the fast path's 2^-14 operand to 2^-7 (exact).
+            partial[(static_cast<int64_t>(blockIdx.y) * M + m) * N + n]
+                = kFast ? __fmul_rn(v, kOperandScale / kWeightOperandScale) : v;
+        }
+    }
 }
 
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
@@ -522,20 +573,12 @@ int64_t gemvMaxM(int64_t K)
     return K % 128 == 0 ? 8 * tuning::kGemvWide.maxNt : 16;
 }
 
-cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool hopper, bool pdl,
-    cudaStream_t stream)
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
 {
     if (p.M > gemvMaxM(p.K))
     {
         return cudaErrorInvalidValue;
-    }
-    if (hopper && gemvTmaSupports(p))
-    {
-        cudaError_t const err = launchGemvTma(p, a, bf16Operand, smCount, pdl, stream);
-        if (err != cudaErrorNotSupported) // e.g. no tensor map: nothing launched, the register ring runs
-        {
-            return err;
-        }
     }
     if (bf16Operand)
     {

@@ -103,16 +103,10 @@ cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, 
 // or, for the SIMT kernel, either x-hat (fp16, w4a4) or x (actType).
 cudaError_t launchSimt(LinearParams const& p, void const* a, bool aIsXhat, cudaStream_t stream);
 // pdl: the activation operand is written by the kernel just before (w4a4 quantization, sm_90+).
-// hopper: the device is sm_90 with the sm_90a image (launchGemvTma where it runs).
-cudaError_t launchGemv(LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool hopper, bool pdl,
-    cudaStream_t stream);
+cudaError_t launchGemv(
+    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 // Largest M the GEMV kernels take for this K: 8 * the wide kernel's tiles when K % 128 == 0, else 16.
 int64_t gemvMaxM(int64_t K);
-// The GEMV fed by a TMA ring (sm_90a, called by launchGemv when it runs on sm_90): K % 256 == 0 and
-// M <= 8 * tuning::kGemvTma.maxNt, else cudaErrorNotSupported before launching anything.
-bool gemvTmaSupports(LinearParams const& p);
-cudaError_t launchGemvTma(
-    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
 // wgmma (sm_90a): needs K % 256 == 0 (wgmmaSupports), else returns cudaErrorNotSupported.
 // pdl: as for launchGemv.

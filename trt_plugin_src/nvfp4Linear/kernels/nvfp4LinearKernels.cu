@@ -183,8 +183,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     {
     case KernelPath::kSimt: return launchSimt(p, a, p.w4a4, stream);
     // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
-    case KernelPath::kGemv:
-        return launchGemv(p, a, bf16Operand, dev.smCount, sm == 90, p.w4a4 && sm >= 90, stream);
+    case KernelPath::kGemv: return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
     case KernelPath::kTiled: return launchTiled(p, a, bf16Operand, dev.smCount, stream);
     case KernelPath::kWgmma: return launchWgmma(p, a, bf16Operand, dev.smCount, p.w4a4, stream);
     default: return cudaErrorInvalidValue;

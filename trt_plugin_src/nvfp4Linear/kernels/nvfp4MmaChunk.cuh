@@ -12,7 +12,6 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <type_traits>
 
 namespace nvfp4
 {
@@ -36,40 +35,6 @@ __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, ui
         __half2 const r
             = __hmul2(*reinterpret_cast<__half2 const*>(&raw[i]), *reinterpret_cast<__half2 const*>(&scale));
         b[i] = *reinterpret_cast<uint32_t const*>(&r);
-    }
-}
-
-// The two FP8 block scales of a 16-bit scale word (bytes 0, 1: the thread's two blocks of a chunk)
-// as the 16-bit pairs the weight decode multiplies by. kFast (fp16 with the strided decode): the
-// scale itself (w' = ŵ * 2^-14); else Op::scalePair's ŵ * 2^-7 scaling.
-template <typename Op, bool kFast>
-__device__ __forceinline__ void decodeScaleWord(uint32_t s2, uint32_t (&sc)[2])
-{
-    if constexpr (kFast)
-    {
-        // Both block scales in one FP8x2 -> f16x2 conversion (exact, NaN kept).
-        __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(s2), __NV_E4M3);
-        uint32_t const both = static_cast<uint32_t>(raw.x) | (static_cast<uint32_t>(raw.y) << 16);
-        sc[0] = __byte_perm(both, 0u, 0x1010);
-        sc[1] = __byte_perm(both, 0u, 0x3232);
-    }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-    else if constexpr (std::is_same<Op, Bf16Operand>::value)
-    {
-        // s_w * 2^119 as bf16 pairs (Bf16Operand::scalePair without its software FP8 decode):
-        // FP8x2 -> f16x2 -> f32 (exact), x 2^119 (exact), -> bf16 (exact).
-        __half2_raw const raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(s2), __NV_E4M3);
-        float2 const f = __half22float2(__half2(raw));
-        __nv_bfloat162 const s0 = __float2bfloat162_rn(__fmul_rn(f.x, 6.64613997892457936e35f));
-        __nv_bfloat162 const s1 = __float2bfloat162_rn(__fmul_rn(f.y, 6.64613997892457936e35f));
-        sc[0] = *reinterpret_cast<uint32_t const*>(&s0);
-        sc[1] = *reinterpret_cast<uint32_t const*>(&s1);
-    }
-#endif
-    else
-    {
-        sc[0] = Op::scalePair(s2 & 0xFFu);
-        sc[1] = Op::scalePair(s2 >> 8);
     }
 }
 
@@ -174,43 +139,6 @@ __device__ __forceinline__ float sumOverWarps(float const (&red)[W][E][32], int 
         v += red[w][idx][lane];
     }
     return v;
-}
-
-// The results of a GEMV tile of MT m16 weight tiles x NT n8 activation tiles whose K range W warps
-// shared (their accumulators in red, storeAccumulators): `threads` threads from `tid` on sum each
-// entry over the warps and store it with the epilogue, or, for split `split` of a split-K grid,
-// as its fp32 partial at the reduction's operand scale 2^-7 (kOperandScale is the kernel's).
-template <typename T, int MT, int NT, int W>
-__device__ __forceinline__ void writeGemvTile(float const (&red)[W][MT * NT * 4][32], int tid, int threads,
-    int64_t nBase, int M, int64_t N, int split, bool isSplit, float kernelOperandScale, float const* wgs,
-    int32_t wgsLen, bool w4a4, float igs, T const* bias, T* y, float* partial)
-{
-    // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
-    for (int e = tid; e < MT * NT * 4 * 32; e += threads)
-    {
-        int const idx = e / 32;
-        int const l = e % 32;
-        int const r = idx % 4;
-        int const j = (idx / 4) % NT;
-        int const mt = idx / (4 * NT);
-        int const m = j * 8 + 2 * (l % 4) + (r & 1);
-        int64_t const n = nBase + mt * 16 + l / 4 + (r >= 2 ? 8 : 0);
-        if (m >= M || n >= N)
-        {
-            continue;
-        }
-        float const v = sumOverWarps(red, idx, l);
-        if (!isSplit)
-        {
-            storeOutput<T>(y, m * N + n, v, epilogueAlpha(wgs, wgsLen, n, w4a4, igs, kernelOperandScale), bias, n);
-        }
-        else
-        {
-            // The reduction applies alpha * 2^7: bring a 2^-14 operand scale to 2^-7 (exact).
-            float const toReduction = kernelOperandScale / kWeightOperandScale;
-            partial[(static_cast<int64_t>(split) * M + m) * N + n] = toReduction == 1.0f ? v : __fmul_rn(v, toReduction);
-        }
-    }
 }
 
 } // namespace detail

@@ -71,11 +71,6 @@ __device__ __forceinline__ void allowDependentLaunch()
 #endif
 }
 
-// Barrier `id` (1..15; 0 is __syncthreads) among `threads` threads (a multiple of 32) of the CTA.
-__device__ __forceinline__ void namedBarrierSync(int id, int threads)
-{
-    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
 
 } // namespace detail
 } // namespace nvfp4

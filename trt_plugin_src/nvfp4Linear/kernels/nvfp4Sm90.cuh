@@ -1,12 +1,10 @@
-// Hopper (sm_90) building blocks of the TMA-fed kernels (wgmma, GEMV): shared-memory mbarriers,
+// Hopper (sm_90) building blocks of the warp-specialized wgmma kernel: shared-memory mbarriers,
 // the TMA tile copy (cp.async.bulk.tensor) that completes on an mbarrier, warpgroup register
 // reallocation and the wgmma ordering instructions. Compiled to nothing below sm_90 (the kernel
 // that uses them only has a body in the sm_90a image).
 #pragma once
 
 #include <cuda.h>
-#include <cudaTypedefs.h>
-#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -38,22 +36,6 @@ __device__ __forceinline__ void mbarInitFence()
 __device__ __forceinline__ void mbarArrive(uint64_t* bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smemAddr(bar)) : "memory");
-}
-
-// Adds one to a shared counter and returns its previous value (acquire-release in the CTA: what
-// the arriving threads read before is ordered before what the last one does after).
-__device__ __forceinline__ uint32_t arriveCount(uint32_t* counter)
-{
-    uint32_t old;
-    asm volatile("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;\n" : "=r"(old) : "r"(smemAddr(counter)) : "memory");
-    return old;
-}
-
-// Orders this thread's (and what it acquired of other threads') shared-memory accesses before
-// later TMA (async proxy) accesses, e.g. before a TMA overwrites a buffer that was just read.
-__device__ __forceinline__ void fenceProxyAsync()
-{
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 // One arrival that also announces `bytes` of TMA data to come on this barrier's phase.
@@ -156,43 +138,5 @@ __device__ __forceinline__ uint64_t smemDescSw128(uint32_t addr)
 }
 
 } // namespace sm90
-
-// Host side: tensor maps of the TMA copies above.
-
-// cuTensorMapEncodeTiled through the runtime's driver entry point (the library does not link libcuda).
-inline PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
-{
-    static PFN_cuTensorMapEncodeTiled_v12000 const fn = [] {
-        void* p = nullptr;
-        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess
-            || q != cudaDriverEntryPointSuccess)
-        {
-            return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
-        }
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    }();
-    return fn;
-}
-
-// Row-major [rows, cols] matrix, box of boxRows x boxCols elements; out-of-bounds reads give zeros.
-inline bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void const* base, int64_t rows, int64_t cols,
-    uint32_t boxCols, uint32_t boxRows, CUtensorMapSwizzle swizzle)
-{
-    auto const encode = tensorMapEncoder();
-    if (encode == nullptr)
-    {
-        return false;
-    }
-    cuuint64_t const dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-    cuuint64_t const strides[1] = {static_cast<cuuint64_t>(cols) * elemBytes};
-    cuuint32_t const box[2] = {boxCols, boxRows};
-    cuuint32_t const elemStrides[2] = {1, 1};
-    return encode(&map, type, 2, const_cast<void*>(base), dims, strides, box, elemStrides,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
-        == CUDA_SUCCESS;
-}
-
 } // namespace detail
 } // namespace nvfp4

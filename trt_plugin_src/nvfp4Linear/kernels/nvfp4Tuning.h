@@ -51,17 +51,6 @@ constexpr int gemvMinCtasPerSm(int nt)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hopper GEMV fed by a CTA-wide TMA ring (nvfp4GemvTma.cu, K % 256 == 0): one CTA per SM, 128
-// weight rows per tile, 512-deep stages of 36 KB.
-struct GemvTma
-{
-    int stages;             // ring depth (5: 180 KB of weights and scales in flight per SM)
-    int maxNt;              // it takes M <= 8 * maxNt; the register-ring GEMV above that
-    double splitCostStages; // what one more K split costs, in stages (partials + the reduction launch)
-};
-constexpr GemvTma kGemvTma{5, 2, 1.0};
-
-// ---------------------------------------------------------------------------------------------
 // Tiled mma.sync GEMM (nvfp4Tiled.cu): CTA tile BM x BN (activation rows x weight rows) on a
 // WM x WN warp grid, STAGES cp.async stages.
 struct TiledShape

@@ -25,6 +25,8 @@
 #include "nvfp4Sm90.cuh"
 #include "nvfp4WgmmaRs.cuh"
 
+#include <cudaTypedefs.h>
+
 #include <type_traits>
 
 namespace nvfp4
@@ -392,6 +394,41 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
 #else
     __trap(); // no wgmma in this image: launchLinear never selects it here
 #endif
+}
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point (the library does not link libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 const fn = [] {
+        void* p = nullptr;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess
+            || q != cudaDriverEntryPointSuccess)
+        {
+            return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+        }
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    }();
+    return fn;
+}
+
+// Row-major [rows, cols] matrix, box of boxRows x boxCols elements; out-of-bounds reads give zeros.
+bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void const* base, int64_t rows, int64_t cols,
+    uint32_t boxCols, uint32_t boxRows, CUtensorMapSwizzle swizzle)
+{
+    auto const encode = tensorMapEncoder();
+    if (encode == nullptr)
+    {
+        return false;
+    }
+    cuuint64_t const dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+    cuuint64_t const strides[1] = {static_cast<cuuint64_t>(cols) * elemBytes};
+    cuuint32_t const box[2] = {boxCols, boxRows};
+    cuuint32_t const elemStrides[2] = {1, 1};
+    return encode(&map, type, 2, const_cast<void*>(base), dims, strides, box, elemStrides,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+        == CUDA_SUCCESS;
 }
 
 template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
