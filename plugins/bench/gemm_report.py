@@ -267,6 +267,8 @@ def render_markdown(report: dict) -> str:
               "else ≥ 1.5×, and faster than FP8 up to M = 32; M = 65–128 ≥ 1.3× bf16; M = 129–1023 ≥ 1.0× "
               "bf16; M ≥ 1024 ≥ 0.9× bf16.", ""]
     lines += _summary(rows)
+    lines += ["Why the missed rows miss (profiles, experiments, what would move them): "
+              "[docs/kernels.md](../kernels.md), \"Where it stands\" and \"What was tried\".", ""]
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
     for problem in report.get("errors", []):
