@@ -19,16 +19,14 @@ namespace detail
 {
 
 // fp16 weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
-// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: each nibble is first formatted
-// as the high byte of an fp16 (sign -> bit 7, magnitude -> bits 1..3: e2m1 * 2^-14 exactly, as
-// fp4PairToHalfBits), low nibbles in L, high nibbles in H; one byte permute with a zero register
-// then builds each pair (11 integer ops + 4 HMUL2 per 8 weights; the natural decode: 18 + 4).
+// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: nvfp4OperandBits.h's strided
+// decode (11 integer ops + 4 HMUL2 per 8 weights; the natural decode: 18 + 4).
 __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, uint32_t (&b)[4])
 {
-    uint32_t const l = ((w << 1) & 0x0E0E0E0Eu) | ((w << 4) & 0x80808080u);
-    uint32_t const h = ((w >> 3) & 0x0E0E0E0Eu) | (w & 0x80808080u);
-    uint32_t const raw[4] = {__byte_perm(l, 0u, 0x1404), __byte_perm(l, 0u, 0x3424), __byte_perm(h, 0u, 0x1404),
-        __byte_perm(h, 0u, 0x3424)};
+    uint32_t const l = fp4LowNibblesToHalfHighBytes(w);
+    uint32_t const h = fp4HighNibblesToHalfHighBytes(w);
+    uint32_t const raw[4] = {fp16StridedPair<0, 1>(l), fp16StridedPair<2, 3>(l), fp16StridedPair<0, 1>(h),
+        fp16StridedPair<2, 3>(h)};
 #pragma unroll
     for (int i = 0; i < 4; ++i)
     {

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "../../common/nvfp4Math.h"
+#include "nvfp4OperandBits.h"
 
 namespace nvfp4
 {
@@ -116,27 +117,8 @@ __device__ __forceinline__ void storeOutput(T* y, int64_t idx, float acc, float 
     y[idx] = fromFloat<T>(v);
 }
 
-// Weight operand decoding for mma.sync: one byte (two E2M1 nibbles, low = even element) into a
-// 16-bit pair holding e2m1 * 2^-14 (fp16) or e2m1 * 2^-126 (bf16) exactly: the nibble's 3 magnitude
-// bits land in the low exponent bits + top mantissa bit (subnormal for code 1 = 0.5, as it must),
-// its sign bit in bit 15. `w` holds 4 bytes, `w4` = w >> 4; byteIdx picks the byte.
-// fp16: `u` = w << 1 and `u4` = w >> 3, computed once per word. The permute puts byte ByteIdx of u
-// (low nibble at bits 1..4) into bits 8..15 and of u4 (high nibble at bits 1..4) into bits 24..31,
-// so the magnitudes already sit at bits 9..11 / 25..27 and the signs at 12 / 28 (moved to 15 / 31).
-template <int ByteIdx>
-__device__ __forceinline__ uint32_t fp4PairToHalfBits(uint32_t u, uint32_t u4)
-{
-    uint32_t const v = __byte_perm(u, u4, (ByteIdx << 4) | ((ByteIdx + 4) << 12));
-    return (v & 0x0E000E00u) | ((v << 3) & 0x80008000u);
-}
-
-template <int ByteIdx>
-__device__ __forceinline__ uint32_t fp4PairToBf16Bits(uint32_t w, uint32_t w4)
-{
-    uint32_t const v = __byte_perm(w, w4, ByteIdx | ((ByteIdx + 4) << 8));
-    return ((v << 6) & 0x01C001C0u) | ((v << 12) & 0x80008000u);
-}
-
+// Weight operand decoding for mma.sync: one byte (two E2M1 nibbles) into a 16-bit pair by
+// nvfp4OperandBits.h's bit decode, then times the block scale pair (HMUL2).
 // 16-bit operand traits: fp16 (w4a4 x-hat and fp16 w4a16) or bf16 (bf16 w4a16).
 struct HalfOperand
 {
@@ -243,15 +225,6 @@ __device__ __forceinline__ void decodeWeightWord(uint32_t w, uint32_t scale, uin
     b[3] = Op::template weightPair<3>(u, u4, scale);
 }
 
-
-// Where the permuted x-hat stores element p (0..63) of a 64-element K chunk: element 4s + j of FP8
-// block t goes to 16s + 2t + j (j < 2) or 16s + 2t + 8 + (j - 2), so that column 16s + kappa of
-// wgmma step s holds what the m64k16 A fragment of lane t expects from its 8 contiguous weight
-// bytes (nvfp4Wgmma.cu decodeStage). A bijection on 0..63; pairs stay adjacent.
-__host__ __device__ constexpr int permutedKPos(int p)
-{
-    return 16 * ((p % 16) / 4) + 2 * (p / 16) + (p % 4 < 2 ? p % 2 : 8 + p % 2);
-}
 
 
 } // namespace detail

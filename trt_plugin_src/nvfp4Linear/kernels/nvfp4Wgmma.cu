@@ -111,36 +111,35 @@ __device__ __forceinline__ uint32_t gatherByte(uint4 v, uint32_t sel)
     return __byte_perm(lo, hi, 0x5410);
 }
 
-// A fragments of one 64-deep stage for the thread's two weight rows (row r and r + 8 of its warp's
-// 16). m64k16 A layout (as mma.m16n8k16): lane 4g+t holds {row g, k 2t..2t+1}, {row g+8, k 2t..},
-// {row g, k 2t+8..2t+9}, {row g+8, k 2t+8..}. The weights of step kk come as byte kk % 2 * 2 (k 2t..)
-// and byte kk % 2 * 2 + 1 (k 2t+8..) of word kk / 2 of wa (row r) / wb (row r + 8), the low nibble
-// being the lower k; scA[kk] / scB[kk] are the rows' scale pairs of step kk.
+// A fragments of step Kk of a 64-deep stage for the thread's two weight rows (row r and r + 8 of
+// its warp's 16), m64k16 layout (nvfp4OperandBits.h): frag[0] / frag[1] rows r / r + 8 at
+// k = 2t.., frag[2] / frag[3] at k = 2t + 8..; wa (row r) / wb (row r + 8) hold the 16 nibbles in
+// the order of wgmmaBlockElement (decodeStage), so pair h of step Kk is one byte; scA / scB: the
+// rows' scale pairs.
+template <typename Op, int Kk>
+__device__ __forceinline__ void decodeStep(uint32_t const (&wa)[2], uint32_t const (&wb)[2],
+    uint32_t const (&scA)[4], uint32_t const (&scB)[4], uint32_t (&frag)[4][4])
+{
+    constexpr int kE0 = wgmmaBlockElement(Kk, 0, 0);
+    constexpr int kE1 = wgmmaBlockElement(Kk, 1, 0);
+    static_assert(kE0 / 8 == kE1 / 8 && kE0 % 2 == 0 && kE1 % 2 == 0, "both pairs: whole bytes of one word");
+    uint32_t uA, u4A, uB, u4B;
+    Op::prepareWord(wa[kE0 / 8], uA, u4A);
+    Op::prepareWord(wb[kE0 / 8], uB, u4B);
+    frag[Kk][0] = Op::template weightPair<kE0 % 8 / 2>(uA, u4A, scA[Kk]);
+    frag[Kk][1] = Op::template weightPair<kE0 % 8 / 2>(uB, u4B, scB[Kk]);
+    frag[Kk][2] = Op::template weightPair<kE1 % 8 / 2>(uA, u4A, scA[Kk]);
+    frag[Kk][3] = Op::template weightPair<kE1 % 8 / 2>(uB, u4B, scB[Kk]);
+}
+
 template <typename Op>
 __device__ __forceinline__ void decodeWords(uint32_t const (&wa)[2], uint32_t const (&wb)[2],
     uint32_t const (&scA)[4], uint32_t const (&scB)[4], uint32_t (&frag)[4][4])
 {
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-    {
-        uint32_t uA, u4A, uB, u4B;
-        Op::prepareWord(wa[kk / 2], uA, u4A);
-        Op::prepareWord(wb[kk / 2], uB, u4B);
-        if (kk % 2 == 0)
-        {
-            frag[kk][0] = Op::template weightPair<0>(uA, u4A, scA[kk]);
-            frag[kk][1] = Op::template weightPair<0>(uB, u4B, scB[kk]);
-            frag[kk][2] = Op::template weightPair<1>(uA, u4A, scA[kk]);
-            frag[kk][3] = Op::template weightPair<1>(uB, u4B, scB[kk]);
-        }
-        else
-        {
-            frag[kk][0] = Op::template weightPair<2>(uA, u4A, scA[kk]);
-            frag[kk][1] = Op::template weightPair<2>(uB, u4B, scB[kk]);
-            frag[kk][2] = Op::template weightPair<3>(uA, u4A, scA[kk]);
-            frag[kk][3] = Op::template weightPair<3>(uB, u4B, scB[kk]);
-        }
-    }
+    decodeStep<Op, 0>(wa, wb, scA, scB, frag);
+    decodeStep<Op, 1>(wa, wb, scA, scB, frag);
+    decodeStep<Op, 2>(wa, wb, scA, scB, frag);
+    decodeStep<Op, 3>(wa, wb, scA, scB, frag);
 }
 
 // The stage's fragments from shared memory (sW: the rows' 32 packed bytes, sS: the rows' 4 scale
