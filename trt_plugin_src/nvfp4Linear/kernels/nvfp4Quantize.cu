@@ -1,5 +1,6 @@
-// Dynamic NVFP4 quantization of the activation (w4a4), one pass: x [M, K] -> x-hat = q * s_B as fp16
-// (exact) for the GEMM kernels, optionally also the FP8 block scales (for bit-exact tests).
+// The activation operand pass before the GEMM kernels: dynamic NVFP4 quantization (w4a4), x [M, K]
+// -> x-hat = q * s_B as fp16 (exact), optionally also the FP8 block scales (for bit-exact tests);
+// or, for the wgmma kernel at w4a16, x itself (fp16/bf16) moved into that kernel's K order.
 // The arithmetic is nvfp4Math.h's, shared with the CPU ONNX Runtime op, so both agree bit for bit.
 #include "nvfp4Launch.cuh"
 #include "nvfp4Numerics.cuh"
@@ -158,7 +159,52 @@ cudaError_t launchOrdered(void const* x, int64_t M, int64_t K, float G, __half* 
                     : launchTyped<T, false>(x, M, K, G, xhat, scaleOut, stream);
 }
 
+// One thread per 4 consecutive elements of a 64-element chunk: two pairs, each kept adjacent by
+// permutedKPos, each one 32-bit store (K % 64 == 0 and 16-byte aligned rows).
+template <typename T>
+__global__ void permuteActivationKernel(T const* __restrict__ x, int64_t numQuads, T* __restrict__ out)
+{
+    allowDependentLaunch(); // the wgmma kernel may start streaming weights meanwhile
+    int64_t const i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= numQuads)
+    {
+        return;
+    }
+    int64_t const e = 4 * i;
+    uint2 const v = *reinterpret_cast<uint2 const*>(x + e);
+    T* const chunk = out + e / 64 * 64;
+    int const p = static_cast<int>(e % 64);
+    *reinterpret_cast<uint32_t*>(chunk + permutedKPos(p)) = v.x;
+    *reinterpret_cast<uint32_t*>(chunk + permutedKPos(p + 2)) = v.y;
+}
+
 } // namespace
+
+cudaError_t launchPermuteActivation(void const* x, ActType actType, int64_t M, int64_t K, void* out, cudaStream_t stream)
+{
+    if (K % 64 != 0 || actType == ActType::kFLOAT)
+    {
+        return cudaErrorInvalidValue;
+    }
+    int64_t const numQuads = M * K / 4;
+    if (numQuads == 0)
+    {
+        return cudaSuccess;
+    }
+    int const threads = 256;
+    unsigned const grid = static_cast<unsigned>((numQuads + threads - 1) / threads);
+    if (actType == ActType::kHALF)
+    {
+        permuteActivationKernel<__half><<<grid, threads, 0, stream>>>(
+            static_cast<__half const*>(x), numQuads, static_cast<__half*>(out));
+    }
+    else
+    {
+        permuteActivationKernel<__nv_bfloat16><<<grid, threads, 0, stream>>>(
+            static_cast<__nv_bfloat16 const*>(x), numQuads, static_cast<__nv_bfloat16*>(out));
+    }
+    return cudaGetLastError();
+}
 
 cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv,
     __half* xhat, uint8_t* scaleOut, bool permuteK, cudaStream_t stream)

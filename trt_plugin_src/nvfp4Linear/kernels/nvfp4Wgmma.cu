@@ -144,9 +144,10 @@ __device__ __forceinline__ void decodeWords(uint32_t const (&wa)[2], uint32_t co
 
 // The stage's fragments from shared memory (sW: the rows' 32 packed bytes, sS: the rows' 4 scale
 // bytes of this stage). sel = t | (t + 4) << 4 picks byte t of a word pair.
-// Natural K order (kPermutedK false): step kk is FP8 block kk, its k 2t.. pair byte t of the row's
+// Natural K order (kPermutedK false; w4a16 where the permute pass does not pay): step kk is FP8
+// block kk, its k 2t.. pair byte t of the row's
 // word 2kk and its k 2t+8.. pair byte t of word 2kk+1: a byte gather over the whole row, 4 scales.
-// Permuted K order (true; the activation written by the quantize pass in nvfp4KPermutation's
+// Permuted K order (true; the activation written by the quantize or permute pass in permutedKPos's
 // order, the same permutation on both operands leaves the sums exact): lane t's weights of the
 // stage are elements 16t..16t+15, i.e. bytes 8t..8t+7 of the row, already in step order, all in
 // FP8 block t: one 8-byte load and one scale per row.
@@ -528,8 +529,14 @@ bool wgmmaSupports(LinearParams const& p)
     return p.K % 256 == 0 && p.M <= maxDim && p.N <= maxDim;
 }
 
-cudaError_t launchWgmma(
-    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
+bool wgmmaPermutesW4a16(LinearParams const& p)
+{
+    // The pass costs one read and one write of x; what it saves grows with N (measured, H200).
+    return p.N >= tuning::kWgmmaPermuteW4a16.minN || p.M <= tuning::kWgmmaPermuteW4a16.orMaxM;
+}
+
+cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, bool permutedK, int smCount, bool pdl,
+    cudaStream_t stream)
 {
     if (!wgmmaSupports(p))
     {
@@ -546,14 +553,16 @@ cudaError_t launchWgmma(
         }
         return cudaErrorInvalidValue;
     }
-    // W4A16: a = x as given (natural K order), fp16 or bf16.
+    // W4A16, fp16 or bf16: a = x as given (natural K order) or moved into the permuted order.
     if (bf16Operand)
     {
-        return launchRsTyped<Bf16Operand, __nv_bfloat16, false>(p, a, smCount, pdl, stream);
+        return permutedK ? launchRsTyped<Bf16Operand, __nv_bfloat16, true>(p, a, smCount, pdl, stream)
+                         : launchRsTyped<Bf16Operand, __nv_bfloat16, false>(p, a, smCount, pdl, stream);
     }
     if (p.actType == ActType::kHALF)
     {
-        return launchRsTyped<HalfOperand, __half, false>(p, a, smCount, pdl, stream);
+        return permutedK ? launchRsTyped<HalfOperand, __half, true>(p, a, smCount, pdl, stream)
+                         : launchRsTyped<HalfOperand, __half, false>(p, a, smCount, pdl, stream);
     }
     return cudaErrorInvalidValue;
 }
