@@ -15,7 +15,7 @@ namespace
 
 // One thread per block of 16 (blocks are contiguous along K, so consecutive threads read
 // consecutive memory). Permuted (K % 64 == 0): block b is block t = b % 4 of its row's chunk b / 4;
-// its 8 pairs go to 4-byte slots that the chunk's 4 threads fill together (permutedKPos).
+// its 16 elements go as 8 pairs to 4-byte slots that the chunk's 4 threads fill together (permutedKPos).
 template <typename T, bool Vec, bool kPermuteK>
 __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlocks, float G, float invG,
     __half* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
@@ -49,9 +49,11 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
         __half* const chunk = xhat + (b / 4) * 64;
         int const t = static_cast<int>(b % 4);
 #pragma unroll
-        for (int j = 0; j < 16; j += 2)
+        for (int i = 0; i < 8; ++i)
         {
-            *reinterpret_cast<uint32_t*>(chunk + permutedKPos(16 * t + j)) = reinterpret_cast<uint32_t const*>(out)[j / 2];
+            int const j = i / 2 * 4 + i % 2; // elements j and j + 2 lie side by side in the permuted order
+            __half2 const pair = __halves2half2(out[j], out[j + 2]);
+            *reinterpret_cast<__half2*>(chunk + permutedKPos(16 * t + j)) = pair;
         }
     }
     else
@@ -159,8 +161,8 @@ cudaError_t launchOrdered(void const* x, int64_t M, int64_t K, float G, __half* 
                     : launchTyped<T, false>(x, M, K, G, xhat, scaleOut, stream);
 }
 
-// One thread per 4 consecutive elements of a 64-element chunk: two pairs, each kept adjacent by
-// permutedKPos, each one 32-bit store (K % 64 == 0 and 16-byte aligned rows).
+// One thread per 4 consecutive elements x0..x3 of a 64-element chunk: the pairs (x0, x2) and (x1, x3),
+// each side by side in permutedKPos's order, each one 32-bit store (K % 64 == 0, 16-byte aligned rows).
 template <typename T>
 __global__ void permuteActivationKernel(T const* __restrict__ x, int64_t numQuads, T* __restrict__ out)
 {
@@ -174,8 +176,8 @@ __global__ void permuteActivationKernel(T const* __restrict__ x, int64_t numQuad
     uint2 const v = *reinterpret_cast<uint2 const*>(x + e);
     T* const chunk = out + e / 64 * 64;
     int const p = static_cast<int>(e % 64);
-    *reinterpret_cast<uint32_t*>(chunk + permutedKPos(p)) = v.x;
-    *reinterpret_cast<uint32_t*>(chunk + permutedKPos(p + 2)) = v.y;
+    *reinterpret_cast<uint32_t*>(chunk + permutedKPos(p)) = __byte_perm(v.x, v.y, 0x5410);
+    *reinterpret_cast<uint32_t*>(chunk + permutedKPos(p + 1)) = __byte_perm(v.x, v.y, 0x7632);
 }
 
 } // namespace
