@@ -43,6 +43,9 @@ int main()
     std::printf("perm");
     for (int p = 0; p < 64; ++p)
         std::printf(" %d", permutedKPos(p));
+    std::printf("\ngemv");
+    for (int p = 0; p < 16; ++p)
+        std::printf(" %d", gemvPairPos(p));
     std::printf("\nelem");
     for (int s = 0; s < 4; ++s)
         for (int hh = 0; hh < 2; ++hh)
@@ -137,3 +140,14 @@ def test_wgmma_k_order(bits_output):
                 for c, e in enumerate((e0, e1)):
                     # the weight of lane t's fragment (s, h), half c, meets the activation column it multiplies
                     assert perm[16 * t + e] == 16 * s + 2 * t + 8 * h + c
+
+
+def test_gemv_pair_order(bits_output):
+    _, _, tables = bits_output
+    pos = tables["gemv"]
+    assert sorted(pos[:4]) == [0, 1, 2, 3] and pos[4:8] == [p + 4 for p in pos[:4]]
+    # nvfp4MmaChunk.cuh, strided decode: MMA step e of a weight word multiplies its elements (4e, 4e + 2)
+    # at k = 2t, 2t + 1 and (4e + 1, 4e + 3) at k = 2t + 8, 2t + 9 with activation words 2e and 2e + 1
+    # of the 8 elements, i.e. stored positions (4e, 4e + 1) and (4e + 2, 4e + 3).
+    for e in range(2):
+        assert [pos[4 * e], pos[4 * e + 2], pos[4 * e + 1], pos[4 * e + 3]] == [4 * e, 4 * e + 1, 4 * e + 2, 4 * e + 3]

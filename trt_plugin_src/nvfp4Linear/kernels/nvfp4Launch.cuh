@@ -94,11 +94,18 @@ inline int64_t chooseTileSplits(int64_t tilesN, int64_t tilesM, int ctasPerSm, i
 // ---------------------------------------------------------------------------------------------
 // Launchers (each returns the launch status).
 
-// x [M, K] (T) -> x-hat fp16 [M, K] (and, if scaleOut != nullptr, the FP8 block scales [M, K/16]).
-// permuteK (needs K % 64 == 0): x-hat stored in the wgmma kernel's K order (permutedKPos), for that
-// kernel only; every other consumer (and the C API) reads the natural order.
+// The order in which the activation pass writes x-hat (nvfp4OperandBits.h), for the kernel reading it.
+enum class ActOrder
+{
+    kNatural,   // as x: SIMT, tiled, the 64-chunk GEMV, the C API
+    kGemvPairs, // gemvPairPos: the wide GEMV at w4a4 (gemvReadsActivationPairs)
+    kWgmma,     // permutedKPos within each 64-element chunk (K % 64 == 0): the wgmma kernel
+};
+
+// x [M, K] (T) -> x-hat fp16 [M, K] in `order` (and, if scaleOut != nullptr, the FP8 block scales
+// [M, K/16], natural order).
 cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv,
-    __half* xhat, uint8_t* scaleOut, bool permuteK, cudaStream_t stream);
+    __half* xhat, uint8_t* scaleOut, ActOrder order, cudaStream_t stream);
 // x [M, K] (fp16 or bf16, K % 64 == 0) -> out [M, K] of the same type in the wgmma kernel's K order
 // (permutedKPos), for w4a16 on that kernel.
 cudaError_t launchPermuteActivation(void const* x, ActType actType, int64_t M, int64_t K, void* out, cudaStream_t stream);
@@ -111,10 +118,12 @@ cudaError_t launchGemv(
     LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream);
 // Largest M the GEMV kernels take for this K: 8 * the wide kernel's tiles when K % 128 == 0, else 16.
 int64_t gemvMaxM(int64_t K);
+// Whether the GEMV reads its activation in ActOrder::kGemvPairs (else natural).
+bool gemvReadsActivationPairs(LinearParams const& p);
 cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, int smCount, cudaStream_t stream);
 // wgmma (sm_90a): needs K % 256 == 0 (wgmmaSupports), else returns cudaErrorNotSupported.
 // permutedK: `a` is in the kernel's K order (always for w4a4: x-hat from launchQuantizeActivation
-// with permuteK; for w4a16 where wgmmaPermutesW4a16: x from launchPermuteActivation), else x as
+// in ActOrder::kWgmma; for w4a16 where wgmmaPermutesW4a16: x from launchPermuteActivation), else x as
 // given. pdl: as for launchGemv.
 bool wgmmaSupports(LinearParams const& p);
 bool wgmmaPermutesW4a16(LinearParams const& p);

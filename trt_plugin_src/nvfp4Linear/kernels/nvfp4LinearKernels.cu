@@ -165,7 +165,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
-    // The path is fixed before quantizing: the wgmma kernel takes x-hat in its permuted K order.
+    // The path is fixed before quantizing: the wgmma kernel and the wide GEMV take x-hat in their orders.
     bool const runnable = path == KernelPath::kSimt || (path == KernelPath::kGemv && gemvOk)
         || (path == KernelPath::kTiled && mmaOk) || (path == KernelPath::kWgmma && wgmmaOk);
     if (!runnable)
@@ -177,8 +177,11 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     bool const permuteW4a16 = !p.w4a4 && path == KernelPath::kWgmma && wgmmaPermutesW4a16(p);
     if (p.w4a4 || permuteW4a16)
     {
+        ActOrder const order = path == KernelPath::kWgmma
+            ? ActOrder::kWgmma
+            : (path == KernelPath::kGemv && gemvReadsActivationPairs(p) ? ActOrder::kGemvPairs : ActOrder::kNatural);
         err = p.w4a4 ? launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv,
-                  static_cast<__half*>(p.workspace), nullptr, path == KernelPath::kWgmma, stream)
+                  static_cast<__half*>(p.workspace), nullptr, order, stream)
                      : launchPermuteActivation(p.x, p.actType, p.M, p.K, p.workspace, stream);
         if (err != cudaSuccess)
         {

@@ -91,6 +91,14 @@ NVFP4_BITS_HD uint32_t bf16StridedPair(uint32_t w)
     return ((v << kMag) & 0x01C001C0u) | ((v << (kMag + 6)) & 0x80008000u);
 }
 
+// The wide GEMV's activation order at w4a4 (x-hat written so by the quantization): elements 1 and
+// 2 of every 4 swapped, so that its strided weight pairs (e, e + 2) of each 4 (nvfp4MmaChunk.cuh)
+// meet activation pairs that are whole 32-bit words, with no byte permute per MMA.
+NVFP4_BITS_CONSTEXPR int gemvPairPos(int p)
+{
+    return p - p % 4 + (p % 4 == 1 ? 2 : (p % 4 == 2 ? 1 : p % 4));
+}
+
 // The wgmma kernel's K order. Its m64k16 A fragment (as mma.m16n8k16's) gives lane 4g + t, in
 // step s of a 64-deep stage, the weight pairs at k = 16s + 2t + {0, 1} (h = 0) and
 // 16s + 2t + 8 + {0, 1} (h = 1). Lane t decodes the 16 elements of FP8 block t of its rows (bytes
