@@ -93,6 +93,9 @@ def build_cases(quick: bool) -> list[Case]:
             Case("gemvk", 12, 136, 2048, dt, edges=all_edges),
             Case("gemvk", 16, 328, 1152, dt, edges=("ties",)),
             Case("gemvk", 5, 13544, 8192, dt, edges=("nan", "zero"), per_channel=True),
+            # the GEMV's largest M on Hopper (NT = 5) with x-hat from the one-thread-per-block
+            # quantization (M * K / 16 above the small kernel's 8192 blocks)
+            Case("gemvk", 40, 264, 4096, dt, edges=("zero", "nan"), bias=True),
             Case("splitk", 1, 40, 4224, dt, edges=("zero",), bias=True),
             Case("splitk", 16, 40, 4224, dt, edges=("nan",), per_channel=True),
             Case("splitk", 2, 100, 16384, dt, mode="w4a16", edges=("subnormal_scales",)),
