@@ -7,10 +7,14 @@
   layouts (W4A4, tiny llama), parametrized.
 - `lean_plugin_registry`: (the TensorRT lean runtime module, the built plugin library) with the
   library's creators registered; skips where either is missing.
+- `compile_header_program(name, source) -> Path`: a C++17 program built with the system compiler
+  against the kernels' host-usable headers (trt_plugin_src/nvfp4Linear/kernels); skips without one.
 Every folder is made once per session, under pytest's session temp dir.
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,3 +91,22 @@ def lean_plugin_registry():
     for op_type in ("NVFP4Linear", "NVFP4MoE"):
         load_creator(trt, library, op_type=op_type)
     return trt, library
+
+
+KERNEL_HEADERS = Path(__file__).resolve().parent.parent / "trt_plugin_src" / "nvfp4Linear" / "kernels"
+
+
+@pytest.fixture(scope="session")
+def compile_header_program(tmp_path_factory):
+    def compile_program(name: str, source: str) -> Path:
+        cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+        if cxx is None:
+            pytest.skip("no C++ compiler")
+        d = tmp_path_factory.mktemp(name)
+        (d / "main.cpp").write_text(source)
+        exe = d / name
+        subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{KERNEL_HEADERS}",
+                        str(d / "main.cpp"), "-o", str(exe)], check=True)
+        return exe
+
+    return compile_program

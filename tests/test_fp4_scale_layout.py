@@ -4,18 +4,13 @@ the native FP4 path's kernels) against the reshape/permute form of the cuBLAS do
 reference). The header is compiled for the host with the system C++ compiler."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from plugins.kernels import tiled_scale_layout
 
-REPO = Path(__file__).resolve().parent.parent
-
-HEADER_DIR = REPO / "trt_plugin_src" / "nvfp4Linear" / "kernels"
 PROGRAM = r"""
 #include "nvfp4ScaleLayout.h"
 #include <cstdio>
@@ -39,16 +34,8 @@ int main(int argc, char** argv)
 
 
 @pytest.fixture(scope="module")
-def layout_program(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    d = tmp_path_factory.mktemp("layout")
-    (d / "main.cpp").write_text(PROGRAM)
-    exe = d / "layout"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{HEADER_DIR}", str(d / "main.cpp"),
-                    "-o", str(exe)], check=True)
-    return exe
+def layout_program(compile_header_program):
+    return compile_header_program("layout", PROGRAM)
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 4), (1, 1), (32, 4), (127, 8), (128, 4), (129, 12), (300, 7), (513, 256)])

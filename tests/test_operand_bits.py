@@ -5,17 +5,12 @@ is compiled for the host with the system C++ compiler, so this runs without a GP
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from export.nvfp4 import E2M1_VALUES
-
-REPO = Path(__file__).resolve().parent.parent
-HEADER_DIR = REPO / "trt_plugin_src" / "nvfp4Linear" / "kernels"
 
 PROGRAM = r"""
 #include "nvfp4OperandBits.h"
@@ -53,16 +48,8 @@ int main()
 
 
 @pytest.fixture(scope="module")
-def bits_program(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    d = tmp_path_factory.mktemp("bits")
-    (d / "main.cpp").write_text(PROGRAM)
-    exe = d / "bits"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{HEADER_DIR}", str(d / "main.cpp"),
-                    "-o", str(exe)], check=True)
-    return exe
+def bits_program(compile_header_program):
+    return compile_header_program("bits", PROGRAM)
 
 
 @pytest.fixture(scope="module")
