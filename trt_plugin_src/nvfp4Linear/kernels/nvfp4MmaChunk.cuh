@@ -1,10 +1,10 @@
-// The tensor-core step (and the in-CTA reduction) of the two streaming GEMVs whose weights are the MMA's A operand: the dense
-// wide GEMV (nvfp4Gemv.cu, gemvWideKernel) and the experts' linears (nvfp4MoE/kernels/
-// nvfp4MoEGemm.cu). Both read a K chunk of 128 elements per step; thread t of a quad owns elements
-// [32t, 32t + 32): two FP8 blocks, 16 weight bytes per weight row, 64 activation bytes per
-// activation row. MMA step s = 2q + e (q = word of the 16 weight bytes, e = its half) pairs logical
-// k (2t, 2t+1) with physical 32t + 4s + {0,1} and (2t+8, 2t+9) with 32t + 4s + {2,3}, for both
-// operands alike, so the dot product is unchanged.
+// The tensor-core step (and the in-CTA reduction) of the two streaming GEMVs whose weights are the
+// MMA's A operand: the dense wide GEMV (nvfp4Gemv.cu, gemvWideKernel) and the experts' linears
+// (nvfp4MoE/kernels/nvfp4MoEGemm.cu). Both read a K chunk of 128 elements per step; thread t of a
+// quad owns elements [32t, 32t + 32): two FP8 blocks, 16 weight bytes per weight row, 64 activation
+// bytes per activation row. MMA step s = 2q + e (q = word of the 16 weight bytes, e = its half)
+// pairs logical k (2t, 2t+1) with physical 32t + 4s + {0,1} and (2t+8, 2t+9) with 32t + 4s + {2,3},
+// for both operands alike, so the dot product is unchanged.
 #pragma once
 
 #include "nvfp4Numerics.cuh"

@@ -117,9 +117,9 @@ __device__ __forceinline__ void storeOutput(T* y, int64_t idx, float acc, float 
     y[idx] = fromFloat<T>(v);
 }
 
-// Weight operand decoding for mma.sync: one byte (two E2M1 nibbles) into a 16-bit pair by
-// nvfp4OperandBits.h's bit decode, then times the block scale pair (HMUL2).
-// 16-bit operand traits: fp16 (w4a4 x-hat and fp16 w4a16) or bf16 (bf16 w4a16).
+// 16-bit operand traits: fp16 (w4a4 x-hat and fp16 w4a16) or bf16 (bf16 w4a16). weightPair decodes
+// one byte (two E2M1 nibbles) with nvfp4OperandBits.h's bit decode, then multiplies by the block
+// scale pair (HMUL2).
 struct HalfOperand
 {
     using Elem = __half;
@@ -224,8 +224,6 @@ __device__ __forceinline__ void decodeWeightWord(uint32_t w, uint32_t scale, uin
     b[2] = Op::template weightPair<2>(u, u4, scale);
     b[3] = Op::template weightPair<3>(u, u4, scale);
 }
-
-
 
 } // namespace detail
 } // namespace nvfp4
