@@ -71,7 +71,7 @@ def exact_operands(x: torch.Tensor, layer: NVFP4LinearWeights) -> tuple[torch.Te
         a = (q.double().reshape(m, k // GROUP_SIZE, GROUP_SIZE) * s.double().unsqueeze(-1)).reshape(m, k)
         alpha = layer.input_global_scale.to(torch.float32) * w_g  # float32, as the contract says
     else:
-        a = x2.double()  # x * w-hat is exact in float64 (24 + 5 significant bits)
+        a = x2.double()  # x * w-hat is exact in float64 (24 + 6 significant bits)
         alpha = w_g
     return a, _weight_operand_f64(layer), alpha
 

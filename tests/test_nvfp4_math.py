@@ -270,3 +270,32 @@ def test_zero_and_underflowing_block_scales_per_producer(producer, zero_fill, ti
     assert values[32:35].tolist() == [6.0, -3.0, 1.0]
     with pytest.raises(ValueError, match="producer"):
         quantize_weight(w, producer="gptq")
+
+
+# --- 16-bit tensor-core operands ------------------------------------------------------------------
+
+def _all_finite_fp8_values() -> torch.Tensor:
+    values = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn).float()
+    return values[torch.isfinite(values)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16bit_operands_are_exact(dtype):
+    # The tensor-core paths multiply w' = e2m1 * s_w * 2^-7 (fp16 or bf16; the wgmma kernel's fp16
+    # operand is e2m1 * s_w * 2^-14) by x-hat = q * s_B (fp16, or bf16 next to a bf16 weight
+    # operand): each must be exact in its 16-bit type for every code and every finite FP8 scale, and
+    # their products exact in fp32, or the paths would not compute the contract's sums.
+    e2m1 = E2M1_VALUES.to(torch.float32)
+    e2m1 = torch.cat([e2m1, -e2m1])
+    grid = (e2m1[:, None] * _all_finite_fp8_values()[None, :]).flatten()
+    scales = [2.0**-7, 2.0**-14] if dtype == torch.float16 else [2.0**-7]
+    for operand in [grid] + [grid * s for s in scales]:
+        assert torch.equal(operand.to(dtype).float(), operand)
+    nonzero = grid[grid != 0].abs()
+    assert float(nonzero.min()) == 2.0**-10 and float(nonzero.max()) == 2688.0
+    # At most 2 + 4 significant bits each, so products have <= 12 (exact in fp32's 24); the smallest,
+    # 2^-10 * 2^-17 (or 2^-24 with the 2^-14 operand), is a normal fp32 number.
+    mantissas = (np.frexp(nonzero.numpy().astype(np.float64))[0] * 2**24).astype(np.int64)
+    significant = 24 - np.log2(mantissas & -mantissas).astype(np.int64)
+    assert significant.max() == 6
+    assert float(nonzero.min()) ** 2 * 2.0**-14 >= 2.0**-126

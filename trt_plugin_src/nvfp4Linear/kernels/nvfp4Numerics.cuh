@@ -4,9 +4,9 @@
 //
 // Every tensor-core path multiplies 16-bit operands whose products are exact in float32 and
 // accumulates in float32 (docs/op-contract.md):
-//   * activation operand: x-hat = q * s_B (w4a4, <= 5 significant bits, |x-hat| in [2^-10, 2688]:
+//   * activation operand: x-hat = q * s_B (w4a4, <= 6 significant bits, |x-hat| in [2^-10, 2688]:
 //     exact in fp16), or x itself (w4a16, fp16 or bf16);
-//   * weight operand: w' = e2m1 * s_w * 2^-7 (<= 5 significant bits, |w'| in [2^-17, 21]: exact in
+//   * weight operand: w' = e2m1 * s_w * 2^-7 (<= 6 significant bits, |w'| in [2^-17, 21]: exact in
 //     fp16 and bf16). The 2^-7 keeps s_w * 2^7 (the multiplier of the bit-decoded nibble) below the
 //     fp16 maximum; the epilogue multiplies by alpha * 2^7 instead of alpha (exact power of two).
 #pragma once

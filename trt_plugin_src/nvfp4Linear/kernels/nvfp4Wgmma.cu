@@ -69,7 +69,7 @@ template <typename Op>
 struct RsScales;
 
 // fp16: the bit decode gives e2m1 * 2^-14, times s_w itself is w' = ŵ * 2^-14, exact in fp16
-// (a multiple of 2^-24 with at most 5 significant bits, below 6 * 448 * 2^-14); the hardware
+// (a multiple of 2^-24 with at most 6 significant bits, below 6 * 448 * 2^-14); the hardware
 // converts two FP8 scales per instruction (exact, NaN kept).
 template <>
 struct RsScales<HalfOperand>
