@@ -309,7 +309,9 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
     return v;
 }
 
-template <typename Op, typename T, int NT, bool L2Prefetch>
+// ActPairs: the activation is x-hat in gemvPairPos's order (w4a4), so the fp16 strided decode's
+// pairs meet whole activation words.
+template <typename Op, typename T, int NT, bool L2Prefetch, bool ActPairs>
 __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
@@ -447,7 +449,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                         }
                     }
                 }
-                mmaChunk128<Op, MT, NT, kPerWord, kFast>(wv[p], sc, aCur, aRow, p * 16, acc);
+                mmaChunk128<Op, MT, NT, kPerWord, kFast, kFast && ActPairs>(wv[p], sc, aCur, aRow, p * 16, acc);
                 if (i0 + p + kDepth < nLocal)
                 {
                     loadWeights(p, p + kDepth);
@@ -504,7 +506,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
-template <typename Op, typename T, int NT>
+template <typename Op, typename T, int NT, bool ActPairs>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
@@ -515,14 +517,14 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
         = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
     SplitK const sk = planSplitK(p, numChunks, splitsForOneWave(ctasN, resident, cap));
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
-    auto kernel = gemvWideKernel<Op, T, NT, false>;
+    auto kernel = gemvWideKernel<Op, T, NT, false, ActPairs>;
     if constexpr (NT == 1)
     {
         // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
         // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
         if ((sk.chunksPerSplit + kWideWarps - 1) / kWideWarps >= tuning::kGemvWide.l2HintChunks)
         {
-            kernel = gemvWideKernel<Op, T, NT, true>;
+            kernel = gemvWideKernel<Op, T, NT, true, ActPairs>;
         }
     }
     cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
@@ -534,13 +536,13 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
 }
 
 // The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt.
-template <typename Op, typename T, int NT = 1>
+template <typename Op, typename T, bool ActPairs, int NT = 1>
 cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     if constexpr (NT <= tuning::kGemvWide.maxNt)
     {
-        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT>(p, a, smCount, pdl, stream)
-                                   : launchGemvWideForM<Op, T, NT + 1>(p, a, smCount, pdl, stream);
+        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT, ActPairs>(p, a, smCount, pdl, stream)
+                                   : launchGemvWideForM<Op, T, ActPairs, NT + 1>(p, a, smCount, pdl, stream);
     }
     else
     {
@@ -553,7 +555,18 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 {
     if (p.K % 128 == 0)
     {
-        return launchGemvWideForM<Op, T>(p, a, smCount, pdl, stream);
+        // Only w4a4 has its x-hat in the pair order, and w4a16 reads fp16 x only (fp16 operand).
+        if constexpr (std::is_same<Op, HalfOperand>::value && std::is_same<T, __half>::value)
+        {
+            return gemvReadsActivationPairs(p) ? launchGemvWideForM<Op, T, true>(p, a, smCount, pdl, stream)
+                                               : launchGemvWideForM<Op, T, false>(p, a, smCount, pdl, stream);
+        }
+        else
+        {
+            constexpr bool kPairs = std::is_same<Op, HalfOperand>::value;
+            return gemvReadsActivationPairs(p) == kPairs ? launchGemvWideForM<Op, T, kPairs>(p, a, smCount, pdl, stream)
+                                                         : cudaErrorInvalidValue;
+        }
     }
     if (p.M > 16)
     {
@@ -565,6 +578,11 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 }
 
 } // namespace
+
+bool gemvReadsActivationPairs(LinearParams const& p)
+{
+    return p.w4a4 && p.K % 128 == 0;
+}
 
 // Largest M the GEMV kernels take for this K (nvfp4Launch.cuh; used by the dispatch
 // and the workspace size): the wide kernel (K % 128 == 0) up to 8 n8 tiles, the 64-chunk one 16.

@@ -73,7 +73,8 @@ int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t a
         return cudaErrorInvalidValue;
     }
     return nvfp4::detail::launchQuantizeActivation(x, static_cast<ActType>(act_type), M, K, input_global_scale_inv,
-        static_cast<__half*>(xhat_fp16), static_cast<uint8_t*>(scale_fp8), false, static_cast<cudaStream_t>(stream));
+        static_cast<__half*>(xhat_fp16), static_cast<uint8_t*>(scale_fp8), nvfp4::detail::ActOrder::kNatural,
+        static_cast<cudaStream_t>(stream));
 }
 
 int32_t nvfp4_force_kernel(int32_t path)

@@ -81,6 +81,17 @@ constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 4.0 * 256 + 500}, {128, 1, 4.0 * 1
 constexpr double kWgmmaClockMHz = 1700.0;
 constexpr double kWgmmaTieFactor = 0.97;
 constexpr int kWgmmaMaxSplits = 8;
+
+// W4A16 moves x into the wgmma kernel's K order first (launchPermuteActivation) where N >= minN or
+// M <= orMaxM: the pass reads and writes x once, the consumers save ~10 % of their instructions,
+// so it pays with N. H200, bf16, against the natural order: -26..0 % at N >= 6144 (M = 64-4096; one
+// row +1 %), -15..+1 % at N = 4096 up to M = 256, -6..+8 % at N = 4096 from M = 512.
+struct WgmmaPermuteW4a16
+{
+    int64_t minN;
+    int64_t orMaxM;
+};
+constexpr WgmmaPermuteW4a16 kWgmmaPermuteW4a16{6144, 256};
 constexpr int kWgmmaMinChunksPerSplit = 4;
 
 } // namespace tuning
