@@ -79,7 +79,7 @@ int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t a
 
 int32_t nvfp4_force_kernel(int32_t path)
 {
-    if (path < 0 || path > 5)
+    if (path < 0 || path > static_cast<int32_t>(nvfp4::detail::KernelPath::kDequantGemm))
     {
         return cudaErrorInvalidValue;
     }
@@ -132,6 +132,11 @@ int32_t nvfp4_native_fp4_probe(
 char const* nvfp4_native_fp4_status(void)
 {
     return nvfp4::nativeFp4Status();
+}
+
+char const* nvfp4_dequant_gemm_status(void)
+{
+    return nvfp4::dequantGemmStatus();
 }
 
 char const* nvfp4_error_string(int32_t code)

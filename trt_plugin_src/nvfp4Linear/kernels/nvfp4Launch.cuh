@@ -4,6 +4,7 @@
 
 #include "nvfp4LinearKernels.h"
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -26,6 +27,7 @@ enum class KernelPath : int32_t
     kTiled = 3, // mma.sync tiled GEMM with cp.async pipeline, optional split-K
     kWgmma = 4, // sm_90a, K % 256 == 0: warp-specialized wgmma, decoded weights as the register operand
     kNativeFp4 = 5, // sm >= 100, w4a4: cuBLASLt block-scaled FP4 GEMM (nvfp4CublasLt.cu), compile-checked only
+    kDequantGemm = 6, // sm >= 80: weights decoded to 16 bits per call, then a cuBLASLt GEMM (large M)
 };
 
 // Process-wide override used by tests/benchmarks (C API); kAuto = normal dispatch.
@@ -106,6 +108,11 @@ enum class ActOrder
 // [M, K/16], natural order).
 cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv,
     __half* xhat, uint8_t* scaleOut, ActOrder order, cudaStream_t stream);
+// The same at ActOrder::kNatural with x-hat as bf16 (exact as well), no scales: the activation
+// operand of the dequantize-then-GEMM path when the output is bf16 (cuBLASLt's operand and output
+// types go together).
+cudaError_t launchQuantizeActivationBf16(
+    void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv, __nv_bfloat16* xhat, cudaStream_t stream);
 // x [M, K] (fp16 or bf16, K % 64 == 0) -> out [M, K] of the same type in the wgmma kernel's K order
 // (permutedKPos), for w4a16 on that kernel.
 cudaError_t launchPermuteActivation(void const* x, ActType actType, int64_t M, int64_t K, void* out, cudaStream_t stream);
@@ -139,6 +146,20 @@ cudaError_t launchNativeFp4(LinearParams const& p, int sm, cudaStream_t stream);
 cudaError_t probeNativeFp4(LinearParams const& p);
 // Workspace bytes of that path (every M' <= M), 0 where it is not compiled in.
 size_t nativeFp4WorkspaceBytes(int64_t M, int64_t N, int64_t K);
+
+// Dequantize-then-GEMM path (nvfp4CublasLt.cu, the weight decode in nvfp4Dequant.cu): the activation
+// operand (w4a4: quantized here), the weights decoded slice by slice into 16-bit operands, each slice
+// multiplied by cuBLASLt with fp32 accumulation and alpha/bias in its epilogue. Returns
+// cudaErrorNotSupported before launching anything when it cannot run the problem (sm < 80, fp32
+// w4a16, N % 8 != 0, alignment, no cuBLASLt or no algorithm); dequantGemmStatus() then says why.
+cudaError_t launchDequantGemm(LinearParams const& p, int sm, cudaStream_t stream);
+// Workspace bytes of that path for every M' <= M (nvfp4DequantLayout.h), 0 where it is not compiled in.
+size_t dequantGemmWorkspaceBytes(int64_t M, int64_t N, int64_t K, bool w4a4);
+// Rows n0 .. n0 + rows - 1 of the weight -> out [rows, K] 16-bit (bf16Operand: bf16, else fp16),
+// w' = ŵ * 2^-7, natural K order; alpha != nullptr: also alpha[n] (the epilogue's, times 2^7) for
+// n < weightGlobalScaleLen and alpha[weightGlobalScaleLen] = 0. weight 4-byte, out 16-byte aligned.
+cudaError_t launchDequantizeWeight(LinearParams const& p, bool bf16Operand, int64_t n0, int64_t rows, void* out,
+    float* alpha, cudaStream_t stream);
 // x [M, K] -> packed E2M1 [M, K/2] (element 2j in the low nibble) and the block scales in cuBLASLt's
 // tiled layout (nvfp4ScaleLayout.h, rows padded to 128 with zero scales). K % 64 == 0.
 cudaError_t launchQuantizeActivationFp4(void const* x, ActType actType, int64_t M, int64_t K,

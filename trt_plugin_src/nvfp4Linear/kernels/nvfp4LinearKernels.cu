@@ -65,11 +65,20 @@ bool positiveFinite(float v)
     return std::isfinite(v) && v > 0.0f;
 }
 
-// The native FP4 path's workspace is reserved only where it can run (current device sm >= 100).
-bool nativeFp4Device()
+// The cuBLASLt paths' workspaces are reserved only where they can run (the current device's sm).
+int currentSm()
 {
     DeviceInfo dev;
-    return queryDevice(dev) == cudaSuccess && dev.sm >= 100;
+    return queryDevice(dev) == cudaSuccess ? dev.sm : 0;
+}
+
+// Whether launchLinear may take the dequantize-then-GEMM path for some M' <= M.
+bool dequantGemmMayRun(int64_t M, bool w4a4, ActType actType, int sm)
+{
+    bool const exactOperands = w4a4 || actType != ActType::kFLOAT;
+    bool const wanted = forcedPath() == KernelPath::kDequantGemm
+        || (forcedPath() == KernelPath::kAuto && M >= tuning::kDequantGemmMinM);
+    return wanted && exactOperands && sm >= 80;
 }
 
 } // namespace
@@ -81,10 +90,18 @@ size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType
     {
         return 0;
     }
-    size_t const bytes = detail::actOperandBytes(M, K, w4a4, actType) + detail::partialBytes(M, N);
-    // The native FP4 path (or the fallback after it) uses the workspace from its start.
-    bool const nativeFp4 = w4a4 && K % 64 == 0 && detail::nativeFp4Device();
-    return nativeFp4 ? std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K)) : bytes;
+    size_t bytes = detail::actOperandBytes(M, K, w4a4, actType) + detail::partialBytes(M, N);
+    // The cuBLASLt paths (or the kernels after a fallback) use the workspace from its start.
+    int const sm = detail::currentSm();
+    if (w4a4 && K % 64 == 0 && sm >= 100)
+    {
+        bytes = std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K));
+    }
+    if (detail::dequantGemmMayRun(M, w4a4, actType, sm))
+    {
+        bytes = std::max(bytes, detail::dequantGemmWorkspaceBytes(M, N, K, w4a4));
+    }
+    return bytes;
 }
 
 cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
@@ -138,6 +155,19 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     {
         err = launchNativeFp4(p, sm, stream);
         if (!(nativeAuto && err == cudaErrorNotSupported))
+        {
+            return err;
+        }
+    }
+
+    // Large M: the weights decoded once per call into 16-bit slices, multiplied by cuBLASLt (which
+    // outruns the fused-decode kernels there). If it cannot run, the automatic dispatch continues
+    // with those kernels (dequantGemmStatus() says why).
+    bool const dequantAuto = forced == KernelPath::kAuto && dequantGemmMayRun(p.M, p.w4a4, p.actType, sm);
+    if (forced == KernelPath::kDequantGemm || dequantAuto)
+    {
+        err = launchDequantGemm(p, sm, stream);
+        if (!(dequantAuto && err == cudaErrorNotSupported))
         {
             return err;
         }

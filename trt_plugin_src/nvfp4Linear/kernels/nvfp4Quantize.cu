@@ -1,10 +1,13 @@
 // The activation operand pass before the GEMM kernels: dynamic NVFP4 quantization (w4a4), x [M, K]
-// -> x-hat = q * s_B as fp16 (exact), optionally also the FP8 block scales (for bit-exact tests);
+// -> x-hat = q * s_B as fp16 (exact; bf16, also exact, for the dequantize-then-GEMM path at bf16),
+// optionally also the FP8 block scales (for bit-exact tests);
 // or, for the wgmma kernel at w4a16, x itself (fp16/bf16) moved into that kernel's K order.
 // The arithmetic is nvfp4Math.h's, shared with the CPU ONNX Runtime op, so both agree bit for bit.
 #include "nvfp4Launch.cuh"
 #include "nvfp4Numerics.cuh"
 #include "nvfp4Ptx.cuh"
+
+#include <type_traits>
 
 namespace nvfp4
 {
@@ -16,10 +19,11 @@ namespace
 // One thread per block of 16 (blocks are contiguous along K, so consecutive threads read
 // consecutive memory). kWgmma (K % 64 == 0): block b is block t = b % 4 of its row's chunk b / 4;
 // its 16 elements go as 8 pairs to 4-byte slots that the chunk's 4 threads fill together (permutedKPos).
-template <typename T, bool Vec, ActOrder kOrder>
+template <typename T, typename XT, bool Vec, ActOrder kOrder>
 __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlocks, float G, float invG,
-    __half* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
+    XT* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
 {
+    static_assert(kOrder == ActOrder::kNatural || std::is_same<XT, __half>::value, "bf16 x-hat: natural order only");
     allowDependentLaunch(); // the GEMV may start streaming weights meanwhile
     int64_t const b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (b >= numBlocks)
@@ -37,12 +41,12 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
     }
     math::ActBlockScale const s = math::actBlockScale(amax, G, invG);
 
-    alignas(16) __half out[16];
+    alignas(16) XT out[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i)
     {
-        // q * s_B is exact in fp16 (and NaN stays NaN), so the conversion does not round.
-        out[i] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
+        // q * s_B is exact in fp16 and bf16 (and NaN stays NaN), so the conversion does not round.
+        out[i] = fromFloat<XT>(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
     }
     if constexpr (kOrder == ActOrder::kWgmma)
     {
@@ -92,10 +96,11 @@ __global__ void quantizeActivationKernel(T const* __restrict__ x, int64_t numBlo
 constexpr int kSmallLanes = 16;
 constexpr int64_t kSmallBlocks = 8192;
 
-template <typename T, int kLanes, ActOrder kOrder>
+template <typename T, typename XT, int kLanes, ActOrder kOrder>
 __global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t numBlocks, float G, float invG,
-    __half* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
+    XT* __restrict__ xhat, uint8_t* __restrict__ scaleOut)
 {
+    static_assert(kOrder == ActOrder::kNatural || std::is_same<XT, __half>::value, "bf16 x-hat: natural order only");
     static_assert(32 % kLanes == 0 && kLanes <= 16, "a block's lanes lie in one warp");
     constexpr int kPer = 16 / kLanes;
     allowDependentLaunch(); // the GEMV may start streaming weights meanwhile
@@ -130,7 +135,7 @@ __global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t n
         int64_t const dst = kOrder == ActOrder::kWgmma ? e / 64 * 64 + permutedKPos(static_cast<int>(e % 64))
             : kOrder == ActOrder::kGemvPairs           ? e / 4 * 4 + gemvPairPos(static_cast<int>(e % 4))
                                                        : e;
-        xhat[dst] = __float2half_rn(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
+        xhat[dst] = fromFloat<XT>(__fmul_rn(math::actQuantize(v[i], s.quantMul), s.scale));
     }
     if (scaleOut != nullptr && part == 0)
     {
@@ -138,9 +143,8 @@ __global__ void quantizeActivationSmallKernel(T const* __restrict__ x, int64_t n
     }
 }
 
-template <typename T, ActOrder kOrder>
-cudaError_t launchTyped(
-    void const* x, int64_t M, int64_t K, float G, __half* xhat, uint8_t* scaleOut, cudaStream_t stream)
+template <typename T, ActOrder kOrder, typename XT = __half>
+cudaError_t launchTyped(void const* x, int64_t M, int64_t K, float G, XT* xhat, uint8_t* scaleOut, cudaStream_t stream)
 {
     int64_t const numBlocks = M * (K / 16);
     if (numBlocks == 0)
@@ -153,19 +157,19 @@ cudaError_t launchTyped(
     if (numBlocks <= kSmallBlocks)
     {
         int64_t const smallGrid = (numBlocks * kSmallLanes + threads - 1) / threads;
-        quantizeActivationSmallKernel<T, kSmallLanes, kOrder><<<static_cast<unsigned>(smallGrid), threads, 0, stream>>>(
+        quantizeActivationSmallKernel<T, XT, kSmallLanes, kOrder><<<static_cast<unsigned>(smallGrid), threads, 0, stream>>>(
             static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
         return cudaGetLastError();
     }
     bool const vec = (reinterpret_cast<uintptr_t>(x) % 16) == 0;
     if (vec)
     {
-        quantizeActivationKernel<T, true, kOrder><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
+        quantizeActivationKernel<T, XT, true, kOrder><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
             static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
     }
     else
     {
-        quantizeActivationKernel<T, false, kOrder><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
+        quantizeActivationKernel<T, XT, false, kOrder><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
             static_cast<T const*>(x), numBlocks, G, invG, xhat, scaleOut);
     }
     return cudaGetLastError();
@@ -244,6 +248,21 @@ cudaError_t launchQuantizeActivation(void const* x, ActType actType, int64_t M, 
     case ActType::kHALF: return launchOrdered<__half>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, order, stream);
     case ActType::kBF16:
         return launchOrdered<__nv_bfloat16>(x, M, K, inputGlobalScaleInv, xhat, scaleOut, order, stream);
+    }
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t launchQuantizeActivationBf16(
+    void const* x, ActType actType, int64_t M, int64_t K, float inputGlobalScaleInv, __nv_bfloat16* xhat, cudaStream_t stream)
+{
+    switch (actType)
+    {
+    case ActType::kFLOAT:
+        return launchTyped<float, ActOrder::kNatural>(x, M, K, inputGlobalScaleInv, xhat, nullptr, stream);
+    case ActType::kHALF:
+        return launchTyped<__half, ActOrder::kNatural>(x, M, K, inputGlobalScaleInv, xhat, nullptr, stream);
+    case ActType::kBF16:
+        return launchTyped<__nv_bfloat16, ActOrder::kNatural>(x, M, K, inputGlobalScaleInv, xhat, nullptr, stream);
     }
     return cudaErrorInvalidValue;
 }

@@ -4,6 +4,7 @@
 // with this file edited (scripts/dev/build_variant.sh).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace nvfp4
@@ -93,6 +94,16 @@ struct WgmmaPermuteW4a16
 };
 constexpr WgmmaPermuteW4a16 kWgmmaPermuteW4a16{6144, 256};
 constexpr int kWgmmaMinChunksPerSplit = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Dequantize-then-GEMM (nvfp4CublasLt.cu), sm >= 80, from kDequantGemmMinM activation rows on:
+// decoding the weights once per call moves N * K * 2.56 bytes, while the GEMM does 2 * M * N * K
+// FLOPs, so at M = 2048 the decode costs ~6-12 % of a cuBLAS 16-bit GEMM on A100/H100/H200-class
+// bandwidth-to-compute ratios (more on GDDR cards), which the fused-decode kernels lose to cuBLAS
+// at large M (wgmma: 61-89 % of cuBLAS's rate on H200). Slices of at most kDequantSliceBytes of
+// decoded weight bound the extra workspace.
+constexpr int64_t kDequantGemmMinM = 2048;
+constexpr size_t kDequantSliceBytes = size_t{64} << 20;
 
 } // namespace tuning
 } // namespace detail
