@@ -25,15 +25,10 @@ __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, ui
 {
     uint32_t const l = fp4LowNibblesToHalfHighBytes(w);
     uint32_t const h = fp4HighNibblesToHalfHighBytes(w);
-    uint32_t const raw[4] = {fp16StridedPair<0, 1>(l), fp16StridedPair<2, 3>(l), fp16StridedPair<0, 1>(h),
-        fp16StridedPair<2, 3>(h)};
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-    {
-        __half2 const r
-            = __hmul2(*reinterpret_cast<__half2 const*>(&raw[i]), *reinterpret_cast<__half2 const*>(&scale));
-        b[i] = *reinterpret_cast<uint32_t const*>(&r);
-    }
+    b[0] = HalfOperand::scaled(fp16StridedPair<0, 1>(l), scale);
+    b[1] = HalfOperand::scaled(fp16StridedPair<2, 3>(l), scale);
+    b[2] = HalfOperand::scaled(fp16StridedPair<0, 1>(h), scale);
+    b[3] = HalfOperand::scaled(fp16StridedPair<2, 3>(h), scale);
 }
 
 // The MMAs of one 128-element chunk: `wv` holds the 16 weight bytes of the thread's MT x 2 weight
