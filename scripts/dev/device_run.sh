@@ -11,7 +11,7 @@
 #   libs        scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16
 #   bench-quick scripts/bench/bench_gemm.py --quick, the plugin's kernels and bf16
 #   bench-full  scripts/bench/bench_gemm.py, every shape, M and peer (the committed per-card record)
-#   ncu         Nsight Compute of one GEMV and one wgmma launch
+#   ncu         Nsight Compute of GEMV launches (M = 1 and 16) and one wgmma launch
 #   moe         the NVFP4MoE kernels, within $MOE_S seconds (default 230): in parallel
 #               scripts/check/gpu_check_moe.py (all cases), compute-sanitizer memcheck over its
 #               --quick cases and the C++ lean-runtime test (both plugins' enqueue; needs
@@ -125,7 +125,7 @@ for step in "$@"; do
       timeout "${BENCH_S:-400}" python3 scripts/bench/bench_gemm.py --out-dir "$out" --max-replays 60 \
         2> "$out/bench-log-$card-$day.txt" | head -20; echo "bench exit ${PIPESTATUS[0]}" ;;
     ncu)
-      for spec in "1 4096->14336 gemv" "64 8192->57344 wgmma"; do
+      for spec in "1 4096->14336 gemv" "16 8192->57344 gemv" "64 8192->57344 wgmma"; do
         set -- $spec
         timeout 120 ncu --clock-control none --kernel-name "regex:$3" --launch-skip 1 --launch-count 1 \
           --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats \
