@@ -53,7 +53,7 @@ def main() -> int:
     bench.warm_up_clocks()
     bw = bench.measure_bandwidth(1 << 30)
     lines.append(f"copy bandwidth {bw}")
-    header = f"{'K->N':>12} {'M':>3} {'mode':<6} " + " ".join(f"{n:>9}" for n, _, _ in libs) + "  (us; TB/s of NVFP4 bytes for the last) rel.err vs first"
+    header = f"{'K->N':>12} {'M':>4} {'mode':<6} " + " ".join(f"{n:>9}" for n, _, _ in libs) + "  (us; TB/s of NVFP4 bytes for the last) rel.err vs first"
     lines.append(header)
     print("\n".join(lines), flush=True)
     gen = torch.Generator(device=dev)
@@ -103,7 +103,7 @@ def main() -> int:
                 errs = [math.nan if o is None or ref is None else float((o - ref).norm() / ref.norm())
                         for o in outs[1:]]
                 tb = wbytes / (times[-1] * 1e-6) / 1e12
-                line = (f"{shape:>12} {M:>3} {mode:<6} " + " ".join(f"{t:>9.2f}" for t in times)
+                line = (f"{shape:>12} {M:>4} {mode:<6} " + " ".join(f"{t:>9.2f}" for t in times)
                         + f"  {tb:.2f} TB/s  " + " ".join(f"{e:.1e}" for e in errs))
                 print(line, flush=True)
                 lines.append(line)
@@ -112,7 +112,7 @@ def main() -> int:
                 wb += [wb[0].clone() for _ in range(max(1, min(64, math.ceil(3 * l2 / (N * K * 2)))) - 1)]
                 yb = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
                 t = bench.time_graph([lambda w=w: torch.mm(x, w.t(), out=yb) for w in wb], args.min_replays, args.max_replays)
-                line = f"{shape:>12} {M:>3} {'bf16':<6} {t.us:>9.2f}"
+                line = f"{shape:>12} {M:>4} {'bf16':<6} {t.us:>9.2f}"
                 print(line, flush=True)
                 lines.append(line)
                 del wb

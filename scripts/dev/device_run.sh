@@ -8,7 +8,8 @@
 #   fp4-pack    scripts/check/gpu_check_fp4_pack.py (the Blackwell path's packing kernels, any GPU)
 #   memcheck, racecheck   compute-sanitizer over gpu_check --quick (GEMV and wgmma families for
 #               racecheck), each at most $SANITIZER_S seconds (default 150)
-#   libs        scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16
+#   libs        scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16, within
+#               $LIBS_S seconds (default 400)
 #   bench-quick scripts/bench/bench_gemm.py --quick, the plugin's kernels and bf16
 #   bench-full  scripts/bench/bench_gemm.py, every shape, M and peer (the committed per-card record)
 #   ncu         Nsight Compute of GEMV launches (M = 1 and 16) and one wgmma launch
@@ -116,8 +117,9 @@ for step in "$@"; do
     memcheck) sanitize memcheck "" ;;
     racecheck) sanitize racecheck "--skip-paths simt,tiled" ;;
     libs)
-      timeout 400 python3 scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16 \
-        --out "$out/libs-$card-$day.txt" > /dev/null; cat "$out/libs-$card-$day.txt" ;;
+      # rows go to the file as they are measured, so that a timeout or a crash keeps the rows before it
+      timeout "${LIBS_S:-400}" python3 scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16 \
+        > "$out/libs-$card-$day.txt" 2>&1; echo "libs exit $?"; cat "$out/libs-$card-$day.txt" ;;
     bench-quick)
       timeout 300 python3 scripts/bench/bench_gemm.py --quick --kernels nvfp4_w4a4,nvfp4_w4a16,bf16 \
         --out-dir "$out" --min-replays 20 --max-replays 50 | tail -30 ;;
