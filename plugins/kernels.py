@@ -27,7 +27,7 @@ from plugins.library import find_kernels_library
 _ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _MODES = ("w4a4", "w4a16")
 # nvfp4_force_kernel values (nvfp4KernelsCApi.h).
-KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4, "native_fp4": 5}
+KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4, "native_fp4": 5, "dequant_gemm": 6}
 
 
 def declare(lib: ctypes.CDLL, signatures: dict[str, tuple[list, Any]]) -> ctypes.CDLL:
@@ -93,7 +93,7 @@ def workspace_size(M: int, N: int, K: int, mode: str, dtype: torch.dtype) -> int
 
 def force_kernel(path: str) -> None:
     """Testing/benchmarking: pin one kernel family ('auto', 'simt', 'gemv', 'tiled', 'wgmma',
-    'native_fp4') process-wide."""
+    'native_fp4', 'dequant_gemm') process-wide. workspace_size covers the pinned family."""
     if path not in KERNEL_PATHS:
         raise ValueError(f"kernel path {path!r}: expected one of {sorted(KERNEL_PATHS)}")
     check_status(library().nvfp4_force_kernel(KERNEL_PATHS[path]), "nvfp4_force_kernel")
@@ -238,6 +238,16 @@ def native_fp4_probe(M: int, N: int, K: int, dtype: torch.dtype, wgs_len: int = 
     status = int(lib.nvfp4_native_fp4_probe(M, N, K, act_type(dtype), wgs_len, int(bias), buf.data_ptr()))
     why = lib.nvfp4_native_fp4_status()
     return status, (why.decode() if why else None)
+
+
+def dequant_gemm_status() -> str | None:
+    """Why the dequantize-then-GEMM path (cuBLASLt) first could not run, or None. Looked up when
+    called, so that libraries built before the path still load (scripts/dev/bench_libs.py)."""
+    lib = library()
+    status = lib.nvfp4_dequant_gemm_status
+    status.argtypes, status.restype = [], ctypes.c_char_p
+    why = status()
+    return why.decode() if why else None
 
 
 def tiled_scale_layout(scales: torch.Tensor) -> torch.Tensor:

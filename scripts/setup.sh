@@ -15,10 +15,10 @@
 #     multi-GB CUDA build; then this project with its test extras (pip, from your package index);
 #   - ONNX Runtime's C headers (not in its wheel), when the machine lacks them: Debian's
 #     libonnxruntime-dev (~1 MB), unpacked into build/deps without installing it;
-#   - cuBLAS's headers (cublasLt.h, from the ~440 MB nvidia-cublas wheel), only where the Blackwell
-#     native FP4 path is built: NVFP4_CUDA_ARCHS names sm_100/sm_120, or this machine has such a GPU,
-#     and neither the CUDA toolkit nor CUBLASLT_INCLUDE_DIR has them. Elsewhere that path is compiled
-#     out (Blackwell then runs the 16-bit tensor-core kernels).
+#   - cuBLAS's headers (cublasLt.h, from the ~440 MB nvidia-cublas wheel), only where the cuBLASLt
+#     paths run (this machine has a GPU of sm_80 or newer, or NVFP4_CUDA_ARCHS names sm_100/sm_120)
+#     and neither the CUDA toolkit nor CUBLASLT_INCLUDE_DIR has them. Elsewhere those paths are
+#     compiled out (the fused-decode 16-bit tensor-core kernels run every M).
 # Then the CMake build: ORT custom-op library (always), CUDA kernels (where nvcc exists), TensorRT
 # plugin (where TensorRT headers exist; CMake says so when they don't).
 # Idempotent: rerunning only rebuilds what changed.
@@ -63,19 +63,19 @@ if [[ -z "$ort_include" && ! -f /usr/include/onnxruntime/onnxruntime_c_api.h ]];
     fi
 fi
 
-# The Blackwell native FP4 path is built for sm_100/sm_120: asked for, or the GPU here is one.
-builds_blackwell() {
-    if [[ -n "${NVFP4_CUDA_ARCHS:-}" ]]; then
-        [[ ";$NVFP4_CUDA_ARCHS;" =~ \;1[0-9][0-9][af]?\; ]]
-        return
+# The cuBLASLt paths run here: the GPU is sm_80 or newer (the dequantize-then-GEMM path at large M;
+# the native FP4 path on sm_100/sm_120), or the build is asked for sm_100/sm_120.
+uses_cublaslt() {
+    if [[ -n "${NVFP4_CUDA_ARCHS:-}" && ";$NVFP4_CUDA_ARCHS;" =~ \;1[0-9][0-9][af]?\; ]]; then
+        return 0
     fi
     command -v nvidia-smi >/dev/null || return 1
-    nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -qE '^(1[0-9]|[2-9][0-9])\.'
+    nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -qE '^([89]|[1-9][0-9])\.'
 }
 cublas_include=${CUBLASLT_INCLUDE_DIR:-}
 # The toolkit's include folder as nvcc itself reports it (nvcc may be a wrapper script).
 cuda_top=$(nvcc -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1 || true)
-if [[ -z "$cublas_include" && -n "$cuda_top" && ! -f "$cuda_top/include/cublasLt.h" ]] && builds_blackwell; then
+if [[ -z "$cublas_include" && -n "$cuda_top" && ! -f "$cuda_top/include/cublasLt.h" ]] && uses_cublaslt; then
     cublas_version=13.8.2.12
     cublas_include="$HOME/.cache/nvfp4-export/cublas-$cublas_version/include"
     if [[ ! -f "$cublas_include/cublasLt.h" ]]; then

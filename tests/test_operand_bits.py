@@ -18,7 +18,8 @@ PROGRAM = r"""
 #include <cstdlib>
 using namespace nvfp4::detail;
 // stdin: words (decimal). stdout per word: the natural fp16 and bf16 pairs of bytes 0..3, then the
-// strided decode's two high-byte words and its four pairs. Then the K order tables.
+// strided decode's two high-byte words, its four fp16 pairs and the bf16 strided pairs (bytes 0, 1 and
+// 2, 3; low, then high nibbles). Then the K order tables.
 int main()
 {
     unsigned long v;
@@ -27,15 +28,19 @@ int main()
         uint32_t const w = static_cast<uint32_t>(v);
         uint32_t const u = w << 1, u4 = w >> 3, w4 = w >> 4;
         uint32_t const l = fp4LowNibblesToHalfHighBytes(w), h = fp4HighNibblesToHalfHighBytes(w);
-        std::printf("%u %u %u %u %u %u %u %u %u %u %u %u %u %u\n", fp4PairToHalfBits<0>(u, u4),
+        std::printf("%u %u %u %u %u %u %u %u %u %u %u %u %u %u %u %u %u %u\n", fp4PairToHalfBits<0>(u, u4),
             fp4PairToHalfBits<1>(u, u4), fp4PairToHalfBits<2>(u, u4), fp4PairToHalfBits<3>(u, u4),
             fp4PairToBf16Bits<0>(w, w4), fp4PairToBf16Bits<1>(w, w4), fp4PairToBf16Bits<2>(w, w4),
             fp4PairToBf16Bits<3>(w, w4), l, h, fp16StridedPair<0, 1>(l), fp16StridedPair<2, 3>(l),
-            fp16StridedPair<0, 1>(h), fp16StridedPair<2, 3>(h));
+            fp16StridedPair<0, 1>(h), fp16StridedPair<2, 3>(h), bf16StridedPair<0, 1, false>(w),
+            bf16StridedPair<2, 3, false>(w), bf16StridedPair<0, 1, true>(w), bf16StridedPair<2, 3, true>(w));
     }
     std::printf("perm");
     for (int p = 0; p < 64; ++p)
         std::printf(" %d", permutedKPos(p));
+    std::printf("\ngemv");
+    for (int p = 0; p < 16; ++p)
+        std::printf(" %d", gemvPairPos(p));
     std::printf("\nelem");
     for (int s = 0; s < 4; ++s)
         for (int hh = 0; hh < 2; ++hh)
@@ -105,6 +110,7 @@ def test_strided_pair_decode(bits_output):
             assert (high_bytes >> (8 * j)) & 0xFF == HALF[_nibble(w, 2 * j + 1)] >> 8
         # pairs (e0, e2), (e4, e6), (e1, e3), (e5, e7), as nvfp4MmaChunk.cuh's decodeWordStrided uses them
         assert row[10:14] == [_pair(HALF, w, 0, 2), _pair(HALF, w, 4, 6), _pair(HALF, w, 1, 3), _pair(HALF, w, 5, 7)]
+        assert row[14:18] == [_pair(BF16, w, 0, 2), _pair(BF16, w, 4, 6), _pair(BF16, w, 1, 3), _pair(BF16, w, 5, 7)]
 
 
 def test_wgmma_k_order(bits_output):
@@ -114,9 +120,21 @@ def test_wgmma_k_order(bits_output):
     for s in range(4):
         for h in range(2):
             e0, e1 = elem[(s * 2 + h) * 2], elem[(s * 2 + h) * 2 + 1]
-            assert e0 % 2 == 0 and e1 == e0 + 1, "a fragment pair is one byte, low nibble first"
-            assert e0 // 8 == elem[s * 4] // 8, "both pairs of a step come from one word"
+            # a pair the strided decode builds: the low (even step) or high (odd step) nibbles of
+            # bytes 2h, 2h + 1 of word s / 2
+            assert (e0 // 8, e0 % 8, e1 - e0) == (s // 2, 4 * h + s % 2, 2)
             for t in range(4):
                 for c, e in enumerate((e0, e1)):
                     # the weight of lane t's fragment (s, h), half c, meets the activation column it multiplies
                     assert perm[16 * t + e] == 16 * s + 2 * t + 8 * h + c
+
+
+def test_gemv_pair_order(bits_output):
+    _, _, tables = bits_output
+    pos = tables["gemv"]
+    assert sorted(pos[:4]) == [0, 1, 2, 3] and pos[4:8] == [p + 4 for p in pos[:4]]
+    # nvfp4MmaChunk.cuh, strided decode: MMA step e of a weight word multiplies its elements (4e, 4e + 2)
+    # at k = 2t, 2t + 1 and (4e + 1, 4e + 3) at k = 2t + 8, 2t + 9 with activation words 2e and 2e + 1
+    # of the 8 elements, i.e. stored positions (4e, 4e + 1) and (4e + 2, 4e + 3).
+    for e in range(2):
+        assert [pos[4 * e], pos[4 * e + 2], pos[4 * e + 1], pos[4 * e + 3]] == [4 * e, 4 * e + 1, 4 * e + 2, 4 * e + 3]

@@ -83,6 +83,9 @@ def build_cases(quick: bool) -> list[Case]:
             Case("k16odd", 33, 203, 1008, dt, edges=("zero", "nan"), per_channel=True),
             Case("splitk", 4, 64, 8192, dt, edges=("zero",)),
             Case("splitk", 48, 256, 8192, dt, edges=("zero",)),
+            # dequantize-then-GEMM chosen automatically (M >= 2048), the decoded weight over one
+            # slice (N * K * 2 > 64 MiB): a 4096-row slice and an 8-row last one
+            Case("dequant", 2056, 4104, 8192, dt, edges=("zero",), bias=True, per_channel=True),
             Case("bigN", 2, 4104, 512, dt),
             Case("bigN", 512, 4104, 512, dt, bias=True),
             # GEMV (K % 128 == 0): split-K with an uneven last split (K = 128 * 33), N not a
@@ -237,6 +240,8 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
         paths.append("wgmma")
     if sm >= 100 and case.mode == "w4a4" and case.K % 64 == 0 and case.N % 8 == 0:
         paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/kernels.md)
+    if sm >= 80 and (case.mode == "w4a4" or case.dtype != torch.float32) and case.N % 8 == 0:
+        paths.append("dequant_gemm")  # 16-bit weights per call + cuBLASLt (docs/kernels.md)
     return paths
 
 
@@ -288,10 +293,10 @@ def main() -> int:
         ref = nvfp4_linear_exact(x, layer)
         emu = nvfp4_linear_emulation(x, layer)
         scale = layer.weight_scale.view(torch.uint8).view(torch.int8)
-        ws_bytes = max(kernels.workspace_size(case.M, case.N, case.K, case.mode, case.dtype), 256)
         skip = {p.strip() for p in args.skip_paths.split(",") if p.strip()}
         for path in [p for p in applicable_paths(case, sm) if p not in skip]:
             kernels.force_kernel(path)
+            ws_bytes = max(kernels.workspace_size(case.M, case.N, case.K, case.mode, case.dtype), 256)
             out = torch.full((case.M, case.N), float("nan"), dtype=case.dtype, device=device)  # poison
             # Poisoned workspace (0xFF bytes: fp16/fp32 NaN), so that reading the quantized
             # activation or partial sums before they are written shows up as NaN.
@@ -304,6 +309,8 @@ def main() -> int:
                     input_global_scale_inv=G if layer.w4a4 else 1.0, out=out, workspace=workspace)
                 torch.cuda.synchronize()
             except RuntimeError as e:
+                why = kernels.dequant_gemm_status() if path == "dequant_gemm" else None
+                e = f"{e} ({why})" if why else e
                 line = f"{case.name:<9} {case.mode:<5} {dname:<5} {case.M:>5} {case.N:>5} {case.K:>5} {path:<5} FAIL {e}"
                 failures += 1
                 print(line, flush=True)

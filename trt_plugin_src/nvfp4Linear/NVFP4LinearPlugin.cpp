@@ -99,12 +99,20 @@ int32_t NVFP4LinearPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTens
                 + std::to_string(p.N) + ", K=" + std::to_string(p.K) + ": " + cudaGetErrorString(status));
             return -1;
         }
-        // Once per process: why Blackwell's native FP4 GEMM was not used.
+        // Once per process each: why Blackwell's native FP4 GEMM or the large-M dequantize-then-GEMM
+        // path (both cuBLASLt) was not used.
         if (char const* why = nvfp4::nativeFp4Status())
         {
             static std::once_flag once;
             std::call_once(once, [why] {
                 nvfp4::report(ILogger::Severity::kWARNING, std::string(why) + "; using the 16-bit tensor-core kernels");
+            });
+        }
+        if (char const* why = nvfp4::dequantGemmStatus())
+        {
+            static std::once_flag once;
+            std::call_once(once, [why] {
+                nvfp4::report(ILogger::Severity::kWARNING, std::string(why) + "; using the fused-decode kernels");
             });
         }
         return 0;

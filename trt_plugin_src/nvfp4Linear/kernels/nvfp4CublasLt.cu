@@ -1,15 +1,22 @@
-// Native block-scaled FP4 GEMM for Blackwell (sm_100 / sm_120) through cuBLASLt, w4a4 only:
-//   y^T[N, M] = alpha[n] * (W[N, K] . Xq[M, K]^T) (+ bias[n]),  both operands K-major ("TN"),
-// W = the contract's packed E2M1 weight as is, Xq = the activation quantized by
-// quantizeActivationFp4Kernel, block scales in cuBLASLt's tiled UE4M3 layout (nvfp4Fp4Pack.cu).
-// In cuBLASLt's column-major terms: A = W (K x N, op T), B = Xq (K x M, op N), D = y (N x M, ld N).
+// The GEMMs delegated to cuBLASLt, both computing
+//   y^T[N, M] = alpha[n] * (W[N, K] . A[M, K]^T) (+ bias[n]),  both operands K-major ("TN");
+// in cuBLASLt's column-major terms A = W (K x N, op T), B = the activation (K x M, op N), D = y (N x M, ld N).
+//  * Native block-scaled FP4 for Blackwell (sm_100 / sm_120), w4a4 only: W = the contract's packed
+//    E2M1 weight as is, the activation quantized by quantizeActivationFp4Kernel, block scales in
+//    cuBLASLt's tiled UE4M3 layout (nvfp4Fp4Pack.cu). COMPILE-CHECKED ONLY: no Blackwell GPU was
+//    available (docs/kernels.md).
+//  * Dequantize-then-GEMM (sm >= 80, large M): W = w' = ŵ * 2^-7 decoded per call into 16-bit slices
+//    (nvfp4Dequant.cu, layout nvfp4DequantLayout.h), the activation x-hat (w4a4) or x (w4a16) in the
+//    same 16-bit type, fp32 accumulation: the exact products of the other tensor-core paths, summed
+//    in cuBLAS's order; alpha carries the 2^7 back.
 //
 // libcublasLt.so.13 is opened with dlopen at first use (the kernels library and the plugin have no
 // link dependency on cuBLAS); the header only supplies the types. Built only where CMake found
-// cublasLt.h (NVFP4_HAVE_CUBLASLT); otherwise the path reports itself unavailable.
-// COMPILE-CHECKED ONLY: no Blackwell GPU was available (docs/kernels.md).
+// cublasLt.h (NVFP4_HAVE_CUBLASLT); otherwise both paths report themselves unavailable.
+#include "nvfp4DequantLayout.h"
 #include "nvfp4Launch.cuh"
 #include "nvfp4Numerics.cuh"
+#include "nvfp4Tuning.h"
 #include "nvfp4ScaleLayout.h"
 
 #include <cstdio>
@@ -56,19 +63,29 @@ Fp4Workspace fp4WorkspaceLayout(int64_t M, int64_t N, int64_t K)
 }
 #endif
 
-// First reason the path could not run (reported once through nativeFp4Status()).
-std::mutex gStatusMutex;
-std::string gStatus;
-
-cudaError_t unavailable(std::string const& why)
+// First reason a path could not run (reported once through nativeFp4Status() / dequantGemmStatus()).
+struct PathStatus
 {
-    std::lock_guard<std::mutex> lock(gStatusMutex);
-    if (gStatus.empty())
+    std::mutex mutex;
+    std::string why;
+
+    cudaError_t unavailable(std::string const& reason)
     {
-        gStatus = why;
+        std::lock_guard<std::mutex> lock(mutex);
+        if (why.empty())
+        {
+            why = reason;
+        }
+        return cudaErrorNotSupported;
     }
-    return cudaErrorNotSupported;
-}
+    char const* get()
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        return why.empty() ? nullptr : why.c_str();
+    }
+};
+PathStatus gNativeStatus;
+PathStatus gDequantStatus;
 
 #if defined(NVFP4_HAVE_CUBLASLT)
 
@@ -88,6 +105,7 @@ struct LtApi
     decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
     decltype(&cublasLtMatmulAlgoCapGetAttribute) algoCap = nullptr;
     decltype(&cublasLtMatmul) matmul = nullptr;
+    size_t version = 0;
     cublasLtHandle_t handle = nullptr;
     std::string error; // empty when usable
 };
@@ -135,13 +153,7 @@ LtApi loadLtApi()
     {
         return api;
     }
-    // Block-scaled FP4 (CUDA_R_4F_E2M1 with VEC16_UE4M3 scales) arrived in cuBLAS 12.8.
-    size_t const version = api.getVersion();
-    if (version < 120800)
-    {
-        e = "libcublasLt " + std::to_string(version) + " predates block-scaled FP4 (needs >= 12.8)";
-        return api;
-    }
+    api.version = api.getVersion();
     cublasStatus_t const st = api.create(&api.handle);
     if (st != CUBLAS_STATUS_SUCCESS)
     {
@@ -161,8 +173,7 @@ cudaDataType_t outputType(ActType t)
     return t == ActType::kFLOAT ? CUDA_R_32F : (t == ActType::kHALF ? CUDA_R_16F : CUDA_R_16BF);
 }
 
-// Descriptors of one problem; the operand pointers that the heuristic reads for alignment are set
-// by the caller (all 256-byte aligned workspace regions, or checked 16-byte aligned user buffers).
+// The cuBLASLt descriptors of one problem (buildDescs), destroyed with it.
 struct LtDescs
 {
     LtApi const& api;
@@ -180,12 +191,21 @@ struct LtDescs
     LtDescs& operator=(LtDescs const&) = delete;
 };
 
+// The operands of a problem: the native path's FP4, or the dequantize path's 16-bit type.
+enum class Operands : int32_t
+{
+    kFp4,
+    kHalf,
+    kBf16,
+};
+
 struct ProblemKey
 {
     int64_t M, N, K;
     int32_t actType;
     bool bias, vectorAlpha;
-    auto tie() const { return std::tie(M, N, K, actType, bias, vectorAlpha); }
+    Operands operands;
+    auto tie() const { return std::tie(M, N, K, actType, bias, vectorAlpha, operands); }
     bool operator<(ProblemKey const& o) const { return tie() < o.tie(); }
 };
 
@@ -195,24 +215,34 @@ cublasStatus_t setDesc(LtDescs& ds, cublasLtMatmulDescAttributes_t attr, T const
     return ds.api.descSet(ds.op, attr, &value, sizeof(value));
 }
 
-cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, void const* scaleW, void const* scaleX, void const* bias)
+// Descriptors of one problem ("TN": A = W, K x N, op T; B = the activation, K x M, op N; D = y, N x M
+// with leading dimension ldD, the whole y's row length when D is a slice of its columns). FP4
+// operands take their block scales (cuBLASLt's tiled UE4M3 layout) from scaleW / scaleX.
+cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, int64_t ldD, void const* bias,
+    void const* scaleW = nullptr, void const* scaleX = nullptr)
 {
     LtApi const& api = ds.api;
     cublasStatus_t st = api.descCreate(&ds.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     int32_t const opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    int32_t const scaleMode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
     // Per-row alpha (weight_global_scale of N entries) is a device vector over D's rows (= N);
     // a scalar alpha is read from device memory (it is formed on the device from weight_global_scale).
     int32_t const pointerMode
         = key.vectorAlpha ? CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO : CUBLASLT_POINTER_MODE_DEVICE;
     uint32_t const epilogue = key.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     int32_t const dType = outputType(static_cast<ActType>(key.actType));
+    cudaDataType_t const abType = key.operands == Operands::kFp4 ? CUDA_R_4F_E2M1
+        : key.operands == Operands::kBf16                        ? CUDA_R_16BF
+                                                                 : CUDA_R_16F;
     if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_TRANSA, opT);
     if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_TRANSB, opN);
-    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, scaleMode);
-    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, scaleMode);
-    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scaleW);
-    if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scaleX);
+    if (key.operands == Operands::kFp4)
+    {
+        int32_t const scaleMode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
+        if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, scaleMode);
+        if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, scaleMode);
+        if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scaleW);
+        if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scaleX);
+    }
     if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_POINTER_MODE, pointerMode);
     if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue);
     if (key.bias)
@@ -220,11 +250,11 @@ cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, void const* scaleW
         if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, dType);
         if (st == CUBLAS_STATUS_SUCCESS) st = setDesc(ds, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     }
-    // Leading dimensions in elements (FP4 values for A and B).
-    if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.a, CUDA_R_4F_E2M1, key.K, key.N, key.K);
-    if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.b, CUDA_R_4F_E2M1, key.K, key.M, key.K);
+    // Leading dimensions in elements (FP4 values for FP4 operands).
+    if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.a, abType, key.K, key.N, key.K);
+    if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.b, abType, key.K, key.M, key.K);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = api.layoutCreate(&ds.d, static_cast<cudaDataType_t>(dType), key.N, key.M, key.N);
+        st = api.layoutCreate(&ds.d, static_cast<cudaDataType_t>(dType), key.N, key.M, ldD);
     return st;
 }
 
@@ -245,6 +275,21 @@ CachedAlgo findAlgo(LtDescs& ds, ProblemKey const& key)
     size_t const wsBytes = kLtWorkspaceBytes;
     if (st == CUBLAS_STATUS_SUCCESS)
         st = api.prefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes, sizeof(wsBytes));
+    // Split-K partial sums in fp32 only (the compute type): the in-place and output-type schemes
+    // would round them to a 16-bit output type before the epilogue.
+    uint32_t const reductions = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = api.prefSet(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions, sizeof(reductions));
+    // The heuristic assumes 256-byte aligned operands unless told otherwise; the user's x, y and bias
+    // (and y's column offset of a slice) are only checked 16-byte aligned.
+    uint32_t const alignment = 16;
+    for (cublasLtMatmulPreferenceAttributes_t attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    {
+        if (st == CUBLAS_STATUS_SUCCESS)
+            st = api.prefSet(pref, attr, &alignment, sizeof(alignment));
+    }
     constexpr int kRequested = 8;
     cublasLtMatmulHeuristicResult_t results[kRequested] = {};
     int found = 0;
@@ -254,7 +299,8 @@ CachedAlgo findAlgo(LtDescs& ds, ProblemKey const& key)
         api.prefDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0)
     {
-        r.why = "cuBLASLt has no block-scaled FP4 algorithm for this problem/device (heuristic status "
+        r.why = std::string("cuBLASLt has no ") + (key.operands == Operands::kFp4 ? "block-scaled FP4" : "16-bit")
+            + " algorithm for this problem/device (heuristic status "
             + std::to_string(static_cast<int>(st)) + ", " + std::to_string(found) + " results)";
         return r;
     }
@@ -274,7 +320,7 @@ CachedAlgo findAlgo(LtDescs& ds, ProblemKey const& key)
             return r;
         }
     }
-    r.why = std::string("no cuBLASLt FP4 algorithm supports the ")
+    r.why = std::string("no cuBLASLt algorithm supports the ")
         + (key.vectorAlpha ? "per-row alpha vector" : "device scalar alpha") + " pointer mode";
     return r;
 }
@@ -311,9 +357,9 @@ bool aligned16(void const* p)
     return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-// Shape/alignment conditions of the path (independent of the device): K in whole 64-element
+// Shape/alignment conditions of the native path (independent of the device): K in whole 64-element
 // groups (4 scale columns), 16-byte rows of y (N % 8) and 16-byte aligned user buffers.
-char const* problemUnsupported(LinearParams const& p)
+char const* fp4Unsupported(LinearParams const& p)
 {
     if (!p.w4a4)
         return "w4a16 has no FP4 activation operand";
@@ -325,6 +371,31 @@ char const* problemUnsupported(LinearParams const& p)
         return "weight, weight_scale, y or bias not 16-byte aligned";
     return nullptr;
 }
+
+// Conditions of the dequantize path: 16-bit tensor cores, an exact 16-bit activation operand (x-hat,
+// or fp16/bf16 x), 16-byte rows of y (N % 8) and 16-byte aligned buffers.
+char const* dequantUnsupported(LinearParams const& p, int sm)
+{
+    if (sm < 80)
+        return "sm < 80";
+    if (!p.w4a4 && p.actType == ActType::kFLOAT)
+        return "fp32 w4a16 has no exact 16-bit activation operand";
+    if (p.N % 8 != 0)
+        return "N % 8 != 0";
+    if (!aligned16(p.weight) || !aligned16(p.y) || (p.bias != nullptr && !aligned16(p.bias))
+        || (!p.w4a4 && !aligned16(p.x)))
+        return "weight, x, y or bias not 16-byte aligned";
+    return nullptr;
+}
+
+#if defined(NVFP4_HAVE_CUBLASLT)
+layout::DequantWorkspace dequantLayout(int64_t M, int64_t N, int64_t K, bool w4a4)
+{
+    // The activation operand region only holds x-hat (w4a4); w4a16 reads x where it is.
+    size_t const actBytes = w4a4 ? actOperandBytes(M, K, true, ActType::kHALF) : 0;
+    return layout::dequantWorkspace(N, K, actBytes, tuning::kDequantSliceBytes, kLtWorkspaceBytes);
+}
+#endif
 
 } // namespace
 
@@ -340,25 +411,44 @@ size_t nativeFp4WorkspaceBytes(int64_t M, int64_t N, int64_t K)
 #endif
 }
 
+size_t dequantGemmWorkspaceBytes(int64_t M, int64_t N, int64_t K, bool w4a4)
+{
+#if defined(NVFP4_HAVE_CUBLASLT)
+    return dequantLayout(M, N, K, w4a4).total; // monotonic in M: covers every smaller M
+#else
+    (void) M;
+    (void) N;
+    (void) K;
+    (void) w4a4;
+    return 0;
+#endif
+}
+
 namespace
 {
 
-// Checks, plans (descriptors + cached algorithm) and, if `launch`, enqueues the path.
+// Checks, plans (descriptors + cached algorithm) and, if `launch`, enqueues the native path.
 cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream)
 {
-    if (char const* why = problemUnsupported(p))
+    if (char const* why = fp4Unsupported(p))
     {
-        return unavailable(std::string("native FP4 path: ") + why);
+        return gNativeStatus.unavailable(std::string("native FP4 path: ") + why);
     }
 #if !defined(NVFP4_HAVE_CUBLASLT)
     (void) launch;
     (void) stream;
-    return unavailable("native FP4 path: built without cublasLt.h (see docs/kernels.md)");
+    return gNativeStatus.unavailable("native FP4 path: built without cublasLt.h (see docs/kernels.md)");
 #else
     LtApi const& api = ltApi();
     if (!api.error.empty())
     {
-        return unavailable("native FP4 path: " + api.error);
+        return gNativeStatus.unavailable("native FP4 path: " + api.error);
+    }
+    // Block-scaled FP4 (CUDA_R_4F_E2M1 with VEC16_UE4M3 scales) arrived in cuBLAS 12.8.
+    if (api.version < 120800)
+    {
+        return gNativeStatus.unavailable("native FP4 path: libcublasLt " + std::to_string(api.version)
+            + " predates block-scaled FP4 (needs >= 12.8)");
     }
     Fp4Workspace const w = fp4WorkspaceLayout(p.M, p.N, p.K);
     auto* const base = static_cast<uint8_t*>(p.workspace);
@@ -368,18 +458,19 @@ cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream
     auto* const alpha = reinterpret_cast<float*>(base + w.alpha);
     bool const vectorAlpha = p.weightGlobalScaleLen != 1;
 
-    ProblemKey const key{p.M, p.N, p.K, static_cast<int32_t>(p.actType), p.bias != nullptr, vectorAlpha};
+    ProblemKey const key{
+        p.M, p.N, p.K, static_cast<int32_t>(p.actType), p.bias != nullptr, vectorAlpha, Operands::kFp4};
     LtDescs ds(api);
-    cublasStatus_t const st = buildDescs(ds, key, scalesW, scalesX, p.bias);
+    cublasStatus_t const st = buildDescs(ds, key, p.N, p.bias, scalesW, scalesX);
     if (st != CUBLAS_STATUS_SUCCESS)
     {
-        return unavailable(
+        return gNativeStatus.unavailable(
             "native FP4 path: descriptor setup failed with cuBLAS status " + std::to_string(static_cast<int>(st)));
     }
     CachedAlgo const algo = cachedAlgo(ds, key);
     if (!algo.ok)
     {
-        return unavailable("native FP4 path: " + algo.why);
+        return gNativeStatus.unavailable("native FP4 path: " + algo.why);
     }
     if (!launch)
     {
@@ -403,6 +494,103 @@ cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream
 #endif
 }
 
+#if defined(NVFP4_HAVE_CUBLASLT)
+// The descriptors and algorithm of one slice height (every slice but perhaps the last has the same).
+struct SlicePlan
+{
+    LtDescs ds;
+    CachedAlgo algo;
+    explicit SlicePlan(LtApi const& api) : ds(api) {}
+};
+
+cudaError_t planSlice(SlicePlan& plan, LinearParams const& p, int64_t rows, Operands operands)
+{
+    ProblemKey const key{
+        p.M, rows, p.K, static_cast<int32_t>(p.actType), p.bias != nullptr, p.weightGlobalScaleLen != 1, operands};
+    cublasStatus_t const st = buildDescs(plan.ds, key, p.N, p.bias);
+    if (st != CUBLAS_STATUS_SUCCESS)
+    {
+        return gDequantStatus.unavailable("dequantize-then-GEMM path: descriptor setup failed with cuBLAS status "
+            + std::to_string(static_cast<int>(st)));
+    }
+    plan.algo = cachedAlgo(plan.ds, key);
+    return plan.algo.ok ? cudaSuccess : gDequantStatus.unavailable("dequantize-then-GEMM path: " + plan.algo.why);
+}
+#endif
+
+// Plans both slice heights before launching anything; then the activation operand (w4a4), and per
+// slice the weight decode and its GEMM, in stream order.
+cudaError_t runDequantGemm(LinearParams const& p, int sm, cudaStream_t stream)
+{
+    if (char const* why = dequantUnsupported(p, sm))
+    {
+        return gDequantStatus.unavailable(std::string("dequantize-then-GEMM path: ") + why);
+    }
+#if !defined(NVFP4_HAVE_CUBLASLT)
+    (void) stream;
+    return gDequantStatus.unavailable("dequantize-then-GEMM path: built without cublasLt.h (see docs/kernels.md)");
+#else
+    LtApi const& api = ltApi();
+    if (!api.error.empty())
+    {
+        return gDequantStatus.unavailable("dequantize-then-GEMM path: " + api.error);
+    }
+    bool const bf16 = p.actType == ActType::kBF16; // cuBLASLt's 16-bit operands share D's type family
+    Operands const operands = bf16 ? Operands::kBf16 : Operands::kHalf;
+    layout::DequantWorkspace const w = dequantLayout(p.M, p.N, p.K, p.w4a4);
+    int64_t const rows = w.sliceRows;
+    int64_t const lastRows = p.N - (p.N - 1) / rows * rows;
+    SlicePlan full(api), last(api);
+    cudaError_t err = planSlice(full, p, rows, operands);
+    if (err == cudaSuccess && lastRows != rows)
+    {
+        err = planSlice(last, p, lastRows, operands);
+    }
+    if (err != cudaSuccess)
+    {
+        return err;
+    }
+
+    auto* const base = static_cast<uint8_t*>(p.workspace);
+    void* const slice = base + w.slice;
+    auto* const alpha = reinterpret_cast<float*>(base + w.alpha);
+    float const* const beta = alpha + p.weightGlobalScaleLen; // 0 (written with alpha)
+    if (p.w4a4)
+    {
+        err = bf16 ? launchQuantizeActivationBf16(
+                  p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, static_cast<__nv_bfloat16*>(p.workspace), stream)
+                   : launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv,
+                       static_cast<__half*>(p.workspace), nullptr, ActOrder::kNatural, stream);
+    }
+    void const* const act = p.w4a4 ? static_cast<void const*>(p.workspace) : p.x;
+    size_t const outBytes = p.actType == ActType::kFLOAT ? 4 : 2;
+    for (int64_t n0 = 0; err == cudaSuccess && n0 < p.N; n0 += rows)
+    {
+        int64_t const r = std::min(rows, p.N - n0);
+        SlicePlan& plan = r == rows ? full : last;
+        err = launchDequantizeWeight(p, bf16, n0, r, slice, n0 == 0 ? alpha : nullptr, stream);
+        if (err != cudaSuccess)
+        {
+            break;
+        }
+        void const* const bias = p.bias != nullptr ? static_cast<uint8_t const*>(p.bias) + n0 * outBytes : nullptr;
+        if (bias != nullptr)
+        {
+            cublasStatus_t const st = setDesc(plan.ds, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+            if (st != CUBLAS_STATUS_SUCCESS)
+            {
+                return toCuda(st);
+            }
+        }
+        float const* const a = p.weightGlobalScaleLen != 1 ? alpha + n0 : alpha;
+        void* const d = static_cast<uint8_t*>(p.y) + n0 * outBytes;
+        err = toCuda(api.matmul(api.handle, plan.ds.op, a, slice, plan.ds.a, act, plan.ds.b, beta, d, plan.ds.d, d,
+            plan.ds.d, &plan.algo.algo, base + w.lt, kLtWorkspaceBytes, stream));
+    }
+    return err;
+#endif
+}
+
 } // namespace
 
 cudaError_t launchNativeFp4(LinearParams const& p, int sm, cudaStream_t stream)
@@ -419,12 +607,21 @@ cudaError_t probeNativeFp4(LinearParams const& p)
     return runNativeFp4(p, false, nullptr);
 }
 
+cudaError_t launchDequantGemm(LinearParams const& p, int sm, cudaStream_t stream)
+{
+    return runDequantGemm(p, sm, stream);
+}
+
 } // namespace detail
 
 char const* nativeFp4Status()
 {
-    std::lock_guard<std::mutex> lock(detail::gStatusMutex);
-    return detail::gStatus.empty() ? nullptr : detail::gStatus.c_str();
+    return detail::gNativeStatus.get();
+}
+
+char const* dequantGemmStatus()
+{
+    return detail::gDequantStatus.get();
 }
 
 } // namespace nvfp4

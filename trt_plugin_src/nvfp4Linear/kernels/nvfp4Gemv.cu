@@ -309,8 +309,11 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
     return v;
 }
 
-template <typename Op, typename T, int NT, bool L2Prefetch>
-__global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemvWideKernel(
+// ActPairs: the activation is x-hat in gemvPairPos's order (w4a4), so the fp16 strided decode's
+// pairs meet whole activation words. kWarps: the in-CTA K split (kWideWarps, or 2 or 4 times that
+// in place of as many CTA splits: the same warps per SM, the sums in shared memory).
+template <typename Op, typename T, int NT, bool L2Prefetch, bool ActPairs, int kWarps = kWideWarps>
+__global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWarps / kWarps) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
     T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
@@ -322,7 +325,8 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     // multiplies by alpha * 2^14.
     constexpr bool kFast = std::is_same<Op, HalfOperand>::value;
     constexpr float kOperandScale = kFast ? kWeightOperandScale * kWeightOperandScale : kWeightOperandScale;
-    __shared__ float red[kWideWarps][MT * NT * 4][32];
+    static_assert(kWarps % kWideWarps == 0 && WideShape<NT>::kMinCtas * kWideWarps / kWarps >= 1, "CTAs per SM");
+    __shared__ float red[kWarps][MT * NT * 4][32];
 
     int const warp = threadIdx.x / 32;
     int const lane = threadIdx.x % 32;
@@ -332,7 +336,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     int64_t const numChunks = K / 128;
     int64_t const cSplit = static_cast<int64_t>(blockIdx.y) * chunksPerSplit;
     int const splitLen = static_cast<int>(max(int64_t{0}, min(numChunks, cSplit + chunksPerSplit) - cSplit));
-    int const per = (splitLen + kWideWarps - 1) / kWideWarps;
+    int const per = (splitLen + kWarps - 1) / kWarps;
     int const cW = min(splitLen, warp * per);
     int const nLocal = min(splitLen, cW + per) - cW;
     int64_t const c0 = cSplit + cW;
@@ -447,7 +451,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
                         }
                     }
                 }
-                mmaChunk128<Op, MT, NT, kPerWord, kFast>(wv[p], sc, aCur, aRow, p * 16, acc);
+                mmaChunk128<Op, MT, NT, kPerWord, kFast, kFast && ActPairs>(wv[p], sc, aCur, aRow, p * 16, acc);
                 if (i0 + p + kDepth < nLocal)
                 {
                     loadWeights(p, p + kDepth);
@@ -475,7 +479,7 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
     storeAccumulators(red, acc, warp, lane);
     __syncthreads();
     // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
-    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWideWarps * 32)
+    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWarps * 32)
     {
         int const idx = e / 32;
         int const l = e % 32;
@@ -504,7 +508,35 @@ __global__ void __launch_bounds__(kWideWarps * 32, WideShape<NT>::kMinCtas) gemv
 
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
-template <typename Op, typename T, int NT>
+// One grid of the wide kernel with kWarps warps per CTA and `sk`'s CTA splits.
+template <typename Op, typename T, int NT, bool ActPairs, int kWarps>
+cudaError_t launchWideGrid(LinearParams const& p, void const* a, int64_t ctasN, SplitK const& sk, bool pdl,
+    cudaStream_t stream)
+{
+    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
+    auto kernel = gemvWideKernel<Op, T, NT, false, ActPairs, kWarps>;
+    if constexpr (NT == 1)
+    {
+        // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
+        // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
+        if ((sk.chunksPerSplit + kWarps - 1) / kWarps >= tuning::kGemvWide.l2HintChunks)
+        {
+            kernel = gemvWideKernel<Op, T, NT, true, ActPairs, kWarps>;
+        }
+    }
+    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWarps * 32), 0, stream,
+        static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
+        reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
+        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
+        p.N, p.K, sk.chunksPerSplit);
+    return reduceSplitK(p, sk, err, stream, pdl);
+}
+
+// The split plan fills ~0.8 of a wave with kWideWarps-warp CTAs. Two or four splits run instead as
+// CTAs of 2x or 4x the warps (where registers and the shared-memory sums allow it): the same warps
+// per SM, each over the same length of K, summed in shared memory, so neither the partial sums nor
+// the reduction launch remain.
+template <typename Op, typename T, int NT, bool ActPairs>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
@@ -513,34 +545,35 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
     int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
     int64_t const cap
         = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
-    SplitK const sk = planSplitK(p, numChunks, splitsForOneWave(ctasN, resident, cap));
-    dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
-    auto kernel = gemvWideKernel<Op, T, NT, false>;
-    if constexpr (NT == 1)
+    int64_t const splits = splitsForOneWave(ctasN, resident, cap);
+    constexpr int kMinCtas = WideShape<NT>::kMinCtas;
+    // The warps' sums (red) within the 48 KB of static shared memory of one CTA.
+    constexpr auto sumsFit = [](int warps) { return sizeof(float) * 32 * 4 * kWideMT * NT * warps <= 48 * 1024; };
+    if constexpr (kMinCtas >= 4 && sumsFit(4 * kWideWarps))
     {
-        // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
-        // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
-        if ((sk.chunksPerSplit + kWideWarps - 1) / kWideWarps >= tuning::kGemvWide.l2HintChunks)
+        if (splits == 4)
         {
-            kernel = gemvWideKernel<Op, T, NT, true>;
+            return launchWideGrid<Op, T, NT, ActPairs, 4 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
         }
     }
-    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWideWarps * 32), 0, stream,
-        static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
-        reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
-        p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
-        p.N, p.K, sk.chunksPerSplit);
-    return reduceSplitK(p, sk, err, stream, pdl);
+    if constexpr (kMinCtas >= 2 && sumsFit(2 * kWideWarps))
+    {
+        if (splits == 2)
+        {
+            return launchWideGrid<Op, T, NT, ActPairs, 2 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
+        }
+    }
+    return launchWideGrid<Op, T, NT, ActPairs, kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, splits), pdl, stream);
 }
 
 // The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt.
-template <typename Op, typename T, int NT = 1>
+template <typename Op, typename T, bool ActPairs, int NT = 1>
 cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     if constexpr (NT <= tuning::kGemvWide.maxNt)
     {
-        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT>(p, a, smCount, pdl, stream)
-                                   : launchGemvWideForM<Op, T, NT + 1>(p, a, smCount, pdl, stream);
+        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT, ActPairs>(p, a, smCount, pdl, stream)
+                                   : launchGemvWideForM<Op, T, ActPairs, NT + 1>(p, a, smCount, pdl, stream);
     }
     else
     {
@@ -553,7 +586,18 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 {
     if (p.K % 128 == 0)
     {
-        return launchGemvWideForM<Op, T>(p, a, smCount, pdl, stream);
+        // Only w4a4 has its x-hat in the pair order, and w4a16 reads fp16 x only (fp16 operand).
+        if constexpr (std::is_same<Op, HalfOperand>::value && std::is_same<T, __half>::value)
+        {
+            return gemvReadsActivationPairs(p) ? launchGemvWideForM<Op, T, true>(p, a, smCount, pdl, stream)
+                                               : launchGemvWideForM<Op, T, false>(p, a, smCount, pdl, stream);
+        }
+        else
+        {
+            constexpr bool kPairs = std::is_same<Op, HalfOperand>::value;
+            return gemvReadsActivationPairs(p) == kPairs ? launchGemvWideForM<Op, T, kPairs>(p, a, smCount, pdl, stream)
+                                                         : cudaErrorInvalidValue;
+        }
     }
     if (p.M > 16)
     {
@@ -565,6 +609,11 @@ cudaError_t launchGemvTyped(LinearParams const& p, void const* a, int smCount, b
 }
 
 } // namespace
+
+bool gemvReadsActivationPairs(LinearParams const& p)
+{
+    return p.w4a4 && p.K % 128 == 0;
+}
 
 // Largest M the GEMV kernels take for this K (nvfp4Launch.cuh; used by the dispatch
 // and the workspace size): the wide kernel (K % 128 == 0) up to 8 n8 tiles, the 64-chunk one 16.

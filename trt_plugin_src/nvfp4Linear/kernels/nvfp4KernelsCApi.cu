@@ -73,12 +73,13 @@ int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K, int32_t a
         return cudaErrorInvalidValue;
     }
     return nvfp4::detail::launchQuantizeActivation(x, static_cast<ActType>(act_type), M, K, input_global_scale_inv,
-        static_cast<__half*>(xhat_fp16), static_cast<uint8_t*>(scale_fp8), false, static_cast<cudaStream_t>(stream));
+        static_cast<__half*>(xhat_fp16), static_cast<uint8_t*>(scale_fp8), nvfp4::detail::ActOrder::kNatural,
+        static_cast<cudaStream_t>(stream));
 }
 
 int32_t nvfp4_force_kernel(int32_t path)
 {
-    if (path < 0 || path > 5)
+    if (path < 0 || path > static_cast<int32_t>(nvfp4::detail::KernelPath::kDequantGemm))
     {
         return cudaErrorInvalidValue;
     }
@@ -131,6 +132,11 @@ int32_t nvfp4_native_fp4_probe(
 char const* nvfp4_native_fp4_status(void)
 {
     return nvfp4::nativeFp4Status();
+}
+
+char const* nvfp4_dequant_gemm_status(void)
+{
+    return nvfp4::dequantGemmStatus();
 }
 
 char const* nvfp4_error_string(int32_t code)

@@ -34,9 +34,10 @@ NVFP4_CAPI int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K
 
 // Testing/benchmarking: force one kernel family for every later launch in this process
 // (0 = automatic dispatch, 1 = SIMT, 2 = GEMV (M <= 64; M > 16 needs K % 128 == 0), 3 = tiled mma.sync, 4 = wgmma (sm_90a),
-// 5 = native block-scaled FP4 through cuBLASLt (sm >= 100, w4a4; compile-checked only)).
-// A forced family that
-// cannot run the problem makes nvfp4_linear_launch return cudaErrorNotSupported.
+// 5 = native block-scaled FP4 through cuBLASLt (sm >= 100, w4a4; compile-checked only),
+// 6 = weights dequantized to 16 bits, then a cuBLASLt GEMM (sm >= 80; automatic from M = 2048)).
+// A forced family that cannot run the problem makes nvfp4_linear_launch return cudaErrorNotSupported.
+// nvfp4_workspace_size covers the forced family: call it after forcing.
 NVFP4_CAPI int32_t nvfp4_force_kernel(int32_t path);
 
 // Native FP4 path (Blackwell): its operand preparation, exposed for bit-exact tests on any GPU.
@@ -59,6 +60,8 @@ NVFP4_CAPI int32_t nvfp4_native_fp4_probe(int64_t M, int64_t N, int64_t K, int32
     int32_t has_bias, void* buffer);
 // Why the native FP4 path last could not run (first reason, static string), or NULL.
 NVFP4_CAPI char const* nvfp4_native_fp4_status(void);
+// Why the dequantize-then-GEMM path could not run the first time (static string), or NULL.
+NVFP4_CAPI char const* nvfp4_dequant_gemm_status(void);
 
 // Human-readable name of a cudaError_t value (static string).
 NVFP4_CAPI char const* nvfp4_error_string(int32_t code);

@@ -17,9 +17,10 @@ KernelPath& forcedPath()
     return path;
 }
 
-size_t actOperandBytes(int64_t M, int64_t K, bool w4a4)
+size_t actOperandBytes(int64_t M, int64_t K, bool w4a4, ActType actType)
 {
-    return w4a4 ? alignUp(static_cast<size_t>(M) * static_cast<size_t>(K) * sizeof(__half), 256) : 0;
+    bool const operand = w4a4 || actType != ActType::kFLOAT; // fp32 w4a16 runs on SIMT, straight from x
+    return operand ? alignUp(static_cast<size_t>(M) * static_cast<size_t>(K) * sizeof(__half), 256) : 0;
 }
 
 size_t partialBytes(int64_t M, int64_t N)
@@ -64,26 +65,43 @@ bool positiveFinite(float v)
     return std::isfinite(v) && v > 0.0f;
 }
 
-// The native FP4 path's workspace is reserved only where it can run (current device sm >= 100).
-bool nativeFp4Device()
+// The cuBLASLt paths' workspaces are reserved only where they can run (the current device's sm).
+int currentSm()
 {
     DeviceInfo dev;
-    return queryDevice(dev) == cudaSuccess && dev.sm >= 100;
+    return queryDevice(dev) == cudaSuccess ? dev.sm : 0;
+}
+
+// Whether launchLinear may take the dequantize-then-GEMM path for some M' <= M.
+bool dequantGemmMayRun(int64_t M, bool w4a4, ActType actType, int sm)
+{
+    bool const exactOperands = w4a4 || actType != ActType::kFLOAT;
+    bool const wanted = forcedPath() == KernelPath::kDequantGemm
+        || (forcedPath() == KernelPath::kAuto && M >= tuning::kDequantGemmMinM);
+    return wanted && exactOperands && sm >= 80;
 }
 
 } // namespace
 } // namespace detail
 
-size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType /*actType*/)
+size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType)
 {
     if (M <= 0 || N <= 0 || K <= 0)
     {
         return 0;
     }
-    size_t const bytes = detail::actOperandBytes(M, K, w4a4) + detail::partialBytes(M, N);
-    // The native FP4 path (or the fallback after it) uses the workspace from its start.
-    bool const nativeFp4 = w4a4 && K % 64 == 0 && detail::nativeFp4Device();
-    return nativeFp4 ? std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K)) : bytes;
+    size_t bytes = detail::actOperandBytes(M, K, w4a4, actType) + detail::partialBytes(M, N);
+    // The cuBLASLt paths (or the kernels after a fallback) use the workspace from its start.
+    int const sm = detail::currentSm();
+    if (w4a4 && K % 64 == 0 && sm >= 100)
+    {
+        bytes = std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K));
+    }
+    if (detail::dequantGemmMayRun(M, w4a4, actType, sm))
+    {
+        bytes = std::max(bytes, detail::dequantGemmWorkspaceBytes(M, N, K, w4a4));
+    }
+    return bytes;
 }
 
 cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
@@ -142,8 +160,22 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         }
     }
 
-    // The 16-bit activation operand: x-hat (w4a4, quantized below into the workspace) or x.
-    void const* const a = p.w4a4 ? p.workspace : p.x;
+    // Large M: the weights decoded once per call into 16-bit slices, multiplied by cuBLASLt (which
+    // outruns the fused-decode kernels there). If it cannot run, the automatic dispatch continues
+    // with those kernels (dequantGemmStatus() says why).
+    bool const dequantAuto = forced == KernelPath::kAuto && dequantGemmMayRun(p.M, p.w4a4, p.actType, sm);
+    if (forced == KernelPath::kDequantGemm || dequantAuto)
+    {
+        err = launchDequantGemm(p, sm, stream);
+        if (!(dequantAuto && err == cudaErrorNotSupported))
+        {
+            return err;
+        }
+    }
+
+    // The 16-bit activation operand: x-hat (w4a4, quantized below into the workspace), x, or for the
+    // wgmma kernel at w4a16 x moved into that kernel's K order in the workspace (below).
+    void const* a = p.w4a4 ? p.workspace : p.x;
 
     // Tensor-core paths: exact 16-bit operands (x-hat, or fp16/bf16 x), whole 64-element K chunks,
     // 16-byte aligned rows (K % 64 == 0 makes every weight/scale/activation row aligned).
@@ -163,21 +195,29 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }
-    // The path is fixed before quantizing: the wgmma kernel takes x-hat in its permuted K order.
+    // The path is fixed before quantizing: the wgmma kernel and the wide GEMV take x-hat in their orders.
     bool const runnable = path == KernelPath::kSimt || (path == KernelPath::kGemv && gemvOk)
         || (path == KernelPath::kTiled && mmaOk) || (path == KernelPath::kWgmma && wgmmaOk);
     if (!runnable)
     {
         return cudaErrorNotSupported;
     }
-    if (p.w4a4)
+    // w4a16 on the wgmma kernel: x moved into its K order where that pays, which gives each lane one
+    // FP8 block's contiguous weight bytes (fewer consumer instructions than gathering them).
+    bool const permuteW4a16 = !p.w4a4 && path == KernelPath::kWgmma && wgmmaPermutesW4a16(p);
+    if (p.w4a4 || permuteW4a16)
     {
-        err = launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv, static_cast<__half*>(p.workspace),
-            nullptr, path == KernelPath::kWgmma, stream);
+        ActOrder const order = path == KernelPath::kWgmma
+            ? ActOrder::kWgmma
+            : (path == KernelPath::kGemv && gemvReadsActivationPairs(p) ? ActOrder::kGemvPairs : ActOrder::kNatural);
+        err = p.w4a4 ? launchQuantizeActivation(p.x, p.actType, p.M, p.K, p.inputGlobalScaleInv,
+                  static_cast<__half*>(p.workspace), nullptr, order, stream)
+                     : launchPermuteActivation(p.x, p.actType, p.M, p.K, p.workspace, stream);
         if (err != cudaSuccess)
         {
             return err;
         }
+        a = p.workspace;
     }
     switch (path)
     {
@@ -185,7 +225,8 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     // On sm_90+ the GEMV starts streaming weights while the quantization kernel still runs.
     case KernelPath::kGemv: return launchGemv(p, a, bf16Operand, dev.smCount, p.w4a4 && sm >= 90, stream);
     case KernelPath::kTiled: return launchTiled(p, a, bf16Operand, dev.smCount, stream);
-    case KernelPath::kWgmma: return launchWgmma(p, a, bf16Operand, dev.smCount, p.w4a4, stream);
+    case KernelPath::kWgmma:
+        return launchWgmma(p, a, bf16Operand, p.w4a4 || permuteW4a16, dev.smCount, p.w4a4 || permuteW4a16, stream);
     default: return cudaErrorInvalidValue;
     }
 }

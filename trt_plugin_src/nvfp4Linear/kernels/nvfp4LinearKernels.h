@@ -42,7 +42,8 @@ struct LinearParams
     int32_t smVersion = 0;              // e.g. 90; 0 = query the current device
 };
 
-// Bytes of scratch memory launchLinear needs for this problem (0 allowed). Must cover any smaller M.
+// Bytes of scratch memory launchLinear needs for this problem (0 allowed). Covers any smaller M (and
+// the family a test pinned with nvfp4_force_kernel, so ask after pinning).
 size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType);
 
 // y = NVFP4Linear(x) as docs/op-contract.md defines it. Picks the kernel by compute capability and M.
@@ -52,5 +53,9 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream);
 // Why the native block-scaled FP4 path (Blackwell, cuBLASLt) could not run the first time it was
 // tried and launchLinear fell back to the 16-bit tensor-core kernels; nullptr if it never failed.
 char const* nativeFp4Status();
+
+// The same for the dequantize-then-GEMM path (large M on sm >= 80, cuBLASLt), after which
+// launchLinear fell back to the fused-decode kernels; nullptr if it never failed.
+char const* dequantGemmStatus();
 
 } // namespace nvfp4

@@ -25,15 +25,10 @@ __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, ui
 {
     uint32_t const l = fp4LowNibblesToHalfHighBytes(w);
     uint32_t const h = fp4HighNibblesToHalfHighBytes(w);
-    uint32_t const raw[4] = {fp16StridedPair<0, 1>(l), fp16StridedPair<2, 3>(l), fp16StridedPair<0, 1>(h),
-        fp16StridedPair<2, 3>(h)};
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-    {
-        __half2 const r
-            = __hmul2(*reinterpret_cast<__half2 const*>(&raw[i]), *reinterpret_cast<__half2 const*>(&scale));
-        b[i] = *reinterpret_cast<uint32_t const*>(&r);
-    }
+    b[0] = HalfOperand::scaled(fp16StridedPair<0, 1>(l), scale);
+    b[1] = HalfOperand::scaled(fp16StridedPair<2, 3>(l), scale);
+    b[2] = HalfOperand::scaled(fp16StridedPair<0, 1>(h), scale);
+    b[3] = HalfOperand::scaled(fp16StridedPair<2, 3>(h), scale);
 }
 
 // The MMAs of one 128-element chunk: `wv` holds the 16 weight bytes of the thread's MT x 2 weight
@@ -41,9 +36,11 @@ __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, ui
 // activation words of the NT n8 tiles. With kPerWord the activation words are loaded here, word q
 // of each row from aRow[j] + aWord + q, just before its MMAs (fewer registers at large NT); else
 // `aCur` holds all four already. kStrided: the strided fp16 decode (decodeWordStrided), which pairs
-// weight bytes (4e, 4e+2) and (4e+1, 4e+3) and permutes the activation pairs alike; else the
-// natural decode (decodeWeightWord), weight bytes 2e (k, k+1) and 2e+1 (k+8, k+9).
-template <typename Op, int MT, int NT, bool kPerWord, bool kStrided, typename Offset>
+// weight elements (4e, 4e+2) and (4e+1, 4e+3) of each word and permutes the activation pairs alike
+// (two byte permutes per activation word), unless kActPairs: the activation is stored in that
+// pair order already (gemvPairPos). Else the natural decode (decodeWeightWord), weight bytes 2e
+// (k, k+1) and 2e+1 (k+8, k+9).
+template <typename Op, int MT, int NT, bool kPerWord, bool kStrided, bool kActPairs, typename Offset>
 __device__ __forceinline__ void mmaChunk128(uint4 const (&wv)[MT][2], uint32_t const (&sc)[MT][2][2],
     uint4 (&aCur)[NT][kPerWord ? 1 : 4], uint4 const* const* aRow, Offset aWord, float (&acc)[MT][NT][4])
 {
@@ -87,7 +84,8 @@ __device__ __forceinline__ void mmaChunk128(uint4 const (&wv)[MT][2], uint32_t c
                 uint4 const& av = aCur[j][kPerWord ? 0 : q];
                 uint32_t b0 = e ? av.z : av.x;
                 uint32_t b1 = e ? av.w : av.y;
-                if constexpr (kStrided)
+                static_assert(kStrided || !kActPairs, "the pair order serves the strided decode");
+                if constexpr (kStrided && !kActPairs)
                 {
                     uint32_t const lo = b0;
                     b0 = __byte_perm(lo, b1, 0x5410);

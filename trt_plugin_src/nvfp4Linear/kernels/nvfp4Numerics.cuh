@@ -145,7 +145,17 @@ struct HalfOperand
     template <int ByteIdx>
     static __device__ __forceinline__ uint32_t weightPair(uint32_t u, uint32_t u4, uint32_t scale)
     {
-        uint32_t const raw = fp4PairToHalfBits<ByteIdx>(u, u4);
+        return scaled(fp4PairToHalfBits<ByteIdx>(u, u4), scale);
+    }
+    // The strided pair {element of byte Lo, of byte Hi} of word w (low nibbles, or High ones).
+    template <int Lo, int Hi, bool High>
+    static __device__ __forceinline__ uint32_t stridedPair(uint32_t w, uint32_t scale)
+    {
+        uint32_t const bytes = High ? fp4HighNibblesToHalfHighBytes(w) : fp4LowNibblesToHalfHighBytes(w);
+        return scaled(fp16StridedPair<Lo, Hi>(bytes), scale);
+    }
+    static __device__ __forceinline__ uint32_t scaled(uint32_t raw, uint32_t scale)
+    {
         __half2 const r = __hmul2(*reinterpret_cast<__half2 const*>(&raw), *reinterpret_cast<__half2 const*>(&scale));
         return *reinterpret_cast<uint32_t const*>(&r);
     }
@@ -185,7 +195,15 @@ struct Bf16Operand
     template <int ByteIdx>
     static __device__ __forceinline__ uint32_t weightPair(uint32_t w, uint32_t w4, uint32_t scale)
     {
-        uint32_t const raw = fp4PairToBf16Bits<ByteIdx>(w, w4);
+        return scaled(fp4PairToBf16Bits<ByteIdx>(w, w4), scale);
+    }
+    template <int Lo, int Hi, bool High>
+    static __device__ __forceinline__ uint32_t stridedPair(uint32_t w, uint32_t scale)
+    {
+        return scaled(bf16StridedPair<Lo, Hi, High>(w), scale);
+    }
+    static __device__ __forceinline__ uint32_t scaled(uint32_t raw, uint32_t scale)
+    {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
         __nv_bfloat162 const r = __hmul2(
             *reinterpret_cast<__nv_bfloat162 const*>(&raw), *reinterpret_cast<__nv_bfloat162 const*>(&scale));

@@ -81,22 +81,42 @@ NVFP4_BITS_HD uint32_t fp16StridedPair(uint32_t bytes)
     return bytePerm(bytes, 0u, 0x0404 | (Lo << 4) | (Hi << 12));
 }
 
+// The same for bf16 (e2m1 * 2^-126): the pair {element of byte Lo, element of byte Hi}, their low
+// nibbles (High false: elements 2 Lo, 2 Hi) or high nibbles (true: 2 Lo + 1, 2 Hi + 1).
+template <int Lo, int Hi, bool High>
+NVFP4_BITS_HD uint32_t bf16StridedPair(uint32_t w)
+{
+    uint32_t const v = bytePerm(w, 0u, 0x4040 | Lo | (Hi << 8)); // byte Lo at bits 0..7, Hi at 16..23
+    constexpr int kMag = High ? 2 : 6;                           // magnitude to bits 6..8 / 22..24
+    return ((v << kMag) & 0x01C001C0u) | ((v << (kMag + 6)) & 0x80008000u);
+}
+
+// The wide GEMV's activation order at w4a4 (x-hat written so by the quantization): elements 1 and
+// 2 of every 4 swapped, so that its strided weight pairs (e, e + 2) of each 4 (nvfp4MmaChunk.cuh)
+// meet activation pairs that are whole 32-bit words, with no byte permute per MMA.
+NVFP4_BITS_CONSTEXPR int gemvPairPos(int p)
+{
+    return p - p % 4 + (p % 4 == 1 ? 2 : (p % 4 == 2 ? 1 : p % 4));
+}
+
 // The wgmma kernel's K order. Its m64k16 A fragment (as mma.m16n8k16's) gives lane 4g + t, in
 // step s of a 64-deep stage, the weight pairs at k = 16s + 2t + {0, 1} (h = 0) and
 // 16s + 2t + 8 + {0, 1} (h = 1). Lane t decodes the 16 elements of FP8 block t of its rows (bytes
-// 8t..8t+7 of the row: one 8-byte load, one scale): fragment (s, h), half c, holds that block's
-// element wgmmaBlockElement(s, h, c), byte (s % 2) * 2 + h of word s / 2 (natural pairs).
+// 8t..8t+7 of the row: one 8-byte load, one scale) in strided pairs: fragment (s, h), half c, holds
+// that block's element wgmmaBlockElement(s, h, c), i.e. elements (4h + s % 2, 4h + s % 2 + 2) of
+// word s / 2: the low nibbles of bytes 2h, 2h + 1 in even steps, their high nibbles in odd ones.
 NVFP4_BITS_CONSTEXPR int wgmmaBlockElement(int s, int h, int c)
 {
-    return 8 * (s / 2) + 2 * ((s % 2) * 2 + h) + c;
+    return 8 * (s / 2) + 4 * h + s % 2 + 2 * c;
 }
 
 // Where the activation operand (x-hat, or x at w4a16) stores element p (0..63) of a 64-element K
 // chunk so that it meets that weight: element e of block t goes to 16s + 2t + 8h + c for the (s, h, c)
-// with wgmmaBlockElement(s, h, c) == e. A bijection on 0..63; pairs stay adjacent.
+// with wgmmaBlockElement(s, h, c) == e. A bijection on 0..63; elements e and e + 2 (e % 4 < 2) land
+// side by side.
 NVFP4_BITS_CONSTEXPR int permutedKPos(int p)
 {
-    return 16 * ((p % 16) / 4) + 2 * (p / 16) + (p % 4 < 2 ? p % 2 : 8 + p % 2);
+    return 16 * (2 * ((p % 16) / 8) + p % 2) + 2 * (p / 16) + 8 * ((p % 8) / 4) + (p % 4) / 2;
 }
 
 } // namespace detail

@@ -59,6 +59,48 @@ __device__ __forceinline__ void mbarWait(uint64_t* bar, uint32_t parity)
     } while (!done);
 }
 
+// The same on 32-bit shared-memory addresses (smemAddr), for loops that keep them in registers.
+__device__ __forceinline__ void mbarArriveAt(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void mbarWaitAt(uint32_t bar, uint32_t parity)
+{
+    uint32_t done = 0;
+    do
+    {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+// Shared-memory loads at 32-bit addresses. Volatile: they stay after the barrier wait that makes
+// the TMA's bytes visible (the wait is a volatile asm too).
+__device__ __forceinline__ uint32_t ldShared32(uint32_t addr)
+{
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ uint2 ldShared64(uint32_t addr)
+{
+    uint2 v;
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+    return v;
+}
+
+__device__ __forceinline__ uint4 ldShared128(uint32_t addr)
+{
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+    return v;
+}
+
 // 2-D tile (box of the tensor map) at element coordinates (c0 innermost, c1) into shared memory;
 // out-of-bounds elements are zero-filled and still count toward the barrier's byte total.
 __device__ __forceinline__ void tmaLoad2d(void* dst, CUtensorMap const* map, int32_t c0, int32_t c1, uint64_t* bar)
@@ -99,6 +141,21 @@ __device__ __forceinline__ void wgmmaWait()
 }
 
 #endif
+
+// A loop-invariant value the compiler must keep in a register: it cannot see through the empty asm,
+// so it neither recomputes the value inside the loop (it does for shared-memory addresses and
+// thread-index arithmetic, at every stage) nor folds it into other expressions.
+__device__ __forceinline__ uint32_t keepInRegister(uint32_t v)
+{
+    asm volatile("" : "+r"(v));
+    return v;
+}
+
+__device__ __forceinline__ uint64_t keepInRegister(uint64_t v)
+{
+    asm volatile("" : "+l"(v));
+    return v;
+}
 
 // Pins registers that an in-flight wgmma reads or writes: the compiler may neither move their
 // values across this point nor reuse them before it.

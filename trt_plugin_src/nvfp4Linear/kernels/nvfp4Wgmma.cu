@@ -113,54 +113,71 @@ __device__ __forceinline__ uint32_t gatherByte(uint4 v, uint32_t sel)
 
 // A fragments of step Kk of a 64-deep stage for the thread's two weight rows (row r and r + 8 of
 // its warp's 16), m64k16 layout (nvfp4OperandBits.h): frag[0] / frag[1] rows r / r + 8 at
-// k = 2t.., frag[2] / frag[3] at k = 2t + 8..; wa (row r) / wb (row r + 8) hold the 16 nibbles in
-// the order of wgmmaBlockElement (decodeStage), so pair h of step Kk is one byte; scA / scB: the
-// rows' scale pairs.
-template <typename Op, int Kk>
+// k = 2t.., frag[2] / frag[3] at k = 2t + 8..; wa (row r) / wb (row r + 8) hold the stage's 16
+// nibbles of the thread; scA / scB: the rows' scale pairs.
+// Permuted K order: the 16 elements of FP8 block t in order, pair h of step Kk the strided pair
+// wgmmaBlockElement(Kk, h, 0..1) (11 integer ops per word instead of 18).
+template <typename Op, bool kPermutedK, int Kk>
 __device__ __forceinline__ void decodeStep(uint32_t const (&wa)[2], uint32_t const (&wb)[2],
     uint32_t const (&scA)[4], uint32_t const (&scB)[4], uint32_t (&frag)[4][4])
 {
-    constexpr int kE0 = wgmmaBlockElement(Kk, 0, 0);
-    constexpr int kE1 = wgmmaBlockElement(Kk, 1, 0);
-    static_assert(kE0 / 8 == kE1 / 8 && kE0 % 2 == 0 && kE1 % 2 == 0, "both pairs: whole bytes of one word");
-    uint32_t uA, u4A, uB, u4B;
-    Op::prepareWord(wa[kE0 / 8], uA, u4A);
-    Op::prepareWord(wb[kE0 / 8], uB, u4B);
-    frag[Kk][0] = Op::template weightPair<kE0 % 8 / 2>(uA, u4A, scA[Kk]);
-    frag[Kk][1] = Op::template weightPair<kE0 % 8 / 2>(uB, u4B, scB[Kk]);
-    frag[Kk][2] = Op::template weightPair<kE1 % 8 / 2>(uA, u4A, scA[Kk]);
-    frag[Kk][3] = Op::template weightPair<kE1 % 8 / 2>(uB, u4B, scB[Kk]);
+    if constexpr (kPermutedK)
+    {
+        constexpr int kE0 = wgmmaBlockElement(Kk, 0, 0);
+        constexpr int kE1 = wgmmaBlockElement(Kk, 1, 0);
+        constexpr bool kHigh = Kk % 2 == 1; // odd elements: the high nibbles
+        static_assert(kE0 % 8 / 2 == 0 && kE1 % 8 / 2 == 2 && wgmmaBlockElement(Kk, 0, 1) == kE0 + 2
+                && kE1 / 8 == Kk / 2,
+            "pair h of the step: the same nibble of bytes 2h, 2h + 1 of word Kk / 2");
+        frag[Kk][0] = Op::template stridedPair<0, 1, kHigh>(wa[Kk / 2], scA[Kk]);
+        frag[Kk][1] = Op::template stridedPair<0, 1, kHigh>(wb[Kk / 2], scB[Kk]);
+        frag[Kk][2] = Op::template stridedPair<2, 3, kHigh>(wa[Kk / 2], scA[Kk]);
+        frag[Kk][3] = Op::template stridedPair<2, 3, kHigh>(wb[Kk / 2], scB[Kk]);
+    }
+    else
+    {
+        // natural pairs: byte (Kk % 2) * 2 + h of word Kk / 2 (decodeStage gathers them so)
+        uint32_t uA, u4A, uB, u4B;
+        Op::prepareWord(wa[Kk / 2], uA, u4A);
+        Op::prepareWord(wb[Kk / 2], uB, u4B);
+        frag[Kk][0] = Op::template weightPair<Kk % 2 * 2>(uA, u4A, scA[Kk]);
+        frag[Kk][1] = Op::template weightPair<Kk % 2 * 2>(uB, u4B, scB[Kk]);
+        frag[Kk][2] = Op::template weightPair<Kk % 2 * 2 + 1>(uA, u4A, scA[Kk]);
+        frag[Kk][3] = Op::template weightPair<Kk % 2 * 2 + 1>(uB, u4B, scB[Kk]);
+    }
 }
 
-template <typename Op>
+template <typename Op, bool kPermutedK>
 __device__ __forceinline__ void decodeWords(uint32_t const (&wa)[2], uint32_t const (&wb)[2],
     uint32_t const (&scA)[4], uint32_t const (&scB)[4], uint32_t (&frag)[4][4])
 {
-    decodeStep<Op, 0>(wa, wb, scA, scB, frag);
-    decodeStep<Op, 1>(wa, wb, scA, scB, frag);
-    decodeStep<Op, 2>(wa, wb, scA, scB, frag);
-    decodeStep<Op, 3>(wa, wb, scA, scB, frag);
+    decodeStep<Op, kPermutedK, 0>(wa, wb, scA, scB, frag);
+    decodeStep<Op, kPermutedK, 1>(wa, wb, scA, scB, frag);
+    decodeStep<Op, kPermutedK, 2>(wa, wb, scA, scB, frag);
+    decodeStep<Op, kPermutedK, 3>(wa, wb, scA, scB, frag);
 }
 
-// The stage's fragments from shared memory (sW: the rows' 32 packed bytes, sS: the rows' 4 scale
-// bytes of this stage). sel = t | (t + 4) << 4 picks byte t of a word pair.
-// Natural K order (kPermutedK false): step kk is FP8 block kk, its k 2t.. pair byte t of the row's
-// word 2kk and its k 2t+8.. pair byte t of word 2kk+1: a byte gather over the whole row, 4 scales.
-// Permuted K order (true; the activation written by the quantize pass in nvfp4KPermutation's
+// The stage's fragments from shared memory: wA / wB the shared addresses of rows r / r + 8's packed
+// bytes in the stage (permuted: the thread's 8; natural: all 32), sA / sB of their 4 scale bytes of
+// this stage. sel = t | (t + 4) << 4 picks byte t of a word pair.
+// Natural K order (kPermutedK false; w4a16 where the permute pass does not pay): step kk is FP8
+// block kk, its k 2t.. pair byte t of the row's word 2kk and its k 2t+8.. pair byte t of word
+// 2kk+1: a byte gather over the whole row, 4 scales.
+// Permuted K order (true; the activation written by the quantize or permute pass in permutedKPos's
 // order, the same permutation on both operands leaves the sums exact): lane t's weights of the
-// stage are elements 16t..16t+15, i.e. bytes 8t..8t+7 of the row, already in step order, all in
-// FP8 block t: one 8-byte load and one scale per row.
+// stage are elements 16t..16t+15, i.e. bytes 8t..8t+7 of the row, all in FP8 block t: one 8-byte
+// load and one scale per row.
 template <typename Op, bool kPermutedK>
 __device__ __forceinline__ void decodeStage(
-    uint8_t const* sW, uint8_t const* sS, int row, int t, uint32_t sel, uint32_t (&frag)[4][4])
+    uint32_t wA, uint32_t wB, uint32_t sA, uint32_t sB, uint32_t sel, uint32_t (&frag)[4][4])
 {
-    uint32_t const sa = *reinterpret_cast<uint32_t const*>(sS + row * 16);
-    uint32_t const sb = *reinterpret_cast<uint32_t const*>(sS + (row + 8) * 16);
+    uint32_t const sa = sm90::ldShared32(sA);
+    uint32_t const sb = sm90::ldShared32(sB);
     uint32_t wa[2], wb[2], scA[4], scB[4];
     if constexpr (kPermutedK)
     {
-        uint2 const a = *reinterpret_cast<uint2 const*>(sW + row * 32 + 8 * t);
-        uint2 const b = *reinterpret_cast<uint2 const*>(sW + (row + 8) * 32 + 8 * t);
+        uint2 const a = sm90::ldShared64(wA);
+        uint2 const b = sm90::ldShared64(wB);
         wa[0] = a.x;
         wa[1] = a.y;
         wb[0] = b.x;
@@ -176,18 +193,14 @@ __device__ __forceinline__ void decodeStage(
     }
     else
     {
-        uint4 const a0 = *reinterpret_cast<uint4 const*>(sW + row * 32);
-        uint4 const a1 = *reinterpret_cast<uint4 const*>(sW + row * 32 + 16);
-        uint4 const b0 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32);
-        uint4 const b1 = *reinterpret_cast<uint4 const*>(sW + (row + 8) * 32 + 16);
-        wa[0] = gatherByte(a0, sel);
-        wa[1] = gatherByte(a1, sel);
-        wb[0] = gatherByte(b0, sel);
-        wb[1] = gatherByte(b1, sel);
+        wa[0] = gatherByte(sm90::ldShared128(wA), sel);
+        wa[1] = gatherByte(sm90::ldShared128(wA + 16), sel);
+        wb[0] = gatherByte(sm90::ldShared128(wB), sel);
+        wb[1] = gatherByte(sm90::ldShared128(wB + 16), sel);
         RsScales<Op>::pairs(sa, scA);
         RsScales<Op>::pairs(sb, scB);
     }
-    decodeWords<Op>(wa, wb, scA, scB, frag);
+    decodeWords<Op, kPermutedK>(wa, wb, scA, scB, frag);
 }
 
 #endif
@@ -274,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
     int const g = lane / 4;
     int const t = lane % 4;
     int const row = (wg - 1) * 64 + warp * 16 + g; // and row + 8
-    uint32_t const sel = static_cast<uint32_t>(t | ((t + 4) << 4));
+    uint32_t const sel = sm90::keepInRegister(static_cast<uint32_t>(t | ((t + 4) << 4)));
 
     float acc[BN / 2]; // m64nBN fp32 accumulators
 #pragma unroll
@@ -285,24 +298,40 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
     uint32_t fragA[4][4];
     uint32_t fragB[4][4];
 
-    auto decode = [&](int it, uint32_t(&frag)[4][4]) {
-        uint8_t const* const sW = smem + (it % S) * Cfg::kStageBytes + Cfg::kActBytes;
-        decodeStage<Op, kPermutedK>(sW, sW + Cfg::kWBytes + ((cBeg + it) % 4) * 4, row, t, sel, frag);
+    // Shared addresses, computed once: the loop only adds the stage's offset. The activation tile's
+    // descriptor differs between stages and k16 steps only in its start address field (address / 16,
+    // 14 bits, no carry: shared addresses stay below 256 KB).
+    uint32_t const ring = sm90::keepInRegister(sm90::smemAddr(smem));
+    uint32_t const fullBar = ring + S * Cfg::kStageBytes;
+    uint32_t const emptyBar = fullBar + S * 8;
+    uint32_t const wRowA = sm90::keepInRegister(static_cast<uint32_t>(Cfg::kActBytes + row * 32 + (kPermutedK ? 8 * t : 0)));
+    uint32_t const wRowB = wRowA + 8 * 32;
+    uint32_t const sRowA = sm90::keepInRegister(static_cast<uint32_t>(Cfg::kActBytes + Cfg::kWBytes + row * 16));
+    uint32_t const sRowB = sRowA + 8 * 16;
+    uint64_t const desc0 = sm90::keepInRegister(sm90::smemDescSw128(ring));
+
+    // Stage `it` sits in slot it % S; its scales are bytes 4 * ((cBeg + it) % 4).. of each row's 16.
+    uint32_t const stages = sm90::keepInRegister(static_cast<uint32_t>(nLocal));
+    uint32_t const firstChunk = sm90::keepInRegister(static_cast<uint32_t>(cBeg));
+    auto decode = [&](uint32_t it, uint32_t(&frag)[4][4]) {
+        uint32_t const stage = ring + it % S * Cfg::kStageBytes;
+        uint32_t const sub = (firstChunk + it) % 4 * 4;
+        decodeStage<Op, kPermutedK>(stage + wRowA, stage + wRowB, stage + sRowA + sub, stage + sRowB + sub, sel, frag);
     };
     // wgmmas of stage `it` from `cur`; then (wait_group 1: stage it-1's wgmmas, the readers of
     // `next`, are done; they were issued a whole stage earlier, so this rarely waits) frees stage
     // it-1 and decodes stage it+1 straight into `next` while stage it's wgmmas run. The fence on
     // `next` keeps its old values, and so its registers, alive until that wait; `cur` stays alive
     // until the next step's fence, so the new fragments cannot land in registers a wgmma still reads.
-    auto step = [&](int it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
-        uint32_t const bAddr = sm90::smemAddr(smem + (it % S) * Cfg::kStageBytes);
+    auto step = [&](uint32_t it, uint32_t(&cur)[4][4], uint32_t(&next)[4][4]) {
+        uint64_t const desc = desc0 + it % S * (Cfg::kStageBytes / 16);
         sm90::fenceRegs(acc);
         sm90::fenceRegs(cur);
         sm90::wgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
         {
-            WgmmaRs<BN, E>::run(acc, cur[kk], sm90::smemDescSw128(bAddr + kk * 32));
+            WgmmaRs<BN, E>::run(acc, cur[kk], desc + kk * 2); // + 32 bytes per k16 step
         }
         sm90::wgmmaCommit();
         sm90::fenceRegs(acc);
@@ -313,25 +342,25 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
             __syncwarp();
             if (lane == 0)
             {
-                sm90::mbarArrive(&empty[(it - 1) % S]);
+                sm90::mbarArriveAt(emptyBar + (it - 1) % S * 8);
             }
         }
-        if (it + 1 < nLocal)
+        if (it + 1 < stages)
         {
-            sm90::mbarWait(&full[(it + 1) % S], ((it + 1) / S) & 1);
+            sm90::mbarWaitAt(fullBar + (it + 1) % S * 8, (it + 1) / S & 1);
             decode(it + 1, next);
         }
     };
 
-    if (nLocal > 0)
+    if (stages > 0)
     {
-        sm90::mbarWait(&full[0], 0);
+        sm90::mbarWaitAt(fullBar, 0);
         decode(0, fragA);
     }
-    for (int it = 0; it < nLocal; it += 2)
+    for (uint32_t it = 0; it < stages; it += 2)
     {
         step(it, fragA, fragB);
-        if (it + 1 < nLocal)
+        if (it + 1 < stages)
         {
             step(it + 1, fragB, fragA);
         }
@@ -528,8 +557,14 @@ bool wgmmaSupports(LinearParams const& p)
     return p.K % 256 == 0 && p.M <= maxDim && p.N <= maxDim;
 }
 
-cudaError_t launchWgmma(
-    LinearParams const& p, void const* a, bool bf16Operand, int smCount, bool pdl, cudaStream_t stream)
+bool wgmmaPermutesW4a16(LinearParams const& p)
+{
+    // The pass costs one read and one write of x; what it saves grows with N (measured, H200).
+    return p.N >= tuning::kWgmmaPermuteW4a16.minN || p.M <= tuning::kWgmmaPermuteW4a16.orMaxM;
+}
+
+cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, bool permutedK, int smCount, bool pdl,
+    cudaStream_t stream)
 {
     if (!wgmmaSupports(p))
     {
@@ -546,14 +581,16 @@ cudaError_t launchWgmma(
         }
         return cudaErrorInvalidValue;
     }
-    // W4A16: a = x as given (natural K order), fp16 or bf16.
+    // W4A16, fp16 or bf16: a = x as given (natural K order) or moved into the permuted order.
     if (bf16Operand)
     {
-        return launchRsTyped<Bf16Operand, __nv_bfloat16, false>(p, a, smCount, pdl, stream);
+        return permutedK ? launchRsTyped<Bf16Operand, __nv_bfloat16, true>(p, a, smCount, pdl, stream)
+                         : launchRsTyped<Bf16Operand, __nv_bfloat16, false>(p, a, smCount, pdl, stream);
     }
     if (p.actType == ActType::kHALF)
     {
-        return launchRsTyped<HalfOperand, __half, false>(p, a, smCount, pdl, stream);
+        return permutedK ? launchRsTyped<HalfOperand, __half, true>(p, a, smCount, pdl, stream)
+                         : launchRsTyped<HalfOperand, __half, false>(p, a, smCount, pdl, stream);
     }
     return cudaErrorInvalidValue;
 }

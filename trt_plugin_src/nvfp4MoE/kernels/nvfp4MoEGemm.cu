@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kWarps * 32) expertMmaKernel(ExpertLinearArgs 
                         sc[mt][h][1] = Op::scalePair(sv[p][mt][h] >> 8);
                     }
                 }
-                detail::mmaChunk128<Op, kMT, NT, kPerWord, false>(
+                detail::mmaChunk128<Op, kMT, NT, kPerWord, false, false>(
                     wv[p], sc, aCur, aRow, static_cast<int64_t>(i) * 16, acc);
                 if (i + kDepth < nLocal)
                 {

@@ -1,0 +1,65 @@
+// The weight operand of the dequantize-then-GEMM path (nvfp4CublasLt.cu): rows of the packed FP4
+// weight decoded to w' = ŵ * 2^-7 in fp16 or bf16, natural K order, the mma.sync kernels' operand
+// (nvfp4Numerics.cuh: exact in both types), so cuBLAS multiplies the same exact products. The first
+// slice's launch also writes the epilogue's alpha (the power of two undone there) for cuBLASLt.
+#include "nvfp4Launch.cuh"
+#include "nvfp4Numerics.cuh"
+
+namespace nvfp4
+{
+namespace detail
+{
+namespace
+{
+
+// Thread i decodes word i of the slice's packed weight (8 E2M1, element 2j in the low nibble of
+// byte j; half of FP8 block i / 2) into 8 contiguous 16-bit values: one 4-byte load and one 16-byte
+// store per thread, so a warp reads 128 and writes 512 contiguous bytes. Words of consecutive rows
+// are contiguous in the weight and the slice alike (K % 16 == 0), blocks in the scales. Threads
+// i <= wgsLen also write alpha[i] (i < wgsLen) and the zero beta alpha[wgsLen] when `alpha` is given.
+template <typename Op>
+__global__ void dequantizeWeightKernel(uint32_t const* __restrict__ weight, uint8_t const* __restrict__ scale,
+    int64_t numWords, uint4* __restrict__ out, float* __restrict__ alpha, float const* __restrict__ wgs,
+    int32_t wgsLen, bool w4a4, float igs)
+{
+    int64_t const i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (alpha != nullptr && i <= wgsLen)
+    {
+        alpha[i] = i < wgsLen ? epilogueAlpha(wgs, wgsLen, i, w4a4, igs, kWeightOperandScale) : 0.0f;
+    }
+    if (i >= numWords)
+    {
+        return;
+    }
+    uint32_t b[4];
+    decodeWeightWord<Op>(weight[i], Op::scalePair(scale[i / 2]), b);
+    out[i] = make_uint4(b[0], b[1], b[2], b[3]);
+}
+
+} // namespace
+
+cudaError_t launchDequantizeWeight(LinearParams const& p, bool bf16Operand, int64_t n0, int64_t rows, void* out,
+    float* alpha, cudaStream_t stream)
+{
+    int64_t const wordsPerRow = p.K / 8;
+    int64_t const numWords = rows * wordsPerRow;
+    int64_t const threads = 256;
+    int64_t const work = alpha != nullptr ? std::max<int64_t>(numWords, p.weightGlobalScaleLen + 1) : numWords;
+    unsigned const grid = static_cast<unsigned>((work + threads - 1) / threads);
+    auto const* const w = reinterpret_cast<uint32_t const*>(p.weight) + n0 * wordsPerRow;
+    auto const* const s = reinterpret_cast<uint8_t const*>(p.weightScale) + n0 * (p.K / 16);
+    if (bf16Operand)
+    {
+        dequantizeWeightKernel<Bf16Operand><<<grid, threads, 0, stream>>>(w, s, numWords, static_cast<uint4*>(out),
+            alpha, p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale);
+    }
+    else
+    {
+        dequantizeWeightKernel<HalfOperand><<<grid, threads, 0, stream>>>(w, s, numWords, static_cast<uint4*>(out),
+            alpha, p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale);
+    }
+    return cudaGetLastError();
+}
+
+} // namespace detail
+} // namespace nvfp4
