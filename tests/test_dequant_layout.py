@@ -68,7 +68,7 @@ def test_regions_are_aligned_ordered_and_disjoint(layout, N, K, act):
     assert all(v % 256 == 0 for k, v in off.items() if k != "total")
     assert off["slice"] == up256(act)
     assert off["alpha"] == off["slice"] + up256(rows * K * 2)
-    assert off["lt"] == off["alpha"] + up256((N + 1) * 4)
+    assert off["lt"] == off["alpha"] + up256(2 * 4)  # the scalar alpha and beta
     assert off["total"] == off["lt"] + LT
 
 

@@ -85,7 +85,9 @@ def build_cases(quick: bool) -> list[Case]:
             Case("splitk", 48, 256, 8192, dt, edges=("zero",)),
             # dequantize-then-GEMM chosen automatically (M >= 2048), the decoded weight over one
             # slice (N * K * 2 > 64 MiB): a 4096-row slice and an 8-row last one
-            Case("dequant", 2056, 4104, 8192, dt, edges=("zero",), bias=True, per_channel=True),
+            Case("dequant", 2056, 4104, 8192, dt, edges=("zero",), bias=True),
+            # per-channel global scales stay on the fused kernels at any M
+            Case("dequant", 2048, 136, 256, dt, edges=("nan",), per_channel=True),
             Case("bigN", 2, 4104, 512, dt),
             Case("bigN", 512, 4104, 512, dt, bias=True),
             # GEMV (K % 128 == 0): split-K with an uneven last split (K = 128 * 33), N not a
@@ -229,6 +231,12 @@ def check_quantization(case: Case, x: torch.Tensor, G: float, kernels) -> tuple[
     return ok_s and ok_x, detail
 
 
+def dequant_gemm_takes(case: Case, sm: int) -> bool:
+    """The dequantize-then-GEMM path's rules (one alpha: per-tensor weight global scale)."""
+    return (sm >= 80 and (case.mode == "w4a4" or case.dtype != torch.float32) and case.N % 8 == 0
+            and not case.per_channel)
+
+
 def applicable_paths(case: Case, sm: int) -> list[str]:
     paths = ["auto", "simt"]
     mma = sm >= 80 and case.K % 64 == 0 and (case.mode == "w4a4" or case.dtype != torch.float32)
@@ -240,7 +248,7 @@ def applicable_paths(case: Case, sm: int) -> list[str]:
         paths.append("wgmma")
     if sm >= 100 and case.mode == "w4a4" and case.K % 64 == 0 and case.N % 8 == 0:
         paths.append("native_fp4")  # cuBLASLt block-scaled FP4 (docs/kernels.md)
-    if sm >= 80 and (case.mode == "w4a4" or case.dtype != torch.float32) and case.N % 8 == 0:
+    if dequant_gemm_takes(case, sm):
         paths.append("dequant_gemm")  # 16-bit weights per call + cuBLASLt (docs/kernels.md)
     return paths
 

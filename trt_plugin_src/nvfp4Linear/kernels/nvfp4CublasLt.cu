@@ -63,7 +63,9 @@ Fp4Workspace fp4WorkspaceLayout(int64_t M, int64_t N, int64_t K)
 }
 #endif
 
-// First reason a path could not run (reported once through nativeFp4Status() / dequantGemmStatus()).
+// First reason a path could not run (nativeFp4Status() / dequantGemmStatus()). The dequantize path
+// records only what it should have run and could not (library, device, cuBLASLt's algorithms), not
+// problems outside its rules, so that the plugin's one warning names a real cause.
 struct PathStatus
 {
     std::mutex mutex;
@@ -74,7 +76,7 @@ struct PathStatus
         std::lock_guard<std::mutex> lock(mutex);
         if (why.empty())
         {
-            why = reason;
+            why = reason; // set once, so that the pointer get() hands out stays valid
         }
         return cudaErrorNotSupported;
     }
@@ -199,13 +201,16 @@ enum class Operands : int32_t
     kBf16,
 };
 
+// What the heuristic's answer depends on: the shapes, D's leading dimension (the whole y's row length
+// when D is a slice), the types, the epilogue, the pointer mode and the device.
 struct ProblemKey
 {
-    int64_t M, N, K;
+    int64_t M, N, K, ldD;
     int32_t actType;
     bool bias, vectorAlpha;
     Operands operands;
-    auto tie() const { return std::tie(M, N, K, actType, bias, vectorAlpha, operands); }
+    int device;
+    auto tie() const { return std::tie(M, N, K, ldD, actType, bias, vectorAlpha, operands, device); }
     bool operator<(ProblemKey const& o) const { return tie() < o.tie(); }
 };
 
@@ -216,9 +221,9 @@ cublasStatus_t setDesc(LtDescs& ds, cublasLtMatmulDescAttributes_t attr, T const
 }
 
 // Descriptors of one problem ("TN": A = W, K x N, op T; B = the activation, K x M, op N; D = y, N x M
-// with leading dimension ldD, the whole y's row length when D is a slice of its columns). FP4
-// operands take their block scales (cuBLASLt's tiled UE4M3 layout) from scaleW / scaleX.
-cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, int64_t ldD, void const* bias,
+// with leading dimension key.ldD). FP4 operands take their block scales (cuBLASLt's tiled UE4M3
+// layout) from scaleW / scaleX.
+cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, void const* bias,
     void const* scaleW = nullptr, void const* scaleX = nullptr)
 {
     LtApi const& api = ds.api;
@@ -254,7 +259,7 @@ cublasStatus_t buildDescs(LtDescs& ds, ProblemKey const& key, int64_t ldD, void 
     if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.a, abType, key.K, key.N, key.K);
     if (st == CUBLAS_STATUS_SUCCESS) st = api.layoutCreate(&ds.b, abType, key.K, key.M, key.K);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = api.layoutCreate(&ds.d, static_cast<cudaDataType_t>(dType), key.N, key.M, ldD);
+        st = api.layoutCreate(&ds.d, static_cast<cudaDataType_t>(dType), key.N, key.M, key.ldD);
     return st;
 }
 
@@ -350,6 +355,19 @@ cudaError_t toCuda(cublasStatus_t st)
     }
 }
 
+// A failure once kernels of the call are launched is an error, not a refusal: cudaErrorNotSupported
+// would make launchLinear run the whole call again on the fused kernels.
+cudaError_t afterLaunch(cudaError_t err)
+{
+    return err == cudaErrorNotSupported ? cudaErrorUnknown : err;
+}
+
+int currentDevice()
+{
+    int dev = -1;
+    return cudaGetDevice(&dev) == cudaSuccess ? dev : -1;
+}
+
 #endif // NVFP4_HAVE_CUBLASLT
 
 bool aligned16(void const* p)
@@ -372,20 +390,15 @@ char const* fp4Unsupported(LinearParams const& p)
     return nullptr;
 }
 
-// Conditions of the dequantize path: 16-bit tensor cores, an exact 16-bit activation operand (x-hat,
-// or fp16/bf16 x), 16-byte rows of y (N % 8) and 16-byte aligned buffers.
-char const* dequantUnsupported(LinearParams const& p, int sm)
+// Problems the dequantize path takes: 16-bit tensor cores, an exact 16-bit activation operand (x-hat,
+// or fp16/bf16 x), one weight_global_scale (cuBLASLt's 16-bit GEMMs scale by one alpha: the per-row
+// vector mode is not offered for them), 16-byte rows of y (N % 8) and 16-byte aligned buffers. The
+// others run on the fused kernels; that is not a failure of the path, so it is not reported.
+bool dequantTakes(LinearParams const& p, int sm)
 {
-    if (sm < 80)
-        return "sm < 80";
-    if (!p.w4a4 && p.actType == ActType::kFLOAT)
-        return "fp32 w4a16 has no exact 16-bit activation operand";
-    if (p.N % 8 != 0)
-        return "N % 8 != 0";
-    if (!aligned16(p.weight) || !aligned16(p.y) || (p.bias != nullptr && !aligned16(p.bias))
-        || (!p.w4a4 && !aligned16(p.x)))
-        return "weight, x, y or bias not 16-byte aligned";
-    return nullptr;
+    return sm >= 80 && (p.w4a4 || p.actType != ActType::kFLOAT) && p.weightGlobalScaleLen == 1 && p.N % 8 == 0
+        && aligned16(p.weight) && aligned16(p.y) && (p.bias == nullptr || aligned16(p.bias))
+        && (p.w4a4 || aligned16(p.x));
 }
 
 #if defined(NVFP4_HAVE_CUBLASLT)
@@ -458,10 +471,10 @@ cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream
     auto* const alpha = reinterpret_cast<float*>(base + w.alpha);
     bool const vectorAlpha = p.weightGlobalScaleLen != 1;
 
-    ProblemKey const key{
-        p.M, p.N, p.K, static_cast<int32_t>(p.actType), p.bias != nullptr, vectorAlpha, Operands::kFp4};
+    ProblemKey const key{p.M, p.N, p.K, p.N, static_cast<int32_t>(p.actType), p.bias != nullptr, vectorAlpha,
+        Operands::kFp4, currentDevice()};
     LtDescs ds(api);
-    cublasStatus_t const st = buildDescs(ds, key, p.N, p.bias, scalesW, scalesX);
+    cublasStatus_t const st = buildDescs(ds, key, p.bias, scalesW, scalesX);
     if (st != CUBLAS_STATUS_SUCCESS)
     {
         return gNativeStatus.unavailable(
@@ -486,11 +499,11 @@ cudaError_t runNativeFp4(LinearParams const& p, bool launch, cudaStream_t stream
     }
     if (err != cudaSuccess)
     {
-        return err;
+        return afterLaunch(err);
     }
     float const* beta = alpha + p.weightGlobalScaleLen; // 0 (written by prepareWeightFp4Kernel)
-    return toCuda(api.matmul(api.handle, ds.op, alpha, p.weight, ds.a, packedX, ds.b, beta, p.y, ds.d, p.y, ds.d,
-        &algo.algo, base + w.lt, kLtWorkspaceBytes, stream));
+    return afterLaunch(toCuda(api.matmul(api.handle, ds.op, alpha, p.weight, ds.a, packedX, ds.b, beta, p.y, ds.d,
+        p.y, ds.d, &algo.algo, base + w.lt, kLtWorkspaceBytes, stream)));
 #endif
 }
 
@@ -506,8 +519,8 @@ struct SlicePlan
 cudaError_t planSlice(SlicePlan& plan, LinearParams const& p, int64_t rows, Operands operands)
 {
     ProblemKey const key{
-        p.M, rows, p.K, static_cast<int32_t>(p.actType), p.bias != nullptr, p.weightGlobalScaleLen != 1, operands};
-    cublasStatus_t const st = buildDescs(plan.ds, key, p.N, p.bias);
+        p.M, rows, p.K, p.N, static_cast<int32_t>(p.actType), p.bias != nullptr, false, operands, currentDevice()};
+    cublasStatus_t const st = buildDescs(plan.ds, key, p.bias);
     if (st != CUBLAS_STATUS_SUCCESS)
     {
         return gDequantStatus.unavailable("dequantize-then-GEMM path: descriptor setup failed with cuBLAS status "
@@ -522,9 +535,9 @@ cudaError_t planSlice(SlicePlan& plan, LinearParams const& p, int64_t rows, Oper
 // slice the weight decode and its GEMM, in stream order.
 cudaError_t runDequantGemm(LinearParams const& p, int sm, cudaStream_t stream)
 {
-    if (char const* why = dequantUnsupported(p, sm))
+    if (!dequantTakes(p, sm))
     {
-        return gDequantStatus.unavailable(std::string("dequantize-then-GEMM path: ") + why);
+        return cudaErrorNotSupported;
     }
 #if !defined(NVFP4_HAVE_CUBLASLT)
     (void) stream;
@@ -554,7 +567,7 @@ cudaError_t runDequantGemm(LinearParams const& p, int sm, cudaStream_t stream)
     auto* const base = static_cast<uint8_t*>(p.workspace);
     void* const slice = base + w.slice;
     auto* const alpha = reinterpret_cast<float*>(base + w.alpha);
-    float const* const beta = alpha + p.weightGlobalScaleLen; // 0 (written with alpha)
+    float const* const beta = alpha + 1; // 0 (written with alpha)
     if (p.w4a4)
     {
         err = bf16 ? launchQuantizeActivationBf16(
@@ -579,15 +592,14 @@ cudaError_t runDequantGemm(LinearParams const& p, int sm, cudaStream_t stream)
             cublasStatus_t const st = setDesc(plan.ds, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
             if (st != CUBLAS_STATUS_SUCCESS)
             {
-                return toCuda(st);
+                return afterLaunch(toCuda(st));
             }
         }
-        float const* const a = p.weightGlobalScaleLen != 1 ? alpha + n0 : alpha;
         void* const d = static_cast<uint8_t*>(p.y) + n0 * outBytes;
-        err = toCuda(api.matmul(api.handle, plan.ds.op, a, slice, plan.ds.a, act, plan.ds.b, beta, d, plan.ds.d, d,
+        err = toCuda(api.matmul(api.handle, plan.ds.op, alpha, slice, plan.ds.a, act, plan.ds.b, beta, d, plan.ds.d, d,
             plan.ds.d, &plan.algo.algo, base + w.lt, kLtWorkspaceBytes, stream));
     }
-    return err;
+    return afterLaunch(err);
 #endif
 }
 

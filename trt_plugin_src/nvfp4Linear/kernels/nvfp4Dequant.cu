@@ -16,16 +16,17 @@ namespace
 // byte j; half of FP8 block i / 2) into 8 contiguous 16-bit values: one 4-byte load and one 16-byte
 // store per thread, so a warp reads 128 and writes 512 contiguous bytes. Words of consecutive rows
 // are contiguous in the weight and the slice alike (K % 16 == 0), blocks in the scales. Threads
-// i <= wgsLen also write alpha[i] (i < wgsLen) and the zero beta alpha[wgsLen] when `alpha` is given.
+// 0 and 1 also write the scalar alpha and the zero beta after it when `alpha` is given (the path
+// takes one weight_global_scale; a slice has at least 2 words, as K >= 16).
 template <typename Op>
 __global__ void dequantizeWeightKernel(uint32_t const* __restrict__ weight, uint8_t const* __restrict__ scale,
-    int64_t numWords, uint4* __restrict__ out, float* __restrict__ alpha, float const* __restrict__ wgs,
-    int32_t wgsLen, bool w4a4, float igs)
+    int64_t numWords, uint4* __restrict__ out, float* __restrict__ alpha, float const* __restrict__ wgs, bool w4a4,
+    float igs)
 {
     int64_t const i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (alpha != nullptr && i <= wgsLen)
+    if (alpha != nullptr && i <= 1)
     {
-        alpha[i] = i < wgsLen ? epilogueAlpha(wgs, wgsLen, i, w4a4, igs, kWeightOperandScale) : 0.0f;
+        alpha[i] = i == 0 ? epilogueAlpha(wgs, 1, 0, w4a4, igs, kWeightOperandScale) : 0.0f;
     }
     if (i >= numWords)
     {
@@ -44,19 +45,18 @@ cudaError_t launchDequantizeWeight(LinearParams const& p, bool bf16Operand, int6
     int64_t const wordsPerRow = p.K / 8;
     int64_t const numWords = rows * wordsPerRow;
     int64_t const threads = 256;
-    int64_t const work = alpha != nullptr ? std::max<int64_t>(numWords, p.weightGlobalScaleLen + 1) : numWords;
-    unsigned const grid = static_cast<unsigned>((work + threads - 1) / threads);
+    unsigned const grid = static_cast<unsigned>((numWords + threads - 1) / threads);
     auto const* const w = reinterpret_cast<uint32_t const*>(p.weight) + n0 * wordsPerRow;
     auto const* const s = reinterpret_cast<uint8_t const*>(p.weightScale) + n0 * (p.K / 16);
     if (bf16Operand)
     {
         dequantizeWeightKernel<Bf16Operand><<<grid, threads, 0, stream>>>(w, s, numWords, static_cast<uint4*>(out),
-            alpha, p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale);
+            alpha, p.weightGlobalScale, p.w4a4, p.inputGlobalScale);
     }
     else
     {
         dequantizeWeightKernel<HalfOperand><<<grid, threads, 0, stream>>>(w, s, numWords, static_cast<uint4*>(out),
-            alpha, p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale);
+            alpha, p.weightGlobalScale, p.w4a4, p.inputGlobalScale);
     }
     return cudaGetLastError();
 }

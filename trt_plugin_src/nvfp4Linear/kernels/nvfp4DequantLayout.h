@@ -3,7 +3,7 @@
 // cuBLASLt. Host-only arithmetic, shared by the launcher and a CPU test (tests/test_dequant_layout.py).
 //
 //   [activation operand: x-hat, M x K 16-bit (w4a4 only; the other paths' region, quantized there)]
-//   [weight slice: sliceRows x K 16-bit][alpha: N + 1 floats][cuBLASLt scratch]
+//   [weight slice: sliceRows x K 16-bit][alpha, beta: 2 floats][cuBLASLt scratch]
 // every region 256-byte aligned. sliceRows is all of N when the whole decoded weight fits the
 // slice budget, else the most whole 128-row groups that do (at least one group).
 #pragma once
@@ -43,7 +43,7 @@ inline DequantWorkspace dequantWorkspace(int64_t N, int64_t K, size_t actBytes, 
     w.sliceRows = rows;
     w.slice = alignUp256(actBytes);
     w.alpha = w.slice + alignUp256(static_cast<size_t>(rows) * rowBytes);
-    w.lt = w.alpha + alignUp256(static_cast<size_t>(N + 1) * sizeof(float));
+    w.lt = w.alpha + alignUp256(2 * sizeof(float));
     w.total = w.lt + ltBytes;
     return w;
 }
