@@ -66,6 +66,9 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
                 Case("wgmma", 600, 3000, 256, dt, edges=("zero",), bias=True),  # BN 128, unsplit
                 Case("wgmma", 64, 17000, 256, dt, edges=("zero",)),  # BN 64: two CTAs share SMs
+                # w4a16 on wgmma: x moved into its K order (M <= 256), and kept in place (M > 256, N < 6144)
+                Case("wgmma-16", 70, 136, 256, dt, mode="w4a16", bias=True),
+                Case("wgmma-16", 300, 136, 256, dt, mode="w4a16", edges=("zero",)),
             ]
         return cases
     for dt in DTYPES.values():
@@ -120,6 +123,7 @@ def build_cases(quick: bool) -> list[Case]:
             Case("wgmma-sk", 130, 4104, 4096, dt, edges=("zero",), bias=True),  # BN 256, split, N tiles odd
             Case("wgmma-16", 129, 200, 1280, dt, mode="w4a16", edges=("subnormal_scales",), bias=True),
             Case("wgmma-16", 300, 4104, 1024, dt, mode="w4a16", per_channel=True),
+            Case("wgmma-16", 300, 6144, 1024, dt, mode="w4a16", bias=True),  # x moved: N >= 6144
             # BN = 64 with more tiles than SMs: two CTAs share an SM (registers, shared memory).
             Case("wgmma-2cta", 64, 20000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
             Case("wgmma-2cta", 24, 40000, 1024, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),

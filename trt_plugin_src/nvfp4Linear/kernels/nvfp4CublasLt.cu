@@ -405,7 +405,7 @@ bool dequantTakes(LinearParams const& p, int sm)
 layout::DequantWorkspace dequantLayout(int64_t M, int64_t N, int64_t K, bool w4a4)
 {
     // The activation operand region only holds x-hat (w4a4); w4a16 reads x where it is.
-    size_t const actBytes = w4a4 ? actOperandBytes(M, K, true, ActType::kHALF) : 0;
+    size_t const actBytes = w4a4 ? actOperandBytes(M, N, K, true, ActType::kHALF) : 0;
     return layout::dequantWorkspace(N, K, actBytes, tuning::kDequantSliceBytes, kLtWorkspaceBytes);
 }
 #endif

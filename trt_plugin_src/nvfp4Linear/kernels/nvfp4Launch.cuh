@@ -33,9 +33,10 @@ enum class KernelPath : int32_t
 // Process-wide override used by tests/benchmarks (C API); kAuto = normal dispatch.
 KernelPath& forcedPath();
 
-// Activation operand buffer at the start of the workspace: fp16 x-hat [M, K] (w4a4), or, for fp16/bf16
-// w4a16, x in the wgmma kernel's K order where that kernel runs with it (wgmmaPermutesW4a16).
-size_t actOperandBytes(int64_t M, int64_t K, bool w4a4, ActType actType);
+// Activation operand buffer at the start of the workspace, sized for every M' <= M: fp16 x-hat [M, K]
+// (w4a4), or, for fp16/bf16 w4a16, x in the wgmma kernel's K order where that kernel runs with it
+// (wgmmaPermutesW4a16; the size follows the same rule, so other shapes reserve nothing).
+size_t actOperandBytes(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType);
 // Split-K partial sums: float [splits, M, N], after the activation operand.
 size_t partialBytes(int64_t M, int64_t N);
 constexpr int kMaxSplitsGemv = 8;
@@ -192,7 +193,7 @@ inline SplitK planSplitK(LinearParams const& p, int64_t numChunks, int64_t wante
     if (s.splits > 1)
     {
         s.partial = reinterpret_cast<float*>(
-            static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.K, p.w4a4, p.actType));
+            static_cast<uint8_t*>(p.workspace) + actOperandBytes(p.M, p.N, p.K, p.w4a4, p.actType));
     }
     return s;
 }

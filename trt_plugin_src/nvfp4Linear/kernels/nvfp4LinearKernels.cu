@@ -17,10 +17,19 @@ KernelPath& forcedPath()
     return path;
 }
 
-size_t actOperandBytes(int64_t M, int64_t K, bool w4a4, ActType actType)
+size_t actOperandBytes(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType)
 {
-    bool const operand = w4a4 || actType != ActType::kFLOAT; // fp32 w4a16 runs on SIMT, straight from x
-    return operand ? alignUp(static_cast<size_t>(M) * static_cast<size_t>(K) * sizeof(__half), 256) : 0;
+    int64_t rows = M; // w4a4: x-hat for every path
+    if (!w4a4)
+    {
+        // fp32 x runs on SIMT straight from x; fp16/bf16 x is moved only for the wgmma kernel (K % 256)
+        // under wgmmaPermutesW4a16's rule, which for M' <= M moves at most this many rows.
+        bool const wgmmaShape = actType != ActType::kFLOAT && K % 256 == 0;
+        rows = !wgmmaShape ? 0
+            : N >= tuning::kWgmmaPermuteW4a16.minN ? M
+                                                   : std::min<int64_t>(M, tuning::kWgmmaPermuteW4a16.orMaxM);
+    }
+    return alignUp(static_cast<size_t>(rows) * static_cast<size_t>(K) * sizeof(__half), 256);
 }
 
 size_t partialBytes(int64_t M, int64_t N)
@@ -90,7 +99,7 @@ size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType
     {
         return 0;
     }
-    size_t bytes = detail::actOperandBytes(M, K, w4a4, actType) + detail::partialBytes(M, N);
+    size_t bytes = detail::actOperandBytes(M, N, K, w4a4, actType) + detail::partialBytes(M, N);
     // The cuBLASLt paths (or the kernels after a fallback) use the workspace from its start.
     int const sm = detail::currentSm();
     if (w4a4 && K % 64 == 0 && sm >= 100)
