@@ -236,8 +236,13 @@ def native_fp4_probe(M: int, N: int, K: int, dtype: torch.dtype, wgs_len: int = 
     lib = library()
     buf = torch.empty(256, dtype=torch.uint8, device="cuda")
     status = int(lib.nvfp4_native_fp4_probe(M, N, K, act_type(dtype), wgs_len, int(bias), buf.data_ptr()))
-    why = lib.nvfp4_native_fp4_status()
-    return status, (why.decode() if why else None)
+    return status, native_fp4_status()
+
+
+def native_fp4_status() -> str | None:
+    """Why Blackwell's native FP4 path (cuBLASLt) first could not run, or None."""
+    why = library().nvfp4_native_fp4_status()
+    return why.decode() if why else None
 
 
 def dequant_gemm_status() -> str | None:

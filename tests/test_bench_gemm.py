@@ -293,6 +293,24 @@ def test_main_without_gpu_exits_2(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_report_notes_a_cublaslt_path_that_could_not_run():
+    import datetime
+    import types
+
+    why = "dequantize-then-GEMM path: cuBLASLt has no 16-bit algorithm for this problem/device"
+    kernels = types.SimpleNamespace(dequant_gemm_status=lambda: why, native_fp4_status=lambda: None)
+    bench = types.SimpleNamespace(torch=torch, k=kernels, notes=[], checks=[], rows=[], errors=[],
+                                  fp8_padded=set(), l2_bytes=50 << 20)
+    args = bench_gemm.parse_args(["--quick", "--kernels", "nvfp4_w4a4,bf16"])
+    bw = {"memcpy": 4.0, "kernel": 4.1, "read": 4.2}
+    started = datetime.datetime(2026, 12, 5, tzinfo=datetime.timezone.utc)
+    notes = bench_gemm.build_report(bench, args, "GPU", "9.0", bw, bw, 1 << 30, started)["notes"]
+    assert [n for n in notes if why in n] == [f"{why}: those rows ran on the fused-decode kernels"]
+    bench.k = types.SimpleNamespace(dequant_gemm_status=lambda: None)  # ran, or a library without it
+    assert not [n for n in bench_gemm.build_report(bench, args, "GPU", "9.0", bw, bw, 1 << 30, started)["notes"]
+                if "fused-decode" in n]
+
+
 # ---------------------------------------------------------------- on a GPU
 @pytest.mark.skipif(not HAVE_CUDA, reason="needs a CUDA GPU (the benchmark times CUDA graphs)")
 def test_tiny_benchmark_on_gpu(tmp_path):

@@ -570,6 +570,13 @@ def build_report(bench: Bench, args, device: str, capability: str, bw_start: dic
         notes.append(f"emulation = export.reference.nvfp4_linear_emulation{limit}, timed eagerly "
                      f"({args.emulation_replays} calls, 1 weight copy): it copies host tables to the GPU, "
                      "which CUDA-graph capture forbids, and its launch overhead is part of its cost")
+    if bench.k is not None and any(k in NVFP4_KERNELS for k in args.kernel_list):
+        # A path that could not run leaves its rows to the fused kernels: say so beside the numbers.
+        for name in ("native_fp4_status", "dequant_gemm_status"):
+            status = getattr(bench.k, name, None)
+            why = status() if callable(status) else None
+            if why:
+                notes.append(f"{why}: those rows ran on the fused-decode kernels")
     checked = [r for r in bench.rows if "check_ok" in r]
     checks = list(bench.checks)
     if checked:
