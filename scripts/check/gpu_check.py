@@ -61,6 +61,9 @@ def build_cases(quick: bool) -> list[Case]:
                 Case("w4a16", 20, 72, 128, dt, mode="w4a16", bias=True),
                 Case("gemvk", 3, 72, 4224, dt, edges=all_edges, bias=True),
                 Case("gemvk", 2, 40, 8192, dt, edges=("nan",)),
+                # the wide GEMV's 2 / 4 K splits as one 8- / 16-warp CTA (H200: 132 SMs)
+                Case("gemvw", 1, 4096, 4096, dt, edges=("zero", "nan"), bias=True),
+                Case("gemvw", 2, 8192, 4096, dt, edges=("subnormal_scales",), per_channel=True),
                 Case("splitk", 12, 40, 2048, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
                 Case("wgmma", 70, 136, 256, dt, edges=all_edges, bias=True, per_channel=True),
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
@@ -101,6 +104,11 @@ def build_cases(quick: bool) -> list[Case]:
             Case("gemvk", 12, 136, 2048, dt, edges=all_edges),
             Case("gemvk", 16, 328, 1152, dt, edges=("ties",)),
             Case("gemvk", 5, 13544, 8192, dt, edges=("nan", "zero"), per_channel=True),
+            # two K splits as 8-warp CTAs at NT = 1, 3, 5 and 6 (the 48 KB of sums; 33 chunks)
+            Case("gemvw", 1, 8192, 4096, dt, edges=("zero",), bias=True),
+            Case("gemvw", 24, 4096, 4096, dt, edges=("nan",), per_channel=True),
+            Case("gemvw", 40, 4096, 4096, dt, edges=("zero",), bias=True),
+            Case("gemvw", 48, 4096, 4224, dt, edges=("subnormal_scales",)),
             # the GEMV's largest M on Hopper (NT = 5) with x-hat from the one-thread-per-block
             # quantization (M * K / 16 above the small kernel's 8192 blocks)
             Case("gemvk", 40, 264, 4096, dt, edges=("zero", "nan"), bias=True),

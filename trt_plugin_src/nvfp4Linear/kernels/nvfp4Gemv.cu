@@ -1,7 +1,7 @@
 // Small-M NVFP4 linear (M <= 64 when K % 128 == 0, else M <= 16; decode): memory-bound on the
 // weights (0.5625 B per weight) at small M. Two kernels (dispatch in launchGemvTyped):
 //  * gemvWideKernel (K % 128 == 0, the common case): the weights are the MMA's A operand, 16-byte
-//    weight loads, 32 rows per warp, in-CTA split-K over 4 warps reduced in shared memory, the
+//    weight loads, 32 rows per warp, in-CTA split-K over 4 (8, 16) warps reduced in shared memory, the
 //    strided fp16 decode; NT = ceil(M / 8) activation n8 tiles per warp. Its shape and ring depth
 //    come from the tuning table (nvfp4Tuning.h).
 //  * gemvMmaKernel (K = 64 mod 128), described here:
@@ -256,7 +256,7 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
 // 128-chunk (two FP8 blocks, 16 weight bytes per row: one 16-byte load, the two scales one 16-bit
 // load); MMA step s (0..7) pairs logical k (2t, 2t+1) with physical 32t+4s+{0,1} and (2t+8, 2t+9)
 // with 32t+4s+{2,3}, identically for the activation (4 x 16-byte loads per row per chunk).
-// A warp owns 32 rows (two m16 tiles) over a quarter of the CTA's K range; the CTA's 4 warps sum
+// A warp owns 32 rows (two m16 tiles) over its share of the CTA's K range; the CTA's warps sum
 // their partial results in shared memory in a fixed order (no extra launch, deterministic).
 // The weights stream through a register ring of kDepth chunks (16-byte loads, L1 bypassed); the
 // activation (L1/L2-resident) is loaded at the start of each chunk, ahead of that chunk's decode.
@@ -310,10 +310,10 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
 }
 
 // ActPairs: the activation is x-hat in gemvPairPos's order (w4a4), so the fp16 strided decode's
-// pairs meet whole activation words. kWarps: the in-CTA K split (kWideWarps, or 2 or 4 times that
+// pairs meet whole activation words. kCtaWarps: the in-CTA K split (kWideWarps, or 2 or 4 times that
 // in place of as many CTA splits: the same warps per SM, the sums in shared memory).
-template <typename Op, typename T, int NT, bool L2Prefetch, bool ActPairs, int kWarps = kWideWarps>
-__global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWarps / kWarps) gemvWideKernel(
+template <typename Op, typename T, int NT, bool L2Prefetch, bool ActPairs, int kCtaWarps = kWideWarps>
+__global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT>::kMinCtas * kWideWarps / kCtaWarps) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
     T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
@@ -325,8 +325,8 @@ __global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWa
     // multiplies by alpha * 2^14.
     constexpr bool kFast = std::is_same<Op, HalfOperand>::value;
     constexpr float kOperandScale = kFast ? kWeightOperandScale * kWeightOperandScale : kWeightOperandScale;
-    static_assert(kWarps % kWideWarps == 0 && WideShape<NT>::kMinCtas * kWideWarps / kWarps >= 1, "CTAs per SM");
-    __shared__ float red[kWarps][MT * NT * 4][32];
+    static_assert(kCtaWarps % kWideWarps == 0 && WideShape<NT>::kMinCtas * kWideWarps / kCtaWarps >= 1, "CTAs per SM");
+    __shared__ float red[kCtaWarps][MT * NT * 4][32];
 
     int const warp = threadIdx.x / 32;
     int const lane = threadIdx.x % 32;
@@ -336,7 +336,7 @@ __global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWa
     int64_t const numChunks = K / 128;
     int64_t const cSplit = static_cast<int64_t>(blockIdx.y) * chunksPerSplit;
     int const splitLen = static_cast<int>(max(int64_t{0}, min(numChunks, cSplit + chunksPerSplit) - cSplit));
-    int const per = (splitLen + kWarps - 1) / kWarps;
+    int const per = (splitLen + kCtaWarps - 1) / kCtaWarps;
     int const cW = min(splitLen, warp * per);
     int const nLocal = min(splitLen, cW + per) - cW;
     int64_t const c0 = cSplit + cW;
@@ -388,8 +388,9 @@ __global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWa
             loadWeights(p, p);
         }
     }
-    // The weight ring is in flight; only now wait for the kernel that wrote the activation operand
-    // (w4a4 quantization as a programmatic dependent launch; else a no-op).
+    // Wait for the kernel that wrote the activation operand (w4a4 quantization as a programmatic
+    // dependent launch; else a no-op). ptxas (CUDA 13) hoists this wait above the ring's loads, so
+    // only the launch overlaps the quantization: what is left is at most W4A4's 0.1-0.3 us over W4A16.
     waitPrimaryGrid();
 
     float acc[MT][NT][4] = {};
@@ -475,11 +476,11 @@ __global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWa
         }
     }
 
-    allowDependentLaunch(); // the split-K reduction may launch (it waits for this grid to finish)
+    allowDependentLaunch(); // the split-K reduction, if any, may launch (it waits for this grid to finish)
     storeAccumulators(red, acc, warp, lane);
     __syncthreads();
     // Accumulator layout (m16n8): c0,c1 = weight row g, activation rows 2t, 2t+1; c2,c3 = row g+8.
-    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kWarps * 32)
+    for (int e = threadIdx.x; e < MT * NT * 4 * 32; e += kCtaWarps * 32)
     {
         int const idx = e / 32;
         int const l = e % 32;
@@ -508,23 +509,23 @@ __global__ void __launch_bounds__(kWarps * 32, WideShape<NT>::kMinCtas * kWideWa
 
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
-// One grid of the wide kernel with kWarps warps per CTA and `sk`'s CTA splits.
-template <typename Op, typename T, int NT, bool ActPairs, int kWarps>
+// One grid of the wide kernel with kCtaWarps warps per CTA and `sk`'s CTA splits.
+template <typename Op, typename T, int NT, bool ActPairs, int kCtaWarps>
 cudaError_t launchWideGrid(LinearParams const& p, void const* a, int64_t ctasN, SplitK const& sk, bool pdl,
     cudaStream_t stream)
 {
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
-    auto kernel = gemvWideKernel<Op, T, NT, false, ActPairs, kWarps>;
+    auto kernel = gemvWideKernel<Op, T, NT, false, ActPairs, kCtaWarps>;
     if constexpr (NT == 1)
     {
         // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
         // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
-        if ((sk.chunksPerSplit + kWarps - 1) / kWarps >= tuning::kGemvWide.l2HintChunks)
+        if ((sk.chunksPerSplit + kCtaWarps - 1) / kCtaWarps >= tuning::kGemvWide.l2HintChunks)
         {
-            kernel = gemvWideKernel<Op, T, NT, true, ActPairs, kWarps>;
+            kernel = gemvWideKernel<Op, T, NT, true, ActPairs, kCtaWarps>;
         }
     }
-    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kWarps * 32), 0, stream,
+    cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kCtaWarps * 32), 0, stream,
         static_cast<typename Op::Elem const*>(a), reinterpret_cast<uint8_t const*>(p.weight),
         reinterpret_cast<uint8_t const*>(p.weightScale), p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4,
         p.inputGlobalScale, static_cast<T const*>(p.bias), static_cast<T*>(p.y), sk.partial, static_cast<int>(p.M),
@@ -532,9 +533,21 @@ cudaError_t launchWideGrid(LinearParams const& p, void const* a, int64_t ctasN, 
     return reduceSplitK(p, sk, err, stream, pdl);
 }
 
+// Whether `splits` CTA splits of ctasN columns may run as ctasN CTAs of `splits` times the warps with
+// the same load on the SMs: no SM gets more warps than under the split grid (4096->6144, 2 splits:
+// 192 CTAs of 8 warps put 16 warps on 60 SMs, the 384 of 4 at most 12), and about as many SMs work
+// (4096->1024, 4 splits: 32 CTA columns would leave 100 SMs idle instead of 4).
+bool wideCtasKeepLoad(int64_t ctasN, int64_t splits, int smCount)
+{
+    auto const ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+    bool const noHeavierSm = splits * ceilDiv(ctasN, smCount) <= ceilDiv(ctasN * splits, smCount);
+    bool const asManySms = 10 * std::min<int64_t>(ctasN, smCount) >= 9 * std::min<int64_t>(ctasN * splits, smCount);
+    return noHeavierSm && asManySms;
+}
+
 // The split plan fills ~0.8 of a wave with kWideWarps-warp CTAs. Two or four splits run instead as
-// CTAs of 2x or 4x the warps (where registers and the shared-memory sums allow it): the same warps
-// per SM, each over the same length of K, summed in shared memory, so neither the partial sums nor
+// CTAs of 2x or 4x the warps where registers, the shared-memory sums and the SMs' load allow it:
+// each warp over the same length of K, summed in shared memory, so neither the partial sums nor
 // the reduction launch remain.
 template <typename Op, typename T, int NT, bool ActPairs>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
@@ -549,16 +562,17 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
     constexpr int kMinCtas = WideShape<NT>::kMinCtas;
     // The warps' sums (red) within the 48 KB of static shared memory of one CTA.
     constexpr auto sumsFit = [](int warps) { return sizeof(float) * 32 * 4 * kWideMT * NT * warps <= 48 * 1024; };
+    bool const wide = wideCtasKeepLoad(ctasN, splits, smCount);
     if constexpr (kMinCtas >= 4 && sumsFit(4 * kWideWarps))
     {
-        if (splits == 4)
+        if (wide && splits == 4)
         {
             return launchWideGrid<Op, T, NT, ActPairs, 4 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
         }
     }
     if constexpr (kMinCtas >= 2 && sumsFit(2 * kWideWarps))
     {
-        if (splits == 2)
+        if (wide && splits == 2)
         {
             return launchWideGrid<Op, T, NT, ActPairs, 2 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
         }
