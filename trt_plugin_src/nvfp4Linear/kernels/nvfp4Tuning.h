@@ -82,6 +82,7 @@ constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 4.0 * 256 + 500}, {128, 1, 4.0 * 1
 constexpr double kWgmmaClockMHz = 1700.0;
 constexpr double kWgmmaTieFactor = 0.97;
 constexpr int kWgmmaMaxSplits = 8;
+constexpr int kWgmmaMinChunksPerSplit = 4;
 
 // W4A16 moves x into the wgmma kernel's K order first (launchPermuteActivation) where N >= minN or
 // M <= orMaxM: the pass reads and writes x once, the consumers save ~10 % of their instructions,
@@ -93,7 +94,6 @@ struct WgmmaPermuteW4a16
     int64_t orMaxM;
 };
 constexpr WgmmaPermuteW4a16 kWgmmaPermuteW4a16{6144, 256};
-constexpr int kWgmmaMinChunksPerSplit = 4;
 
 // ---------------------------------------------------------------------------------------------
 // Dequantize-then-GEMM (nvfp4CublasLt.cu), sm >= 80, from kDequantGemmMinM activation rows on:
