@@ -1,5 +1,6 @@
 // Entry points of the NVFP4Linear kernels: argument checks, workspace layout and dispatch by
 // compute capability and M (rules and measurements: docs/kernels.md).
+#include "nvfp4DequantLayout.h"
 #include "nvfp4Launch.cuh"
 #include "nvfp4Tuning.h"
 
@@ -81,12 +82,20 @@ int currentSm()
     return queryDevice(dev) == cudaSuccess ? dev.sm : 0;
 }
 
+// Whether the automatic dispatch wants the dequantize-then-GEMM path: large M, and weight slices wide
+// enough for each slice's GEMM to fill the GPU (nvfp4Tuning.h).
+bool dequantGemmWanted(int64_t M, int64_t N, int64_t K)
+{
+    int64_t const sliceRows = layout::dequantWorkspace(N, K, 0, tuning::kDequantSliceBytes, 0).sliceRows;
+    return M >= tuning::kDequantGemmMinM && sliceRows >= std::min(N, tuning::kDequantMinSliceRows);
+}
+
 // Whether launchLinear may take the dequantize-then-GEMM path for some M' <= M.
-bool dequantGemmMayRun(int64_t M, bool w4a4, ActType actType, int sm)
+bool dequantGemmMayRun(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType, int sm)
 {
     bool const exactOperands = w4a4 || actType != ActType::kFLOAT;
     bool const wanted = forcedPath() == KernelPath::kDequantGemm
-        || (forcedPath() == KernelPath::kAuto && M >= tuning::kDequantGemmMinM);
+        || (forcedPath() == KernelPath::kAuto && dequantGemmWanted(M, N, K));
     return wanted && exactOperands && sm >= 80;
 }
 
@@ -106,7 +115,7 @@ size_t workspaceSize(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType
     {
         bytes = std::max(bytes, detail::nativeFp4WorkspaceBytes(M, N, K));
     }
-    if (detail::dequantGemmMayRun(M, w4a4, actType, sm))
+    if (detail::dequantGemmMayRun(M, N, K, w4a4, actType, sm))
     {
         bytes = std::max(bytes, detail::dequantGemmWorkspaceBytes(M, N, K, w4a4));
     }
@@ -172,7 +181,7 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     // Large M: the weights decoded once per call into 16-bit slices, multiplied by cuBLASLt (which
     // outruns the fused-decode kernels there). If it cannot run, the automatic dispatch continues
     // with those kernels (dequantGemmStatus() says why).
-    bool const dequantAuto = forced == KernelPath::kAuto && dequantGemmMayRun(p.M, p.w4a4, p.actType, sm);
+    bool const dequantAuto = forced == KernelPath::kAuto && dequantGemmMayRun(p.M, p.N, p.K, p.w4a4, p.actType, sm);
     if (forced == KernelPath::kDequantGemm || dequantAuto)
     {
         err = launchDequantGemm(p, sm, stream);

@@ -101,9 +101,14 @@ constexpr WgmmaPermuteW4a16 kWgmmaPermuteW4a16{6144, 256};
 // FLOPs, so at M = 2048 the decode costs ~6-12 % of a cuBLAS 16-bit GEMM on A100/H100/H200-class
 // bandwidth-to-compute ratios (more on GDDR cards), which the fused-decode kernels lose to cuBLAS
 // at large M (wgmma: 61-89 % of cuBLAS's rate on H200). Slices of at most kDequantSliceBytes of
-// decoded weight bound the extra workspace.
+// decoded weight bound the extra workspace. The automatic dispatch takes the path only where a slice
+// holds at least kDequantMinSliceRows weight rows (or all of N), so that each slice's GEMM fills
+// the GPU at M = 2048: H200, M = 2048-4096, against the wgmma kernel, the path gained 5-14 % at
+// w4a16 and 0-4 % at w4a4 on one-slice shapes (4096->4096, 4096->6144), tied on 8192->57344 (4096-row
+// slices), and lost 2-20 % on 28672->8192 (1152-row slices).
 constexpr int64_t kDequantGemmMinM = 2048;
 constexpr size_t kDequantSliceBytes = size_t{64} << 20;
+constexpr int64_t kDequantMinSliceRows = 4096;
 
 } // namespace tuning
 } // namespace detail
