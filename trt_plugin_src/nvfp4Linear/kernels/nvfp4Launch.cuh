@@ -35,7 +35,7 @@ KernelPath& forcedPath();
 
 // Activation operand buffer at the start of the workspace, sized for every M' <= M: fp16 x-hat [M, K]
 // (w4a4), or, for fp16/bf16 w4a16, x in the wgmma kernel's K order where that kernel runs with it
-// (wgmmaPermutesW4a16; the size follows the same rule, so other shapes reserve nothing).
+// (wgmmaPermutedW4a16Rows: other shapes reserve nothing).
 size_t actOperandBytes(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType);
 // Split-K partial sums: float [splits, M, N], after the activation operand.
 size_t partialBytes(int64_t M, int64_t N);
@@ -134,6 +134,9 @@ cudaError_t launchTiled(LinearParams const& p, void const* a, bool bf16Operand, 
 // in ActOrder::kWgmma; for w4a16 where wgmmaPermutesW4a16: x from launchPermuteActivation), else x as
 // given. pdl: as for launchGemv.
 bool wgmmaSupports(LinearParams const& p);
+// The most w4a16 activation rows the wgmma kernel moves for any M' <= M (its rule, also the
+// workspace's: actOperandBytes), and whether it moves this call's.
+int64_t wgmmaPermutedW4a16Rows(int64_t M, int64_t N, int64_t K);
 bool wgmmaPermutesW4a16(LinearParams const& p);
 cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, bool permutedK, int smCount, bool pdl,
     cudaStream_t stream);

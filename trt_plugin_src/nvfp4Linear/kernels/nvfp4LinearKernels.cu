@@ -20,16 +20,9 @@ KernelPath& forcedPath()
 
 size_t actOperandBytes(int64_t M, int64_t N, int64_t K, bool w4a4, ActType actType)
 {
-    int64_t rows = M; // w4a4: x-hat for every path
-    if (!w4a4)
-    {
-        // fp32 x runs on SIMT straight from x; fp16/bf16 x is moved only for the wgmma kernel (K % 256)
-        // under wgmmaPermutesW4a16's rule, which for M' <= M moves at most this many rows.
-        bool const wgmmaShape = actType != ActType::kFLOAT && K % 256 == 0;
-        rows = !wgmmaShape ? 0
-            : N >= tuning::kWgmmaPermuteW4a16.minN ? M
-                                                   : std::min<int64_t>(M, tuning::kWgmmaPermuteW4a16.orMaxM);
-    }
+    // w4a4: x-hat for every path. w4a16: fp32 x runs on SIMT straight from x; fp16/bf16 x is moved
+    // only for the wgmma kernel.
+    int64_t const rows = w4a4 ? M : (actType == ActType::kFLOAT ? 0 : wgmmaPermutedW4a16Rows(M, N, K));
     return alignUp(static_cast<size_t>(rows) * static_cast<size_t>(K) * sizeof(__half), 256);
 }
 

@@ -25,6 +25,7 @@
 #include "nvfp4Sm90.cuh"
 #include "nvfp4WgmmaRs.cuh"
 
+#include <algorithm>
 #include <cudaTypedefs.h>
 
 #include <type_traits>
@@ -557,10 +558,19 @@ bool wgmmaSupports(LinearParams const& p)
     return p.K % 256 == 0 && p.M <= maxDim && p.N <= maxDim;
 }
 
+int64_t wgmmaPermutedW4a16Rows(int64_t M, int64_t N, int64_t K)
+{
+    if (K % 256 != 0)
+    {
+        return 0; // no wgmma kernel (wgmmaSupports)
+    }
+    // The pass costs one read and one write of x; what it saves grows with N (measured, H200).
+    return N >= tuning::kWgmmaPermuteW4a16.minN ? M : std::min<int64_t>(M, tuning::kWgmmaPermuteW4a16.orMaxM);
+}
+
 bool wgmmaPermutesW4a16(LinearParams const& p)
 {
-    // The pass costs one read and one write of x; what it saves grows with N (measured, H200).
-    return p.N >= tuning::kWgmmaPermuteW4a16.minN || p.M <= tuning::kWgmmaPermuteW4a16.orMaxM;
+    return p.M <= wgmmaPermutedW4a16Rows(p.M, p.N, p.K);
 }
 
 cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, bool permutedK, int smCount, bool pdl,
