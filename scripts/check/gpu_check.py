@@ -64,6 +64,8 @@ def build_cases(quick: bool) -> list[Case]:
                 # the wide GEMV's 2 / 4 K splits as one 8- / 16-warp CTA (H200: 132 SMs)
                 Case("gemvw", 1, 4096, 4096, dt, edges=("zero", "nan"), bias=True),
                 Case("gemvw", 2, 8192, 4096, dt, edges=("subnormal_scales",), per_channel=True),
+                # four m16 weight tiles per warp (M = 17-32, >= 32 M weights), N not a multiple of 64
+                Case("gemv4", 20, 4104, 8192, dt, edges=("zero", "nan"), bias=True),
                 Case("splitk", 12, 40, 2048, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
                 Case("wgmma", 70, 136, 256, dt, edges=all_edges, bias=True, per_channel=True),
                 Case("wgmma", 40, 136, 512, dt, edges=("zero",)),  # split K
@@ -109,6 +111,10 @@ def build_cases(quick: bool) -> list[Case]:
             Case("gemvw", 24, 4096, 4096, dt, edges=("nan",), per_channel=True),
             Case("gemvw", 40, 4096, 4096, dt, edges=("zero",), bias=True),
             Case("gemvw", 48, 4096, 4224, dt, edges=("subnormal_scales",)),
+            # four m16 weight tiles per warp at NT = 3 and 4: one K split, N not a multiple of 64;
+            # two K splits reduced by the reduction kernel
+            Case("gemv4", 24, 4104, 8192, dt, edges=("zero", "subnormal_scales"), per_channel=True),
+            Case("gemv4", 32, 8200, 4096, dt, edges=("nan", "inf"), bias=True),
             # the GEMV's largest M on Hopper (NT = 5) with x-hat from the one-thread-per-block
             # quantization (M * K / 16 above the small kernel's 8192 blocks)
             Case("gemvk", 40, 264, 4096, dt, edges=("zero", "nan"), bias=True),

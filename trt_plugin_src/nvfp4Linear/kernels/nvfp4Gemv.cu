@@ -1,9 +1,9 @@
 // Small-M NVFP4 linear (M <= 64 when K % 128 == 0, else M <= 16; decode): memory-bound on the
 // weights (0.5625 B per weight) at small M. Two kernels (dispatch in launchGemvTyped):
 //  * gemvWideKernel (K % 128 == 0, the common case): the weights are the MMA's A operand, 16-byte
-//    weight loads, 32 rows per warp, in-CTA split-K over 4 (8, 16) warps reduced in shared memory, the
-//    strided fp16 decode; NT = ceil(M / 8) activation n8 tiles per warp. Its shape and ring depth
-//    come from the tuning table (nvfp4Tuning.h).
+//    weight loads, 32 rows per warp (64 at M = 17-32 on large weights), in-CTA split-K over 4 (8,
+//    16) warps reduced in shared memory, the strided fp16 decode; NT = ceil(M / 8) activation n8
+//    tiles per warp. Its shape and ring depth come from the tuning table (nvfp4Tuning.h).
 //  * gemvMmaKernel (K = 64 mod 128), described here:
 // Each warp streams 8*NT weight rows (NT = 1 for M <= 8, 2 above, so the activation fragments are
 // reused across more rows when there are more of them) straight from global memory into a ring of
@@ -256,22 +256,22 @@ cudaError_t launchGemvShape(LinearParams const& p, void const* a, int smCount, b
 // 128-chunk (two FP8 blocks, 16 weight bytes per row: one 16-byte load, the two scales one 16-bit
 // load); MMA step s (0..7) pairs logical k (2t, 2t+1) with physical 32t+4s+{0,1} and (2t+8, 2t+9)
 // with 32t+4s+{2,3}, identically for the activation (4 x 16-byte loads per row per chunk).
-// A warp owns 32 rows (two m16 tiles) over its share of the CTA's K range; the CTA's warps sum
-// their partial results in shared memory in a fixed order (no extra launch, deterministic).
+// A warp owns 16 * MT rows (MT m16 tiles: 2, or 4 where the tuning table says) over its share of
+// the CTA's K range; the CTA's warps sum their partial results in shared memory in a fixed order
+// (no extra launch, deterministic).
 // The weights stream through a register ring of kDepth chunks (16-byte loads, L1 bypassed); the
 // activation (L1/L2-resident) is loaded at the start of each chunk, ahead of that chunk's decode.
 constexpr int kWideWarps = 4; // warps per CTA = ways of the in-CTA K split
-constexpr int kWideMT = tuning::kGemvWide.mTiles; // m16 tiles (16 weight rows each) per warp
-constexpr int kWideRows = 16 * kWideMT;
 
 // Mid M (16 < M <= 64): NT = ceil(M / 8) n8 activation tiles per warp (3..8); the weight work per
 // chunk is unchanged, MMAs and activation loads grow with NT. Above 2 tiles the activation words
 // are loaded per 32-bit word group q (NT uint4 live instead of 4 NT) to bound registers.
-template <int NT>
+template <int NT, int MT>
 struct WideShape
 {
-    static constexpr int kDepth = tuning::gemvRingDepth(NT);
-    static constexpr int kMinCtas = tuning::gemvMinCtasPerSm(NT);
+    static constexpr int kRows = 16 * MT; // weight rows per warp and per CTA
+    static constexpr int kDepth = tuning::gemvRingDepth(NT, MT);
+    static constexpr int kMinCtas = tuning::gemvMinCtasPerSm(NT, MT);
     static constexpr bool kActPerWord = NT > 2; // activation loaded per word group q
 };
 
@@ -312,27 +312,27 @@ __device__ __forceinline__ uint32_t loadScalePair(void const* p)
 // ActPairs: the activation is x-hat in gemvPairPos's order (w4a4), so the fp16 strided decode's
 // pairs meet whole activation words. kCtaWarps: the in-CTA K split (kWideWarps, or 2 or 4 times that
 // in place of as many CTA splits: the same warps per SM, the sums in shared memory).
-template <typename Op, typename T, int NT, bool L2Prefetch, bool ActPairs, int kCtaWarps = kWideWarps>
-__global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT>::kMinCtas * kWideWarps / kCtaWarps) gemvWideKernel(
+template <typename Op, typename T, int NT, int MT, bool L2Prefetch, bool ActPairs, int kCtaWarps = kWideWarps>
+__global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT, MT>::kMinCtas * kWideWarps / kCtaWarps) gemvWideKernel(
     typename Op::Elem const* __restrict__ a, uint8_t const* __restrict__ w, uint8_t const* __restrict__ ws,
     float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias,
     T* __restrict__ y, float* __restrict__ partial, int M, int64_t N, int64_t K, int chunksPerSplit)
 {
-    constexpr int kDepth = WideShape<NT>::kDepth;
-    constexpr int MT = kWideMT;
+    using Shape = WideShape<NT, MT>;
+    constexpr int kDepth = Shape::kDepth;
     // fp16 operand: strided-pair decode, and w' = ŵ * 2^-14 (the scale pair straight from the FP8
     // conversion, no x 2^7): exact in fp16 (>= 2^-24, <= 6 significant bits, <= 0.17); the epilogue
     // multiplies by alpha * 2^14.
     constexpr bool kFast = std::is_same<Op, HalfOperand>::value;
     constexpr float kOperandScale = kFast ? kWeightOperandScale * kWeightOperandScale : kWeightOperandScale;
-    static_assert(kCtaWarps % kWideWarps == 0 && WideShape<NT>::kMinCtas * kWideWarps / kCtaWarps >= 1, "CTAs per SM");
+    static_assert(kCtaWarps % kWideWarps == 0 && Shape::kMinCtas * kWideWarps / kCtaWarps >= 1, "CTAs per SM");
     __shared__ float red[kCtaWarps][MT * NT * 4][32];
 
     int const warp = threadIdx.x / 32;
     int const lane = threadIdx.x % 32;
     int const g = lane / 4;
     int const t = lane % 4;
-    int64_t const nBase = static_cast<int64_t>(blockIdx.x) * kWideRows;
+    int64_t const nBase = static_cast<int64_t>(blockIdx.x) * Shape::kRows;
     int64_t const numChunks = K / 128;
     int64_t const cSplit = static_cast<int64_t>(blockIdx.y) * chunksPerSplit;
     int const splitLen = static_cast<int>(max(int64_t{0}, min(numChunks, cSplit + chunksPerSplit) - cSplit));
@@ -401,7 +401,7 @@ __global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT>::kMinCtas * kWid
         {
             if (i0 + p < nLocal) // uniform across the warp
             {
-                constexpr bool kPerWord = WideShape<NT>::kActPerWord;
+                constexpr bool kPerWord = Shape::kActPerWord;
                 uint4 aCur[NT][kPerWord ? 1 : 4];
                 if constexpr (!kPerWord)
                 {
@@ -510,19 +510,19 @@ __global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT>::kMinCtas * kWid
 static_assert(tuning::kGemvWide.maxSplits <= kMaxSplitsGemv, "the workspace holds kMaxSplitsGemv partial sums");
 
 // One grid of the wide kernel with kCtaWarps warps per CTA and `sk`'s CTA splits.
-template <typename Op, typename T, int NT, bool ActPairs, int kCtaWarps>
+template <typename Op, typename T, int NT, int MT, bool ActPairs, int kCtaWarps>
 cudaError_t launchWideGrid(LinearParams const& p, void const* a, int64_t ctasN, SplitK const& sk, bool pdl,
     cudaStream_t stream)
 {
     dim3 const grid(static_cast<unsigned>(ctasN), static_cast<unsigned>(sk.splits));
-    auto kernel = gemvWideKernel<Op, T, NT, false, ActPairs, kCtaWarps>;
+    auto kernel = gemvWideKernel<Op, T, NT, MT, false, ActPairs, kCtaWarps>;
     if constexpr (NT == 1)
     {
         // .L2::256B: -7..-17 % at 16-28 chunks per warp and M <= 8 (8192->28672, 28672->8192);
         // +6..10 % at 8 chunks per warp (4096->14336), +4 % at M = 16 (H100).
         if ((sk.chunksPerSplit + kCtaWarps - 1) / kCtaWarps >= tuning::kGemvWide.l2HintChunks)
         {
-            kernel = gemvWideKernel<Op, T, NT, true, ActPairs, kCtaWarps>;
+            kernel = gemvWideKernel<Op, T, NT, MT, true, ActPairs, kCtaWarps>;
         }
     }
     cudaError_t const err = launchKernel(pdl, kernel, grid, dim3(kCtaWarps * 32), 0, stream,
@@ -549,45 +549,57 @@ bool wideCtasKeepLoad(int64_t ctasN, int64_t splits, int smCount)
 // CTAs of 2x or 4x the warps where registers, the shared-memory sums and the SMs' load allow it:
 // each warp over the same length of K, summed in shared memory, so neither the partial sums nor
 // the reduction launch remain.
-template <typename Op, typename T, int NT, bool ActPairs>
+template <typename Op, typename T, int NT, int MT, bool ActPairs>
 cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
-    int64_t const ctasN = (p.N + kWideRows - 1) / kWideRows;
+    using Shape = WideShape<NT, MT>;
+    int64_t const ctasN = (p.N + Shape::kRows - 1) / Shape::kRows;
     int64_t const numChunks = p.K / 128;
     // Every warp keeps >= 2 chunks.
-    int64_t const resident = static_cast<int64_t>(WideShape<NT>::kMinCtas) * smCount;
+    int64_t const resident = static_cast<int64_t>(Shape::kMinCtas) * smCount;
     int64_t const cap
         = std::max<int64_t>(1, std::min<int64_t>(tuning::kGemvWide.maxSplits, numChunks / (2 * kWideWarps)));
     int64_t const splits = splitsForOneWave(ctasN, resident, cap);
-    constexpr int kMinCtas = WideShape<NT>::kMinCtas;
+    constexpr int kMinCtas = Shape::kMinCtas;
     // The warps' sums (red) within the 48 KB of static shared memory of one CTA.
-    constexpr auto sumsFit = [](int warps) { return sizeof(float) * 32 * 4 * kWideMT * NT * warps <= 48 * 1024; };
+    constexpr auto sumsFit = [](int warps) { return sizeof(float) * 32 * 4 * MT * NT * warps <= 48 * 1024; };
     bool const wide = wideCtasKeepLoad(ctasN, splits, smCount);
     if constexpr (kMinCtas >= 4 && sumsFit(4 * kWideWarps))
     {
         if (wide && splits == 4)
         {
-            return launchWideGrid<Op, T, NT, ActPairs, 4 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
+            return launchWideGrid<Op, T, NT, MT, ActPairs, 4 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
         }
     }
     if constexpr (kMinCtas >= 2 && sumsFit(2 * kWideWarps))
     {
         if (wide && splits == 2)
         {
-            return launchWideGrid<Op, T, NT, ActPairs, 2 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
+            return launchWideGrid<Op, T, NT, MT, ActPairs, 2 * kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, 1), pdl, stream);
         }
     }
-    return launchWideGrid<Op, T, NT, ActPairs, kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, splits), pdl, stream);
+    return launchWideGrid<Op, T, NT, MT, ActPairs, kWideWarps>(p, a, ctasN, planSplitK(p, numChunks, splits), pdl, stream);
 }
 
-// The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt.
+// The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt;
+// four m16 tiles per warp where the tuning table asks for them.
 template <typename Op, typename T, bool ActPairs, int NT = 1>
 cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     if constexpr (NT <= tuning::kGemvWide.maxNt)
     {
-        return (p.M + 7) / 8 == NT ? launchGemvWide<Op, T, NT, ActPairs>(p, a, smCount, pdl, stream)
-                                   : launchGemvWideForM<Op, T, ActPairs, NT + 1>(p, a, smCount, pdl, stream);
+        if ((p.M + 7) / 8 != NT)
+        {
+            return launchGemvWideForM<Op, T, ActPairs, NT + 1>(p, a, smCount, pdl, stream);
+        }
+        if constexpr (NT >= tuning::kGemvFourTilesMinNt && NT <= tuning::kGemvFourTilesMaxNt)
+        {
+            if (p.N * p.K >= tuning::kGemvFourTilesMinWeights)
+            {
+                return launchGemvWide<Op, T, NT, 4, ActPairs>(p, a, smCount, pdl, stream);
+            }
+        }
+        return launchGemvWide<Op, T, NT, 2, ActPairs>(p, a, smCount, pdl, stream);
     }
     else
     {

@@ -32,23 +32,35 @@ constexpr Dispatch kDispatchNoWgmma{64};
 // Wide GEMV (nvfp4Gemv.cu, K % 128 == 0), per NT = ceil(M / 8) activation n8 tiles per warp.
 struct GemvWide
 {
-    int mTiles;        // m16 weight tiles per warp (32 weight rows)
     int maxNt;         // largest NT instantiated: the wide GEMV covers M <= 8 * maxNt
     int maxSplits;     // CTA splits of K (<= kMaxSplitsGemv: the workspace holds that many partials)
     int64_t l2HintChunks; // per-warp stream length (128-chunks) from which M <= 8 uses .L2::256B
 };
-constexpr GemvWide kGemvWide{2, 8, 8, 16};
+constexpr GemvWide kGemvWide{8, 8, 16};
+
+// m16 weight tiles per warp (16 weight rows each). Every warp reads its activation rows through L1
+// once per group of weight tiles, so from NT = 2 the L1 is the busiest unit (H200, 8192->57344,
+// M = 16: L1/TEX 87 %, DRAM 42 %); four tiles (64 rows) halve those reads per weight (L1/TEX 61 %)
+// at twice the ring's registers, so 2 CTAs per SM instead of 4 (then latency-bound: 2 warps per
+// scheduler). H200, four tiles against two: M = 24-32 -11..-25 % from 58 M weights, +2..+19 % on
+// 4096->4096 and 4096->6144 (4 K splits of 2-4 chunks per warp: the ring's start-up dominates);
+// M = 9-16 (NT = 2) -9..+8 % (W4A4), +3..+15 % (bf16 W4A16); NT = 5 spills. Hence NT = 3..4 on
+// weights of at least kGemvFourTilesMinWeights.
+constexpr int kGemvFourTilesMinNt = 3;
+constexpr int kGemvFourTilesMaxNt = 4;
+constexpr int64_t kGemvFourTilesMinWeights = int64_t{32} << 20;
 
 // Register ring depth (chunks of 128 in flight per warp) and the CTAs per SM the launch bounds
-// ask for, by NT. NT = 1, 2 fit 128 registers (4 CTAs per SM); NT = 3 fits 168 (3 CTAs) but
-// ran 18 % slower on 4096->14336 than at 2 CTAs; NT >= 4 needs 170-254 registers.
-constexpr int gemvRingDepth(int /*nt*/)
+// ask for, by NT and m16 tiles per warp. With two tiles, NT = 1, 2 fit 128 registers (4 CTAs per
+// SM); NT = 3 fits 168 (3 CTAs) but ran 18 % slower on 4096->14336 than at 2 CTAs; NT >= 4 needs
+// 170-254 registers. Four tiles need more than 128 from NT = 1.
+constexpr int gemvRingDepth(int /*nt*/, int /*mTiles*/)
 {
     return 2; // a third chunk in flight gained nothing (H100, M <= 16)
 }
-constexpr int gemvMinCtasPerSm(int nt)
+constexpr int gemvMinCtasPerSm(int nt, int mTiles)
 {
-    return nt <= 2 ? 4 : 2;
+    return nt <= 2 && mTiles <= 2 ? 4 : 2;
 }
 
 // ---------------------------------------------------------------------------------------------
