@@ -42,7 +42,7 @@ constexpr GemvWide kGemvWide{8, 8, 16};
 // once per group of weight tiles, so from NT = 2 the L1 is the busiest unit (H200, 8192->57344,
 // M = 16: L1/TEX 87 %, DRAM 42 %); four tiles (64 rows) halve those reads per weight (L1/TEX 61 %)
 // at twice the ring's registers, so 2 CTAs per SM instead of 4 (then latency-bound: 2 warps per
-// scheduler). H200, four tiles against two: M = 24-32 -11..-25 % from 58 M weights, +2..+19 % on
+// scheduler). H200, four tiles against two: M = 24-32 -11..-25 % from 58 M weights, -4..+19 % on
 // 4096->4096 and 4096->6144 (4 K splits of 2-4 chunks per warp: the ring's start-up dominates);
 // M = 9-16 (NT = 2) -9..+8 % (W4A4), +3..+15 % (bf16 W4A16); NT = 5 spills. Hence NT = 3..4 on
 // weights of at least kGemvFourTilesMinWeights.
