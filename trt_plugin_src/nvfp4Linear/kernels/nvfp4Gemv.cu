@@ -270,7 +270,7 @@ template <int NT, int MT>
 struct WideShape
 {
     static constexpr int kRows = 16 * MT; // weight rows per warp and per CTA
-    static constexpr int kDepth = tuning::gemvRingDepth(NT, MT);
+    static constexpr int kDepth = tuning::gemvRingDepth(NT);
     static constexpr int kMinCtas = tuning::gemvMinCtasPerSm(NT, MT);
     static constexpr bool kActPerWord = NT > 2; // activation loaded per word group q
 };
