@@ -25,7 +25,14 @@ import torch  # noqa: E402
 
 from export.outputs import replace_file  # noqa: E402
 from plugins.bench import gemm as bench  # noqa: E402
-from plugins.kernels import KERNEL_PATHS, _load  # noqa: E402
+from plugins.kernels import _SIGNATURES, KERNEL_PATHS, declare  # noqa: E402
+
+
+def load_build(path: str) -> ctypes.CDLL:
+    """One build of the library, with the entry points it has declared: an older build may lack
+    a newer entry point that this comparison does not call."""
+    lib = ctypes.CDLL(str(Path(path).resolve()))
+    return declare(lib, {name: sig for name, sig in _SIGNATURES.items() if hasattr(lib, name)})
 
 
 def main() -> int:
@@ -44,7 +51,7 @@ def main() -> int:
     for item in args.libs.split(","):
         name, spec = item.split("=", 1)
         path, _, family = spec.partition("@")
-        libs.append((name, _load(str(Path(path).resolve())), KERNEL_PATHS[family or "auto"]))
+        libs.append((name, load_build(path), KERNEL_PATHS[family or "auto"]))
     dev = torch.device("cuda")
     props = torch.cuda.get_device_properties(dev)
     l2 = getattr(props, "L2_cache_size", 50 * 2**20)
