@@ -26,12 +26,13 @@ import torch  # noqa: E402
 from export.outputs import replace_file  # noqa: E402
 from plugins.bench import gemm as bench  # noqa: E402
 from plugins.kernels import _SIGNATURES, KERNEL_PATHS, declare  # noqa: E402
+from plugins.library import find_kernels_library  # noqa: E402
 
 
 def load_build(path: str) -> ctypes.CDLL:
     """One build of the library, with the entry points it has declared: an older build may lack
     a newer entry point that this comparison does not call."""
-    lib = ctypes.CDLL(str(Path(path).resolve()))
+    lib = ctypes.CDLL(str(find_kernels_library(path)))
     return declare(lib, {name: sig for name, sig in _SIGNATURES.items() if hasattr(lib, name)})
 
 
