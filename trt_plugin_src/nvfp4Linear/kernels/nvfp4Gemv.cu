@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(kWarps * 32, kCtasPerSm) gemvMmaKernel(typenam
     }
     // The weight ring is in flight; only now wait for the kernel that wrote the activation operand
     // (w4a4 quantization, when launched as a programmatic dependent launch; else a no-op).
-    waitPrimaryGrid();
+    waitPrimaryGridAfterIssuedLoads();
     uint4 aCur[2][2];
     uint4 aNext[2][2];
     if (nLocal > 0)
@@ -388,10 +388,9 @@ __global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT, MT>::kMinCtas * 
             loadWeights(p, p);
         }
     }
-    // Wait for the kernel that wrote the activation operand (w4a4 quantization as a programmatic
-    // dependent launch; else a no-op). ptxas (CUDA 13) hoists this wait above the ring's loads, so
-    // only the launch overlaps the quantization: what is left is at most W4A4's 0.1-0.3 us over W4A16.
-    waitPrimaryGrid();
+    // The weight ring is in flight; only now wait for the kernel that wrote the activation operand
+    // (w4a4 quantization as a programmatic dependent launch; else a no-op).
+    waitPrimaryGridAfterIssuedLoads();
 
     float acc[MT][NT][4] = {};
     for (int i0 = 0; i0 < nLocal; i0 += kDepth)

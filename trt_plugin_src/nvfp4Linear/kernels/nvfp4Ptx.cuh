@@ -62,6 +62,19 @@ __device__ __forceinline__ void waitPrimaryGrid()
 #endif
 }
 
+// waitPrimaryGrid() that stays after the loads issued before it. ptxas (CUDA 13) schedules a bare
+// griddepcontrol.wait ahead of independent loads in its basic block, so a kernel's weight prefetch
+// would wait for the preceding kernel; it does not move the wait out of a loop, and this one runs
+// once (gridDim.z >= 1).
+__device__ __forceinline__ void waitPrimaryGridAfterIssuedLoads()
+{
+#pragma unroll 1
+    for (unsigned r = 0; r < gridDim.z; ++r)
+    {
+        waitPrimaryGrid();
+    }
+}
+
 // Let the next kernel (if launched with the PDL attribute) start now; it still waits in
 // waitPrimaryGrid() for this grid to complete.
 __device__ __forceinline__ void allowDependentLaunch()
