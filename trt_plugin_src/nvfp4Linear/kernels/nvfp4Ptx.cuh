@@ -64,8 +64,8 @@ __device__ __forceinline__ void waitPrimaryGrid()
 
 // waitPrimaryGrid() that stays after the loads issued before it. ptxas (CUDA 13) schedules a bare
 // griddepcontrol.wait ahead of independent loads in its basic block, so a kernel's weight prefetch
-// would wait for the preceding kernel; it does not move the wait out of a loop, and this one runs
-// once (gridDim.z >= 1).
+// would wait for the preceding kernel. It does not move the wait out of a loop; this one runs
+// gridDim.z times, once for the 2-D grids that use it (a repeated wait returns at once).
 __device__ __forceinline__ void waitPrimaryGridAfterIssuedLoads()
 {
 #pragma unroll 1
