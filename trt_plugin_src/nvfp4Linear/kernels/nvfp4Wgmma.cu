@@ -159,7 +159,7 @@ __device__ __forceinline__ void decodeWords(uint32_t const (&wa)[2], uint32_t co
 }
 
 // The stage's fragments from shared memory: wA / wB the shared addresses of rows r / r + 8's packed
-// bytes in the stage (permuted: the thread's 8; natural: all 32), sA / sB of their 4 scale bytes of
+// bytes in the stage (permuted: the thread's 8; natural: all 32), sa / sb their 4 scale bytes of
 // this stage. sel = t | (t + 4) << 4 picks byte t of a word pair.
 // Natural K order (kPermutedK false; w4a16 where the permute pass does not pay): step kk is FP8
 // block kk, its k 2t.. pair byte t of the row's word 2kk and its k 2t+8.. pair byte t of word
@@ -170,10 +170,8 @@ __device__ __forceinline__ void decodeWords(uint32_t const (&wa)[2], uint32_t co
 // load and one scale per row.
 template <typename Op, bool kPermutedK>
 __device__ __forceinline__ void decodeStage(
-    uint32_t wA, uint32_t wB, uint32_t sA, uint32_t sB, uint32_t sel, uint32_t (&frag)[4][4])
+    uint32_t wA, uint32_t wB, uint32_t sa, uint32_t sb, uint32_t sel, uint32_t (&frag)[4][4])
 {
-    uint32_t const sa = sm90::ldShared32(sA);
-    uint32_t const sb = sm90::ldShared32(sB);
     uint32_t wa[2], wb[2], scA[4], scB[4];
     if constexpr (kPermutedK)
     {
@@ -251,10 +249,15 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
                 int const s = it % S;
                 uint8_t* const st = smem + s * Cfg::kStageBytes;
                 int const c = cBeg + it;
-                sm90::mbarArriveExpectTx(&full[s], Cfg::kStageBytes);
+                // The TMA's innermost start must be 16-byte aligned: the 16 scale bytes of chunks
+                // 4(c/4)..+3, loaded with the first of them (the consumers keep them in registers).
+                bool const scales = c % 4 == 0 || it == 0;
+                sm90::mbarArriveExpectTx(&full[s], Cfg::kStageBytes - (scales ? 0 : Cfg::kSBytes));
                 sm90::tmaLoad2d(st + Cfg::kActBytes, &mapW, c * (kBK / 2), n0, &full[s]);
-                // The TMA's innermost start must be 16-byte aligned: the 16 scale bytes of chunks 4(c/4)..+3.
-                sm90::tmaLoad2d(st + Cfg::kActBytes + Cfg::kWBytes, &mapS, (c / 4) * 16, n0, &full[s]);
+                if (scales)
+                {
+                    sm90::tmaLoad2d(st + Cfg::kActBytes + Cfg::kWBytes, &mapS, (c / 4) * 16, n0, &full[s]);
+                }
             };
             auto loadActivation = [&](int it) {
                 int const s = it % S;
@@ -314,10 +317,22 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
     // Stage `it` sits in slot it % S; its scales are bytes 4 * ((cBeg + it) % 4).. of each row's 16.
     uint32_t const stages = sm90::keepInRegister(static_cast<uint32_t>(nLocal));
     uint32_t const firstChunk = sm90::keepInRegister(static_cast<uint32_t>(cBeg));
+    // The scale bytes of 4 stages (one 16-byte TMA row each for rows r and r + 8), read once from
+    // the first stage of each group of 4 (and the first stage of the split).
+    uint32_t scalesA[4], scalesB[4];
     auto decode = [&](uint32_t it, uint32_t(&frag)[4][4]) {
         uint32_t const stage = ring + it % S * Cfg::kStageBytes;
-        uint32_t const sub = (firstChunk + it) % 4 * 4;
-        decodeStage<Op, kPermutedK>(stage + wRowA, stage + wRowB, stage + sRowA + sub, stage + sRowB + sub, sel, frag);
+        uint32_t const j = (firstChunk + it) % 4;
+        if (j == 0 || it == 0)
+        {
+            uint4 const a = sm90::ldShared128(stage + sRowA);
+            uint4 const b = sm90::ldShared128(stage + sRowB);
+            scalesA[0] = a.x, scalesA[1] = a.y, scalesA[2] = a.z, scalesA[3] = a.w;
+            scalesB[0] = b.x, scalesB[1] = b.y, scalesB[2] = b.z, scalesB[3] = b.w;
+        }
+        uint32_t const sa = j & 2 ? (j & 1 ? scalesA[3] : scalesA[2]) : (j & 1 ? scalesA[1] : scalesA[0]);
+        uint32_t const sb = j & 2 ? (j & 1 ? scalesB[3] : scalesB[2]) : (j & 1 ? scalesB[1] : scalesB[0]);
+        decodeStage<Op, kPermutedK>(stage + wRowA, stage + wRowB, sa, sb, sel, frag);
     };
     // wgmmas of stage `it` from `cur`; then (wait_group 1: stage it-1's wgmmas, the readers of
     // `next`, are done; they were issued a whole stage earlier, so this rarely waits) frees stage
