@@ -6,8 +6,9 @@
 // as 64: mid-size M wastes nothing.
 //
 // CTA = 3 warpgroups, 128 weight rows x BN activation rows:
-//   * producer warpgroup (40 registers): one thread streams each 64-deep K stage with three TMA
-//     copies (activation tile, packed FP4 weights, FP8 scales) into a ring of stages, each with a
+//   * producer warpgroup (40 registers): one thread streams each 64-deep K stage with TMA copies
+//     (activation tile, packed FP4 weights; the FP8 scales of 4 stages with the first of them, as
+//     one 16-byte row per weight row: 16-byte TMA rows are costly) into a ring of stages, each with a
 //     "full" (TMA bytes landed) and an "empty" (consumers done) mbarrier;
 //   * 2 consumer warpgroups (232 registers), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
