@@ -80,13 +80,6 @@ __device__ __forceinline__ void mbarWaitAt(uint32_t bar, uint32_t parity)
 
 // Shared-memory loads at 32-bit addresses. Volatile: they stay after the barrier wait that makes
 // the TMA's bytes visible (the wait is a volatile asm too).
-__device__ __forceinline__ uint32_t ldShared32(uint32_t addr)
-{
-    uint32_t v;
-    asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
-    return v;
-}
-
 __device__ __forceinline__ uint2 ldShared64(uint32_t addr)
 {
     uint2 v;
