@@ -138,9 +138,12 @@ def build_cases(quick: bool) -> list[Case]:
             Case("wgmma-16", 129, 200, 1280, dt, mode="w4a16", edges=("subnormal_scales",), bias=True),
             Case("wgmma-16", 300, 4104, 1024, dt, mode="w4a16", per_channel=True),
             Case("wgmma-16", 300, 6144, 1024, dt, mode="w4a16", bias=True),  # x moved: N >= 6144
-            # BN = 64 with more tiles than SMs: two CTAs share an SM (registers, shared memory).
-            Case("wgmma-2cta", 64, 20000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
-            Case("wgmma-2cta", 24, 40000, 1024, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
+            # BN = 64 (planRs's choices): 256 weight rows per CTA (4 consumer warpgroups), unsplit
+            # and split K; two CTAs of 128 rows per SM (7 uneven K splits); one CTA of 128 rows.
+            Case("wgmma-256", 64, 20000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
+            Case("wgmma-256", 48, 20000, 4096, dt, edges=("zero",), bias=True),
+            Case("wgmma-2cta", 24, 4616, 8192, dt, edges=("zero",)),
+            Case("wgmma-64", 24, 40000, 1024, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
         ]
         for M in (1, 16, 40, 300, 1024):
             cases.append(Case("w4a16", M, 328, 960, dt, mode="w4a16", edges=("subnormal_scales",),

@@ -74,23 +74,28 @@ constexpr TiledShape kTiledSmallM{64, 128, 2, 4, 4}; // M <= 64
 constexpr TiledShape kTiledLargeM{128, 256, 2, 4, 4};
 
 // ---------------------------------------------------------------------------------------------
-// wgmma kernel (nvfp4Wgmma.cu): 128 weight rows per CTA, BN activation rows.
-// The tiles the planner chooses from (BN activation rows by 128 weight rows, CTAs per SM) and
-// its cost of one 64-deep stage of one CTA in cycles at kWgmmaClockMHz: the tensor time 4 * BN
-// plus the decode and barrier latency it does not hide (fitted to H100 and H200 timings). At
-// BN = 64 two CTAs can share an SM (consumers within 104 registers): each stage then takes
-// ~1400 cycles per CTA, only ~10 % more SM throughput than one CTA (H200, 8192->57344, M = 64:
-// twice the warps raised the issue utilisation from 44 % to 51 %), worth it only where the tiles
-// fill more than a wave of single CTAs. Plans within kWgmmaTieFactor of the best go to the
-// earlier entry (taller tile, then one CTA per SM).
+// wgmma kernel (nvfp4Wgmma.cu): 128 or 256 weight rows per CTA, BN activation rows.
+// The tiles the planner chooses from (BN activation rows by weightRows, CTAs per SM) and its cost
+// of one 64-deep stage of one CTA in cycles at kWgmmaClockMHz: the tensor time 4 * BN plus the
+// decode and barrier latency it does not hide (fitted to H100 and H200 timings). At BN = 64 two
+// CTAs can share an SM (consumers within 104 registers): each stage then takes ~1400 cycles per
+// CTA, only ~10 % more SM throughput than one CTA (H200, 8192->57344, M = 64: twice the warps
+// raised the issue utilisation from 44 % to 51 %). Or one CTA of 256 weight rows (4 consumer
+// warpgroups within 112 registers) puts those warps on one activation tile, read from L2 once
+// for twice the weights: 1330 cycles per stage (H100, M = 41-64: 8192->57344 and 28672->8192
+// -8...-13 %, 4096->28672 -5...-8 %; 1290 would fit those, but then the planner also takes
+// 14336->4096 at M <= 48 as 8 splits of 256 rows, measured +2...+4 %).
+// Plans within kWgmmaTieFactor of the best go to the earlier entry (taller tile, then one CTA
+// per SM, then 128 weight rows).
 struct WgmmaTile
 {
     int bn;
     int ctasPerSm;
+    int weightRows;
     double stageCycles;
 };
-constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 4.0 * 256 + 500}, {128, 1, 4.0 * 128 + 500},
-    {64, 1, 4.0 * 64 + 500}, {64, 2, 1400.0}};
+constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 128, 4.0 * 256 + 500}, {128, 1, 128, 4.0 * 128 + 500},
+    {64, 1, 128, 4.0 * 64 + 500}, {64, 2, 128, 1400.0}, {64, 1, 256, 1330.0}};
 constexpr double kWgmmaClockMHz = 1700.0;
 constexpr double kWgmmaTieFactor = 0.97;
 constexpr int kWgmmaMaxSplits = 8;

@@ -5,12 +5,13 @@
 // the TMA's 128-byte-swizzled tile, and wgmma's N (the activation rows of a tile) can be as small
 // as 64: mid-size M wastes nothing.
 //
-// CTA = 3 warpgroups, 128 weight rows x BN activation rows:
-//   * producer warpgroup (40 registers): one thread streams each 64-deep K stage with TMA copies
+// CTA = 1 + kWgs warpgroups, 64 * kWgs weight rows (128 or 256) x BN activation rows:
+//   * producer warpgroup (24-40 registers): one thread streams each 64-deep K stage with TMA copies
 //     (activation tile, packed FP4 weights; the FP8 scales of 4 stages with the first of them, as
-//     one 16-byte row per weight row: 16-byte TMA rows are costly) into a ring of stages, each with a
-//     "full" (TMA bytes landed) and an "empty" (consumers done) mbarrier;
-//   * 2 consumer warpgroups (232 registers), 64 weight rows each: per stage every thread reads its
+//     one 16-byte row per weight row) into a ring of stages, each with a "full" (TMA bytes landed)
+//     and an "empty" (consumers done) mbarrier;
+//   * kWgs consumer warpgroups (2, or 4 at BN = 64: each activation tile read from L2 then serves
+//     twice the weights), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
 //     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4Numerics.cuh's bit decode)
 //     and issues 4 asynchronous wgmmas; the decode of stage s+1 runs while stage s's wgmmas run.
@@ -39,18 +40,19 @@ namespace
 {
 
 constexpr int kBK = 64;         // K per stage (one 128-byte swizzle row of 16-bit activations)
-constexpr int kRowsPerCta = 128; // weight rows: 2 consumer warpgroups x 64
-constexpr int kThreads = 384;
 
 // BN activation rows per tile; kCtasPerSm CTAs share an SM (the launch bounds, the ring depth and
-// the register split follow from it).
-template <int BN, int kCtas>
+// the register split follow from it); kWgs consumer warpgroups of 64 weight rows each share the
+// activation tile (with 4, each activation byte read from L2 serves twice the weights).
+template <int BN, int kCtas, int kWgs>
 struct RsConfig
 {
     static constexpr int kCtasPerSm = kCtas;
+    static constexpr int kRows = 64 * kWgs; // weight rows per CTA
+    static constexpr int kThreads = 128 * (1 + kWgs);
     static constexpr int kActBytes = BN * 128;          // BN rows x 64 elements, 128B-swizzled
-    static constexpr int kWBytes = kRowsPerCta * 32;     // 64 FP4 per row
-    static constexpr int kSBytes = kRowsPerCta * 16;     // 16-byte aligned TMA rows: scales of 4 stages
+    static constexpr int kWBytes = kRows * 32;           // 64 FP4 per row
+    static constexpr int kSBytes = kRows * 16;           // 16-byte aligned TMA rows: scales of 4 stages
     static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
     // The ring fills the SM's shared memory (227 KB, less 1 KB reserved per CTA), at most 8 deep.
     static constexpr int kRingBudget = (kCtasPerSm == 1 ? 200 : 110) * 1024;
@@ -58,8 +60,10 @@ struct RsConfig
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
     // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). One CTA per
     // SM: 128 * 40 + 256 * 232 <= 64K; two: 128 * 24 + 256 * 104 <= 32K (the launch gives 80 each).
-    static constexpr int kProducerRegs = kCtasPerSm == 1 ? 40 : 24;
-    static constexpr int kConsumerRegs = kCtasPerSm == 1 ? 232 : 104;
+    // The consumers can only take what the producer gave back: with 4 consumer warpgroups the launch
+    // gives 96 each, the producer's 72 * 128 make 96 + 16 for 512 consumers.
+    static constexpr int kProducerRegs = kCtasPerSm == 1 && kWgs == 2 ? 40 : 24;
+    static constexpr int kConsumerRegs = kWgs == 4 ? 112 : kCtasPerSm == 1 ? 232 : 104;
 };
 
 // Device helpers of the kernel body, which exists only in the sm_90a image.
@@ -205,14 +209,14 @@ __device__ __forceinline__ void decodeStage(
 
 #endif
 
-template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
-__global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant__ CUtensorMap const mapA,
-    __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
+template <typename Op, typename T, int BN, int kCtas, int kWgs, bool kPermutedK>
+__global__ void __launch_bounds__(RsConfig<BN, kCtas, kWgs>::kThreads, kCtas) wgmmaRsKernel(
+    __grid_constant__ CUtensorMap const mapA, __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
     int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
     int64_t M, int64_t N, int numChunks, int chunksPerSplit)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Cfg = RsConfig<BN, kCtas>;
+    using Cfg = RsConfig<BN, kCtas, kWgs>;
     using E = typename Op::Elem;
     constexpr int S = Cfg::kStages;
     constexpr int kProducerRegs = Cfg::kProducerRegs;
@@ -224,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
     uint64_t* const full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
     uint64_t* const empty = full + S;
 
-    int const n0 = blockIdx.x * kRowsPerCta;
+    int const n0 = blockIdx.x * Cfg::kRows;
     int const m0 = blockIdx.y * BN;
     int const cBeg = blockIdx.z * chunksPerSplit;
     int const nLocal = numChunks - cBeg < chunksPerSplit ? numChunks - cBeg : chunksPerSplit;
@@ -235,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, kCtas) wgmmaRsKernel(__grid_constant
         for (int s = 0; s < S; ++s)
         {
             sm90::mbarInit(&full[s], 1);
-            sm90::mbarInit(&empty[s], 8); // one arrival per consumer warp
+            sm90::mbarInit(&empty[s], 4 * kWgs); // one arrival per consumer warp
         }
         sm90::mbarInitFence();
     }
@@ -476,23 +480,23 @@ bool encode2d(CUtensorMap& map, CUtensorMapDataType type, int elemBytes, void co
         == CUDA_SUCCESS;
 }
 
-template <typename Op, typename T, int BN, int kCtas, bool kPermutedK>
+template <typename Op, typename T, int BN, int kCtas, int kWgs, bool kPermutedK>
 cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cudaStream_t stream)
 {
-    using Cfg = RsConfig<BN, kCtas>;
+    using Cfg = RsConfig<BN, kCtas, kWgs>;
     CUtensorMap mapA, mapW, mapS;
     CUtensorMapDataType const aType = std::is_same<typename Op::Elem, __half>::value
         ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
         : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     if (!encode2d(mapA, aType, 2, a, p.M, p.K, kBK, BN, CU_TENSOR_MAP_SWIZZLE_128B)
-        || !encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, kBK / 2, kRowsPerCta,
+        || !encode2d(mapW, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weight, p.N, p.K / 2, kBK / 2, Cfg::kRows,
             CU_TENSOR_MAP_SWIZZLE_NONE)
-        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, 16, kRowsPerCta,
+        || !encode2d(mapS, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.weightScale, p.N, p.K / 16, 16, Cfg::kRows,
             CU_TENSOR_MAP_SWIZZLE_NONE))
     {
         return cudaErrorNotSupported;
     }
-    auto kernel = wgmmaRsKernel<Op, T, BN, kCtas, kPermutedK>;
+    auto kernel = wgmmaRsKernel<Op, T, BN, kCtas, kWgs, kPermutedK>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
     if (err != cudaSuccess)
     {
@@ -500,9 +504,9 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
     }
     int const numChunks = static_cast<int>(p.K / kBK);
     SplitK const sk = planSplitK(p, numChunks, splits);
-    dim3 const grid(static_cast<unsigned>((p.N + kRowsPerCta - 1) / kRowsPerCta),
+    dim3 const grid(static_cast<unsigned>((p.N + Cfg::kRows - 1) / Cfg::kRows),
         static_cast<unsigned>((p.M + BN - 1) / BN), static_cast<unsigned>(sk.splits));
-    err = launchKernel(pdl, kernel, grid, dim3(kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
+    err = launchKernel(pdl, kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream, mapA, mapW, mapS,
         p.weightGlobalScale, p.weightGlobalScaleLen, p.w4a4, p.inputGlobalScale, static_cast<T const*>(p.bias),
         static_cast<T*>(p.y), sk.partial, p.M, p.N, numChunks, sk.chunksPerSplit);
     return reduceSplitK(p, sk, err, stream, pdl);
@@ -517,19 +521,19 @@ struct RsPlan
 {
     int bn = 256;
     int ctasPerSm = 1;
+    int weightRows = 128;
     int splits = 1;
 };
 
 RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
 {
     int64_t const numChunks = K / kBK;
-    int64_t const tilesN = (N + kRowsPerCta - 1) / kRowsPerCta;
     int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
     RsPlan best;
     double bestUs = 0.0;
     for (tuning::WgmmaTile const& tile : tuning::kWgmmaTiles)
     {
-        int64_t const tiles = tilesN * ((M + tile.bn - 1) / tile.bn);
+        int64_t const tiles = (N + tile.weightRows - 1) / tile.weightRows * ((M + tile.bn - 1) / tile.bn);
         double const resident = static_cast<double>(tile.ctasPerSm) * smCount;
         for (int s = 1; s <= tuning::kWgmmaMaxSplits; ++s)
         {
@@ -545,7 +549,7 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
             }
             if (bestUs == 0.0 || us < tuning::kWgmmaTieFactor * bestUs)
             {
-                best = {tile.bn, tile.ctasPerSm, s};
+                best = {tile.bn, tile.ctasPerSm, tile.weightRows, s};
                 bestUs = us;
             }
         }
@@ -557,12 +561,16 @@ template <typename Op, typename T, bool kPermutedK>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
     RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
+    if (plan.weightRows == 256)
+    {
+        return runRs<Op, T, 64, 1, 4, kPermutedK>(p, a, plan.splits, pdl, stream);
+    }
     switch (plan.bn * 10 + plan.ctasPerSm)
     {
-    case 641: return runRs<Op, T, 64, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
-    case 642: return runRs<Op, T, 64, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
-    case 1281: return runRs<Op, T, 128, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
-    default: return runRs<Op, T, 256, 1, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 641: return runRs<Op, T, 64, 1, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 642: return runRs<Op, T, 64, 2, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
+    case 1281: return runRs<Op, T, 128, 1, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
+    default: return runRs<Op, T, 256, 1, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
     }
 }
 
