@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -28,6 +28,7 @@ _ACT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _MODES = ("w4a4", "w4a16")
 # nvfp4_force_kernel values (nvfp4KernelsCApi.h).
 KERNEL_PATHS = {"auto": 0, "simt": 1, "gemv": 2, "tiled": 3, "wgmma": 4, "native_fp4": 5, "dequant_gemm": 6}
+CUDA_ERROR_NOT_SUPPORTED = 801  # cudaErrorNotSupported: a kernel or path cannot take the problem
 
 
 def declare(lib: ctypes.CDLL, signatures: dict[str, tuple[list, Any]]) -> ctypes.CDLL:
@@ -50,6 +51,7 @@ _SIGNATURES = {
     "nvfp4_fp4_quantize_activation": ([_vp, _i64, _i64, _i32, _f32, _vp, _vp, _vp], _i32),
     "nvfp4_fp4_prepare_weight": ([_vp, _i64, _i64, _vp, _i32, _f32, _vp, _vp, _vp], _i32),
     "nvfp4_native_fp4_probe": ([_i64, _i64, _i64, _i32, _i32, _i32, _vp], _i32),
+    "nvfp4_wgmma_plan": ([_i64, _i64, _i64, _i32, ctypes.POINTER(_i32)], _i32),
     "nvfp4_native_fp4_status": ([], ctypes.c_char_p),
     "nvfp4_error_string": ([_i32], ctypes.c_char_p),
 }
@@ -228,6 +230,24 @@ def fp4_prepare_weight(weight_scale: torch.Tensor, weight_global_scale: torch.Te
                                           float(input_global_scale), out.data_ptr(), alpha.data_ptr(), stream)
     check_status(status, "nvfp4_fp4_prepare_weight")
     return out, alpha
+
+
+class WgmmaPlan(NamedTuple):
+    bn: int           # activation rows per tile
+    ctas_per_sm: int
+    weight_rows: int  # per CTA
+    splits: int       # K splits
+
+
+def wgmma_plan(M: int, N: int, K: int, sm_count: int) -> WgmmaPlan | None:
+    """The tile and K splits the Hopper wgmma kernel takes for this problem on sm_count SMs (its
+    planner, on the host: no GPU needed), or None where it cannot take the problem."""
+    plan = (_i32 * 4)()
+    status = int(library().nvfp4_wgmma_plan(M, N, K, sm_count, plan))
+    if status == CUDA_ERROR_NOT_SUPPORTED:
+        return None
+    check_status(status, "nvfp4_wgmma_plan")
+    return WgmmaPlan(*plan)
 
 
 def native_fp4_probe(M: int, N: int, K: int, dtype: torch.dtype, wgs_len: int = 1, bias: bool = False):

@@ -138,8 +138,9 @@ def build_cases(quick: bool) -> list[Case]:
             Case("wgmma-16", 129, 200, 1280, dt, mode="w4a16", edges=("subnormal_scales",), bias=True),
             Case("wgmma-16", 300, 4104, 1024, dt, mode="w4a16", per_channel=True),
             Case("wgmma-16", 300, 6144, 1024, dt, mode="w4a16", bias=True),  # x moved: N >= 6144
-            # BN = 64 (planRs's choices): 256 weight rows per CTA (4 consumer warpgroups), unsplit
-            # and split K; two CTAs of 128 rows per SM (7 uneven K splits); one CTA of 128 rows.
+            # BN = 64, as planWgmma picks on 132 SMs (tests/test_wgmma_plan.py: the wgmma cases
+            # reach every tile): 256 weight rows per CTA (4 consumer warpgroups), unsplit and split
+            # K; two CTAs of 128 rows per SM (7 uneven K splits); one CTA of 128 rows.
             Case("wgmma-256", 64, 20000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
             Case("wgmma-256", 48, 20000, 4096, dt, edges=("zero",), bias=True),
             Case("wgmma-2cta", 24, 4616, 8192, dt, edges=("zero",)),

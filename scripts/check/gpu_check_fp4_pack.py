@@ -24,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the export/ and 
 
 import torch  # noqa: E402
 
-from plugins.kernels import tiled_scale_layout  # noqa: E402
-
-CUDA_ERROR_NOT_SUPPORTED = 801
+from plugins.kernels import CUDA_ERROR_NOT_SUPPORTED, tiled_scale_layout  # noqa: E402
 
 
 def make_activation(M: int, K: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:

@@ -87,6 +87,28 @@ int32_t nvfp4_force_kernel(int32_t path)
     return cudaSuccess;
 }
 
+int32_t nvfp4_wgmma_plan(int64_t M, int64_t N, int64_t K, int32_t sm_count, int32_t* plan)
+{
+    nvfp4::LinearParams p;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    if (M < 1 || N < 1 || K < 1 || sm_count < 1 || plan == nullptr)
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (!nvfp4::detail::wgmmaSupports(p))
+    {
+        return cudaErrorNotSupported;
+    }
+    nvfp4::detail::WgmmaPlan const w = nvfp4::detail::planWgmma(M, N, K, sm_count);
+    plan[0] = w.bn;
+    plan[1] = w.ctasPerSm;
+    plan[2] = w.weightRows;
+    plan[3] = w.splits;
+    return cudaSuccess;
+}
+
 size_t nvfp4_fp4_scale_bytes(int64_t rows, int64_t K)
 {
     return rows > 0 && K > 0 ? static_cast<size_t>(nvfp4::layout::swizzledScaleBytes(rows, K / 16)) : 0;

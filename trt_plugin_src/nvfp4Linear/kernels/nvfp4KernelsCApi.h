@@ -40,6 +40,11 @@ NVFP4_CAPI int32_t nvfp4_quantize_activation(void const* x, int64_t M, int64_t K
 // nvfp4_workspace_size covers the forced family: call it after forcing.
 NVFP4_CAPI int32_t nvfp4_force_kernel(int32_t path);
 
+// The wgmma kernel's plan (sm_90a) for a problem on sm_count SMs, computed on the host (no GPU
+// needed): plan (host memory, 4 values) = activation rows per tile, CTAs per SM, weight rows per
+// CTA, K splits. cudaErrorNotSupported where the kernel cannot take the problem (K % 256 != 0).
+NVFP4_CAPI int32_t nvfp4_wgmma_plan(int64_t M, int64_t N, int64_t K, int32_t sm_count, int32_t* plan);
+
 // Native FP4 path (Blackwell): its operand preparation, exposed for bit-exact tests on any GPU.
 // Bytes of a block-scale matrix [rows, K/16] in cuBLASLt's tiled 128x4 layout (padding included).
 NVFP4_CAPI size_t nvfp4_fp4_scale_bytes(int64_t rows, int64_t K);

@@ -138,6 +138,16 @@ bool wgmmaSupports(LinearParams const& p);
 // workspace's: actOperandBytes), and whether it moves this call's.
 int64_t wgmmaPermutedW4a16Rows(int64_t M, int64_t N, int64_t K);
 bool wgmmaPermutesW4a16(LinearParams const& p);
+// The wgmma kernel's tile and K splits for a problem on smCount SMs (its planner's cost model,
+// the tuning table's kWgmmaTiles), the same as launchWgmma picks.
+struct WgmmaPlan
+{
+    int bn = 256;         // activation rows per tile
+    int ctasPerSm = 1;
+    int weightRows = 128; // per CTA
+    int splits = 1;
+};
+WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount);
 cudaError_t launchWgmma(LinearParams const& p, void const* a, bool bf16Operand, bool permutedK, int smCount, bool pdl,
     cudaStream_t stream);
 

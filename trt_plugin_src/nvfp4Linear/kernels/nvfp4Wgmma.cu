@@ -211,9 +211,10 @@ __device__ __forceinline__ void decodeStage(
 
 template <typename Op, typename T, int BN, int kCtas, int kWgs, bool kPermutedK>
 __global__ void __launch_bounds__(RsConfig<BN, kCtas, kWgs>::kThreads, kCtas) wgmmaRsKernel(
-    __grid_constant__ CUtensorMap const mapA, __grid_constant__ CUtensorMap const mapW, __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs,
-    int32_t wgsLen, bool w4a4, float igs, T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial,
-    int64_t M, int64_t N, int numChunks, int chunksPerSplit)
+    __grid_constant__ CUtensorMap const mapA, __grid_constant__ CUtensorMap const mapW,
+    __grid_constant__ CUtensorMap const mapS, float const* __restrict__ wgs, int32_t wgsLen, bool w4a4, float igs,
+    T const* __restrict__ bias, T* __restrict__ y, float* __restrict__ partial, int64_t M, int64_t N, int numChunks,
+    int chunksPerSplit)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using Cfg = RsConfig<BN, kCtas, kWgs>;
@@ -512,24 +513,18 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
     return reduceSplitK(p, sk, err, stream, pdl);
 }
 
-// Tile height BN (activation rows) and K splits: the estimated time of the grid in waves of the
-// resident CTAs, each 64-deep stage costing the tuning table's cycles (tensor time plus the decode
-// and barrier latency it does not hide), plus for split-K the partials' traffic and one reduction
-// launch; the workspace bounds splits * M (partialBytes). Near-ties go to the taller tile (fewer
-// weight decodes and activation reads per FLOP).
-struct RsPlan
-{
-    int bn = 256;
-    int ctasPerSm = 1;
-    int weightRows = 128;
-    int splits = 1;
-};
+} // namespace
 
-RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
+// The tile (BN activation rows, CTAs per SM, weight rows) and K splits: the estimated time of the
+// grid in waves of the resident CTAs, each 64-deep stage costing the tuning table's cycles (tensor
+// time plus the decode and barrier latency it does not hide), plus for split-K the partials'
+// traffic and one reduction launch; the workspace bounds splits * M (partialBytes). Near-ties go
+// to the earlier table entry (the taller tile: fewer weight decodes and activation reads per FLOP).
+WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
 {
     int64_t const numChunks = K / kBK;
     int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
-    RsPlan best;
+    WgmmaPlan best;
     double bestUs = 0.0;
     for (tuning::WgmmaTile const& tile : tuning::kWgmmaTiles)
     {
@@ -557,10 +552,13 @@ RsPlan planRs(int64_t M, int64_t N, int64_t K, int smCount)
     return best;
 }
 
+namespace
+{
+
 template <typename Op, typename T, bool kPermutedK>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
-    RsPlan const plan = planRs(p.M, p.N, p.K, smCount);
+    WgmmaPlan const plan = planWgmma(p.M, p.N, p.K, smCount);
     if (plan.weightRows == 256)
     {
         return runRs<Op, T, 64, 1, 4, kPermutedK>(p, a, plan.splits, pdl, stream);

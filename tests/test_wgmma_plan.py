@@ -1,0 +1,51 @@
+"""The Hopper wgmma kernel's planner (plugins.kernels.wgmma_plan: computed on the host, no GPU): the
+tiles it takes where they were measured (docs/kernels.md, "What was tried"), and that the wgmma
+cases of scripts/check/gpu_check.py reach every tile of the tuning table on a 132-SM H100/H200."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from plugins.library import find_kernels_library
+
+try:
+    find_kernels_library()
+except FileNotFoundError as e:  # pragma: no cover - depends on the build
+    pytest.skip(f"kernels library not built: {e}", allow_module_level=True)
+
+from plugins import kernels  # noqa: E402
+
+SMS = 132  # H100 SXM and H200
+
+
+def test_no_plan_where_the_kernel_cannot_run():
+    assert kernels.wgmma_plan(64, 4096, 4096 + 128, SMS) is None  # K % 256 != 0
+    with pytest.raises(RuntimeError):
+        kernels.wgmma_plan(64, 4096, 4096, 0)
+
+
+@pytest.mark.parametrize("K,N", [(8192, 57344), (28672, 8192), (4096, 28672)])
+@pytest.mark.parametrize("M", [41, 48, 64])
+def test_256_weight_rows_where_measured_faster(K, N, M):
+    plan = kernels.wgmma_plan(M, N, K, SMS)
+    assert (plan.bn, plan.ctas_per_sm, plan.weight_rows) == (64, 1, 256)
+
+
+@pytest.mark.parametrize("M", [41, 48])
+def test_128_weight_rows_where_256_measured_slower(M):
+    # 14336->4096 as 8 splits of 256 rows: +2...+4 % (H100)
+    assert kernels.wgmma_plan(M, 4096, 14336, SMS).weight_rows == 128
+
+
+def test_gpu_check_reaches_every_tile():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "check"))
+    import gpu_check
+
+    plans = [kernels.wgmma_plan(c.M, c.N, c.K, SMS) for c in gpu_check.build_cases(quick=False)
+             if c.name.startswith("wgmma")]
+    tiles = {(p.bn, p.ctas_per_sm, p.weight_rows) for p in plans if p is not None}
+    assert tiles == {(256, 1, 128), (128, 1, 128), (64, 1, 128), (64, 2, 128), (64, 1, 256)}
+    # the 256-row tile both whole and split along K
+    assert {p.splits > 1 for p in plans if p is not None and p.weight_rows == 256} == {False, True}
