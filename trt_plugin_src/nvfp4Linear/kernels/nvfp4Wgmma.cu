@@ -58,12 +58,15 @@ struct RsConfig
     static constexpr int kRingBudget = (kCtasPerSm == 1 ? 200 : 110) * 1024;
     static constexpr int kStages = kRingBudget / kStageBytes < 8 ? kRingBudget / kStageBytes : 8;
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
-    // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). One CTA per
-    // SM: 128 * 40 + 256 * 232 <= 64K; two: 128 * 24 + 256 * 104 <= 32K (the launch gives 80 each).
-    // The consumers can only take what the producer gave back: with 4 consumer warpgroups the launch
-    // gives 96 each, the producer's 72 * 128 make 96 + 16 for 512 consumers.
+    // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). The launch
+    // gives every thread the launch bounds' share (in units of 8: 168, 80 with two CTAs, 96 with 4
+    // consumer warpgroups), and the consumers can only take what the producer gave back: a larger
+    // request waits forever.
+    static constexpr int kLaunchRegs = 65536 / (kThreads * kCtasPerSm) / 8 * 8;
     static constexpr int kProducerRegs = kCtasPerSm == 1 && kWgs == 2 ? 40 : 24;
     static constexpr int kConsumerRegs = kWgs == 4 ? 112 : kCtasPerSm == 1 ? 232 : 104;
+    static_assert((kConsumerRegs - kLaunchRegs) * 128 * kWgs <= (kLaunchRegs - kProducerRegs) * 128,
+        "the consumers' setmaxnreg.inc must fit in what the producer's setmaxnreg.dec gives back");
 };
 
 // Device helpers of the kernel body, which exists only in the sm_90a image.
