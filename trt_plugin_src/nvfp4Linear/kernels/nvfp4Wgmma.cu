@@ -60,13 +60,12 @@ struct RsConfig
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
     // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). The launch
     // gives every thread the launch bounds' share (in units of 8: 168, 80 with two CTAs, 96 with 4
-    // consumer warpgroups), and the consumers can only take what the producer gave back: a larger
-    // request waits forever.
+    // consumer warpgroups), and the consumers can only take what the producer gave back (a larger
+    // request waits forever): 232, 104 and 112.
     static constexpr int kLaunchRegs = 65536 / (kThreads * kCtasPerSm) / 8 * 8;
     static constexpr int kProducerRegs = kCtasPerSm == 1 && kWgs == 2 ? 40 : 24;
-    static constexpr int kConsumerRegs = kWgs == 4 ? 112 : kCtasPerSm == 1 ? 232 : 104;
-    static_assert((kConsumerRegs - kLaunchRegs) * 128 * kWgs <= (kLaunchRegs - kProducerRegs) * 128,
-        "the consumers' setmaxnreg.inc must fit in what the producer's setmaxnreg.dec gives back");
+    static constexpr int kConsumerRegs = (kLaunchRegs + (kLaunchRegs - kProducerRegs) / kWgs) / 8 * 8;
+    static_assert(kConsumerRegs <= 256, "setmaxnreg takes at most 256 registers");
 };
 
 // Device helpers of the kernel body, which exists only in the sm_90a image.
