@@ -39,6 +39,21 @@ def test_128_weight_rows_where_256_measured_slower(M):
     assert kernels.wgmma_plan(M, 4096, 14336, SMS).weight_rows == 128
 
 
+@pytest.mark.parametrize("M", [9, 16, 17, 24, 32])
+def test_small_activation_tiles_unsplit_on_the_largest_weight(M):
+    # 8192->57344, 256 rows at BN = 16 / 32, unsplit: H100 128-135 us at M = 16-32; the BN = 64
+    # tile split 4 ways ran 158 us at M = 16 (unsplit 147 us at M = 24)
+    plan = kernels.wgmma_plan(M, 57344, 8192, SMS)
+    assert (plan.bn, plan.weight_rows, plan.splits) == (16 if M <= 16 else 32, 256, 1)
+
+
+def test_split_k_only_below_one_wave():
+    for M, N, K in ((16, 57344, 8192), (65, 57344, 8192), (80, 18944, 3584), (16, 8192, 28672)):
+        plan = kernels.wgmma_plan(M, N, K, SMS)
+        tiles = -(-N // plan.weight_rows) * -(-M // plan.bn)
+        assert plan.splits == 1 or tiles < plan.ctas_per_sm * SMS, (M, N, K, plan)
+
+
 def test_gpu_check_reaches_every_tile():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "check"))
     import gpu_check
@@ -46,6 +61,8 @@ def test_gpu_check_reaches_every_tile():
     plans = [kernels.wgmma_plan(c.M, c.N, c.K, SMS) for c in gpu_check.build_cases(quick=False)
              if c.name.startswith("wgmma")]
     tiles = {(p.bn, p.ctas_per_sm, p.weight_rows) for p in plans if p is not None}
-    assert tiles == {(256, 1, 128), (128, 1, 128), (64, 1, 128), (64, 2, 128), (64, 1, 256)}
-    # the 256-row tile both whole and split along K
-    assert {p.splits > 1 for p in plans if p is not None and p.weight_rows == 256} == {False, True}
+    assert tiles == {(256, 1, 128), (128, 1, 128), (64, 1, 128), (64, 2, 128), (64, 1, 256), (32, 1, 256),
+                     (16, 1, 256)}
+    # each 256-row tile both whole and split along K
+    for bn in (16, 32, 64):
+        assert {p.splits > 1 for p in plans if p is not None and (p.bn, p.weight_rows) == (bn, 256)} == {False, True}

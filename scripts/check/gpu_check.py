@@ -143,7 +143,12 @@ def build_cases(quick: bool) -> list[Case]:
             # K; two CTAs of 128 rows per SM (7 uneven K splits); one CTA of 128 rows.
             Case("wgmma-256", 64, 20000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
             Case("wgmma-256", 48, 20000, 4096, dt, edges=("zero",), bias=True),
-            Case("wgmma-2cta", 24, 4616, 8192, dt, edges=("zero",)),
+            Case("wgmma-2cta", 40, 4616, 8192, dt, edges=("zero",)),
+            # BN = 32 and 16 (256 weight rows), unsplit and split K (uneven: 5 splits of 64 chunks)
+            Case("wgmma-n32", 25, 60000, 512, dt, edges=("zero", "nan"), bias=True, per_channel=True),
+            Case("wgmma-n32", 20, 6000, 4096, dt, edges=("inf",)),
+            Case("wgmma-n16", 9, 30000, 768, dt, edges=("zero", "subnormal_scales"), bias=True),
+            Case("wgmma-n16", 5, 8200, 4096, dt, edges=("nan", "ties"), per_channel=True),
             Case("wgmma-64", 24, 40000, 1024, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
         ]
         for M in (1, 16, 40, 300, 1024):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes trt_plugin_src/nvfp4Linear/kernels/nvfp4WgmmaRs.cuh: the inline-PTX wrappers of
 wgmma.mma_async m64nNk16 with A from registers (RS form), B from shared memory (descriptor),
-fp32 accumulators, for N in (64, 128, 256) and fp16/bf16 operands. Asm operand lists this long
+fp32 accumulators, for N in (16, 32, 64, 128, 256) and fp16/bf16 operands. Asm operand lists this long
 are not worth writing by hand:  python3 scripts/dev/gen_wgmma_rs.py"""
 import sys
 from pathlib import Path
@@ -44,7 +44,7 @@ def main() -> None:
         "#pragma once\n\n#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n\n#include <cstdint>\n\n"
         "namespace nvfp4\n{\nnamespace detail\n{\n\ntemplate <int N, typename E>\nstruct WgmmaRs;\n"
     ]
-    for n in (64, 128, 256):
+    for n in (16, 32, 64, 128, 256):
         parts.append(op(n, "__half", "f16"))
         parts.append(op(n, "__nv_bfloat16", "bf16"))
     parts.append("\n} // namespace detail\n} // namespace nvfp4\n")

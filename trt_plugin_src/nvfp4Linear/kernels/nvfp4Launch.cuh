@@ -142,6 +142,7 @@ bool wgmmaPermutesW4a16(LinearParams const& p);
 // the tuning table's kWgmmaTiles), the same as launchWgmma picks.
 struct WgmmaPlan
 {
+    int tile = 0;         // index into the tuning table's kWgmmaTiles
     int bn = 256;         // activation rows per tile
     int ctasPerSm = 1;
     int weightRows = 128; // per CTA

@@ -201,8 +201,8 @@ cudaError_t launchLinear(LinearParams const& p, cudaStream_t stream)
     KernelPath path = forced;
     if (path == KernelPath::kAuto)
     {
-        // Above the Hopper table's GEMV range the wgmma kernel is faster where it runs.
-        bool const gemv = gemvRange && (p.M <= tuning::kDispatchHopper.gemvMaxM || !wgmmaOk);
+        // On Hopper the wgmma kernel takes over from an M that falls with the weight's size.
+        bool const gemv = gemvRange && (!wgmmaOk || p.M < tuning::hopperWgmmaFromM(p.N, p.K));
         path = !mmaOk ? KernelPath::kSimt
                       : (gemv ? KernelPath::kGemv : (wgmmaOk ? KernelPath::kWgmma : KernelPath::kTiled));
     }

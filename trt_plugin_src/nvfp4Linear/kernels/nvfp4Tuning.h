@@ -22,11 +22,37 @@ struct Dispatch
     int64_t gemvMaxM;
 };
 
-// Hopper (sm_90a image): above gemvMaxM the wgmma kernel is faster where it runs (K % 256 == 0).
-constexpr Dispatch kDispatchHopper{40};
 // Where the wgmma kernel cannot run (other architectures, K % 256 != 0 on Hopper): the GEMV beat
 // the tiled mma.sync kernel at every M up to 64 (H100, 1.4-4.7x).
 constexpr Dispatch kDispatchNoWgmma{64};
+
+// Hopper (sm_90a image) where the wgmma kernel runs: the wgmma kernel from M = fromM on, the GEMV
+// below, by the weight's size N * K (the first entry it reaches). The wgmma kernel streams the
+// weights through one TMA ring per SM and decodes each weight once for all M; the GEMV's time
+// grows with ceil(M / 8) but it starts faster, which small weights need. H100, W4A4 (W4A16
+// alike), wgmma (BN = 16 / 32 tiles) against the GEMV: 8192->57344 M = 16 -15 %, 24 -22 %, 32
+// -29 %, M = 8 +9 %; 28672->8192 M = 16 -11 %, 32 -18 %; 4096->28672 M = 16 -7 %, 24 -13 %;
+// 14336->4096 and 4096->14336 M = 24 -2 % / +11 %, M = 32 -11 % / -6 %; 4096->6144 M = 32 -7 %;
+// 4096->4096 M = 32 +5 %, M = 40 -6 % (W4A16 +9 %); at M = 40 the GEMV lost by 30-45 % on the
+// five larger shapes.
+struct WgmmaFrom
+{
+    int64_t minWeights; // N * K
+    int64_t fromM;
+};
+constexpr WgmmaFrom kHopperWgmmaFrom[] = {{int64_t{128} << 20, 9}, {int64_t{96} << 20, 17},
+    {int64_t{20} << 20, 25}, {0, 41}};
+constexpr int64_t hopperWgmmaFromM(int64_t N, int64_t K)
+{
+    for (WgmmaFrom const& w : kHopperWgmmaFrom)
+    {
+        if (N * K >= w.minWeights)
+        {
+            return w.fromM;
+        }
+    }
+    return kDispatchNoWgmma.gemvMaxM + 1;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Wide GEMV (nvfp4Gemv.cu, K % 128 == 0), per NT = ceil(M / 8) activation n8 tiles per warp.
@@ -84,7 +110,9 @@ constexpr TiledShape kTiledLargeM{128, 256, 2, 4, 4};
 // warpgroups within 112 registers) puts those warps on one activation tile, read from L2 once
 // for twice the weights: 1330 cycles per stage (H100, M = 41-64: 8192->57344 and 28672->8192
 // -8...-13 %, 4096->28672 -5...-8 %; 1290 would fit those, but then the planner also takes
-// 14336->4096 at M <= 48 as 8 splits of 256 rows, measured +2...+4 %).
+// 14336->4096 at M <= 48 as 8 splits of 256 rows, measured +2...+4 %). Below M = 33 the same
+// 256 rows at BN = 32 and 16 (half and a quarter of the tensor time and activation bytes):
+// against the BN = 64 tile on the same splits (H100, M = 16-32) 0.90-0.94 and 0.81-0.90 of its time.
 // Plans within kWgmmaTieFactor of the best go to the earlier entry (taller tile, then one CTA
 // per SM, then 128 weight rows).
 struct WgmmaTile
@@ -95,7 +123,9 @@ struct WgmmaTile
     double stageCycles;
 };
 constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 128, 4.0 * 256 + 500}, {128, 1, 128, 4.0 * 128 + 500},
-    {64, 1, 128, 4.0 * 64 + 500}, {64, 2, 128, 1400.0}, {64, 1, 256, 1330.0}};
+    {64, 1, 128, 4.0 * 64 + 500}, {64, 2, 128, 1400.0}, {64, 1, 256, 1330.0}, {32, 1, 256, 1230.0},
+    {16, 1, 256, 1150.0}};
+constexpr int kWgmmaTileCount = static_cast<int>(sizeof(kWgmmaTiles) / sizeof(kWgmmaTiles[0]));
 constexpr double kWgmmaClockMHz = 1700.0;
 constexpr double kWgmmaTieFactor = 0.97;
 constexpr int kWgmmaMaxSplits = 8;

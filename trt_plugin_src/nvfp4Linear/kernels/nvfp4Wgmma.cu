@@ -3,14 +3,14 @@
 // in registers and the 16-bit ACTIVATION (x-hat for w4a4, x for fp16/bf16 w4a16) as the B operand
 // in shared memory. The activation needs no decoding, so the tensor cores read it straight from
 // the TMA's 128-byte-swizzled tile, and wgmma's N (the activation rows of a tile) can be as small
-// as 64: mid-size M wastes nothing.
+// as 16: small M wastes little.
 //
 // CTA = 1 + kWgs warpgroups, 64 * kWgs weight rows (128 or 256) x BN activation rows:
 //   * producer warpgroup (24-40 registers): one thread streams each 64-deep K stage with TMA copies
 //     (activation tile, packed FP4 weights; the FP8 scales of 4 stages with the first of them, as
 //     one 16-byte row per weight row) into a ring of stages, each with a "full" (TMA bytes landed)
 //     and an "empty" (consumers done) mbarrier;
-//   * kWgs consumer warpgroups (2, or 4 at BN = 64: each activation tile read from L2 then serves
+//   * kWgs consumer warpgroups (2, or 4 at BN <= 64: each activation tile read from L2 then serves
 //     twice the weights), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
 //     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4Numerics.cuh's bit decode)
@@ -528,13 +528,18 @@ WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
     int64_t const partialRows = static_cast<int64_t>(partialBytes(M, N) / (static_cast<size_t>(N) * sizeof(float)));
     WgmmaPlan best;
     double bestUs = 0.0;
-    for (tuning::WgmmaTile const& tile : tuning::kWgmmaTiles)
+    for (int index = 0; index < tuning::kWgmmaTileCount; ++index)
     {
+        tuning::WgmmaTile const& tile = tuning::kWgmmaTiles[index];
         int64_t const tiles = (N + tile.weightRows - 1) / tile.weightRows * ((M + tile.bn - 1) / tile.bn);
         double const resident = static_cast<double>(tile.ctasPerSm) * smCount;
         for (int s = 1; s <= tuning::kWgmmaMaxSplits; ++s)
         {
-            if (s > 1 && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit))
+            // Split K only to fill SMs that a grid of less than one wave leaves idle: above that it
+            // adds waves, each with its ring's start-up, which the model does not count.
+            if (s > 1
+                && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit
+                    || static_cast<double>(tiles) >= resident))
             {
                 break;
             }
@@ -546,7 +551,7 @@ WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
             }
             if (bestUs == 0.0 || us < tuning::kWgmmaTieFactor * bestUs)
             {
-                best = {tile.bn, tile.ctasPerSm, tile.weightRows, s};
+                best = {index, tile.bn, tile.ctasPerSm, tile.weightRows, s};
                 bestUs = us;
             }
         }
@@ -557,21 +562,32 @@ WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
 namespace
 {
 
+// The kernel instance of table entry I, reached by the planner's index: every entry of kWgmmaTiles
+// gets its instance, so the table and the launch cannot drift apart.
+template <typename Op, typename T, bool kPermutedK, int I = 0>
+cudaError_t runTile(WgmmaPlan const& plan, LinearParams const& p, void const* a, bool pdl, cudaStream_t stream)
+{
+    if constexpr (I < tuning::kWgmmaTileCount)
+    {
+        constexpr tuning::WgmmaTile kTile = tuning::kWgmmaTiles[I];
+        static_assert(kTile.weightRows % 64 == 0 && kTile.bn % 16 == 0, "64 weight rows per consumer warpgroup");
+        if (plan.tile == I)
+        {
+            return runRs<Op, T, kTile.bn, kTile.ctasPerSm, kTile.weightRows / 64, kPermutedK>(
+                p, a, plan.splits, pdl, stream);
+        }
+        return runTile<Op, T, kPermutedK, I + 1>(plan, p, a, pdl, stream);
+    }
+    else
+    {
+        return cudaErrorInvalidValue;
+    }
+}
+
 template <typename Op, typename T, bool kPermutedK>
 cudaError_t launchRsTyped(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
-    WgmmaPlan const plan = planWgmma(p.M, p.N, p.K, smCount);
-    if (plan.weightRows == 256)
-    {
-        return runRs<Op, T, 64, 1, 4, kPermutedK>(p, a, plan.splits, pdl, stream);
-    }
-    switch (plan.bn * 10 + plan.ctasPerSm)
-    {
-    case 641: return runRs<Op, T, 64, 1, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
-    case 642: return runRs<Op, T, 64, 2, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
-    case 1281: return runRs<Op, T, 128, 1, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
-    default: return runRs<Op, T, 256, 1, 2, kPermutedK>(p, a, plan.splits, pdl, stream);
-    }
+    return runTile<Op, T, kPermutedK>(planWgmma(p.M, p.N, p.K, smCount), p, a, pdl, stream);
 }
 
 } // namespace
