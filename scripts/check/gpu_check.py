@@ -286,7 +286,12 @@ def main() -> int:
     ap.add_argument("--report", type=Path, help="also write the table to this file")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: time-based, printed)")
     ap.add_argument("--skip-paths", default="", help="comma-separated kernel families not to force (e.g. wgmma)")
+    ap.add_argument("--dtypes", default=",".join(DTYPES), help=f"comma-separated activation dtypes ({', '.join(DTYPES)})")
     args = ap.parse_args()
+    names = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not names or any(d not in DTYPES for d in names):
+        ap.error(f"--dtypes {args.dtypes!r}: expected names among {', '.join(DTYPES)}")
+    dtypes = {DTYPES[d] for d in names}
 
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible to torch", file=sys.stderr)
@@ -314,7 +319,7 @@ def main() -> int:
     lines.append(header)
     print("\n".join(lines), flush=True)
     failures = 0
-    for case in build_cases(args.quick):
+    for case in [c for c in build_cases(args.quick) if c.dtype in dtypes]:
         x, G = make_activation(case, gen, device)
         layer = make_layer(case, G, gen, device)
         dname = {v: k for k, v in DTYPES.items()}[case.dtype]

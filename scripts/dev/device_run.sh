@@ -6,8 +6,9 @@
 #   check       scripts/check/gpu_check.py, every NVFP4Linear kernel family
 #   check-fast  the same without the SIMT and tiled families (for a change to the others)
 #   fp4-pack    scripts/check/gpu_check_fp4_pack.py (the Blackwell path's packing kernels, any GPU)
-#   memcheck, racecheck   compute-sanitizer over gpu_check --quick (GEMV and wgmma families for
-#               racecheck), each at most $SANITIZER_S seconds (default 150)
+#   memcheck, racecheck   compute-sanitizer over gpu_check --quick (racecheck: GEMV and wgmma
+#               families, one run per dtype in $RACECHECK_DTYPES, default "fp32 bf16"), each at most
+#               $SANITIZER_S seconds (default 150)
 #   libs        scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16, within
 #               $LIBS_S seconds (default 400)
 #   bench-quick scripts/bench/bench_gemm.py --quick, the plugin's kernels and bf16
@@ -37,16 +38,17 @@ echo "== $(date -u +%T) card $card, lib $NVFP4_KERNELS_LIB"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 
-sanitize() { # tool, extra gpu_check arguments
+sanitize() { # tool, extra gpu_check arguments, report name suffix
   # racecheck instruments only the project's kernels where the sanitizer can filter by name
   # (the torch reference's kernels need no check)
-  local only=""
-  if [ "$1" = racecheck ] && compute-sanitizer --help 2>/dev/null | grep -q -- "--kernel-name"; then
+  local only="" report="$out/sanitizer-$1${3:-}-$card-$day.txt"
+  # (the help text is read whole: grep -q closing the pipe early would fail it under pipefail)
+  if [ "$1" = racecheck ] && [[ "$(compute-sanitizer --help 2>/dev/null)" == *--kernel-name* ]]; then
     only="--kernel-name kns=nvfp4"
   fi
   timeout "${SANITIZER_S:-150}" compute-sanitizer --tool "$1" $only --target-processes all --print-limit 20 \
-    python3 scripts/check/gpu_check.py --quick $2 > "$out/sanitizer-$1-$card-$day.txt" 2>&1
-  echo "$1 exit $?"; tail -3 "$out/sanitizer-$1-$card-$day.txt"
+    python3 scripts/check/gpu_check.py --quick $2 > "$report" 2>&1
+  echo "$1${3:-} exit $?"; tail -3 "$report"
 }
 
 build_kernels() {
@@ -121,7 +123,8 @@ for step in "$@"; do
       timeout 120 python3 scripts/check/gpu_check_fp4_pack.py > "$out/fp4-pack-check-$card-$day.txt" 2>&1
       echo "fp4-pack exit $?"; tail -3 "$out/fp4-pack-check-$card-$day.txt" ;;
     memcheck) sanitize memcheck "" ;;
-    racecheck) sanitize racecheck "--skip-paths simt,tiled" ;;
+    racecheck) # one run per activation dtype: a run over all of them outlasts the time limit
+      for d in ${RACECHECK_DTYPES:-fp32 bf16}; do sanitize racecheck "--skip-paths simt,tiled,dequant_gemm --dtypes $d" "-$d"; done ;;
     libs)
       # rows go to the file as they are measured, so that a timeout or a crash keeps the rows before it
       timeout "${LIBS_S:-400}" python3 scripts/dev/bench_libs.py --libs "$LIBS" --shapes "$SHAPES" --m "$MS" --bf16 \
