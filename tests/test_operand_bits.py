@@ -32,8 +32,9 @@ int main()
             fp4PairToHalfBits<1>(u, u4), fp4PairToHalfBits<2>(u, u4), fp4PairToHalfBits<3>(u, u4),
             fp4PairToBf16Bits<0>(w, w4), fp4PairToBf16Bits<1>(w, w4), fp4PairToBf16Bits<2>(w, w4),
             fp4PairToBf16Bits<3>(w, w4), l, h, fp16StridedPair<0, 1>(l), fp16StridedPair<2, 3>(l),
-            fp16StridedPair<0, 1>(h), fp16StridedPair<2, 3>(h), bf16StridedPair<0, 1, false>(w),
-            bf16StridedPair<2, 3, false>(w), bf16StridedPair<0, 1, true>(w), bf16StridedPair<2, 3, true>(w));
+            fp16StridedPair<0, 1>(h), fp16StridedPair<2, 3>(h), bf16StridedPair<0, 1>(fp4LowNibblesToBf16Bytes(w)),
+            bf16StridedPair<2, 3>(fp4LowNibblesToBf16Bytes(w)), bf16StridedPair<0, 1>(fp4HighNibblesToBf16Bytes(w)),
+            bf16StridedPair<2, 3>(fp4HighNibblesToBf16Bytes(w)));
     }
     std::printf("perm");
     for (int p = 0; p < 64; ++p)

@@ -200,7 +200,8 @@ struct Bf16Operand
     template <int Lo, int Hi, bool High>
     static __device__ __forceinline__ uint32_t stridedPair(uint32_t w, uint32_t scale)
     {
-        return scaled(bf16StridedPair<Lo, Hi, High>(w), scale);
+        Bf16Bytes const bytes = High ? fp4HighNibblesToBf16Bytes(w) : fp4LowNibblesToBf16Bytes(w);
+        return scaled(bf16StridedPair<Lo, Hi>(bytes), scale);
     }
     static __device__ __forceinline__ uint32_t scaled(uint32_t raw, uint32_t scale)
     {

@@ -81,14 +81,31 @@ NVFP4_BITS_HD uint32_t fp16StridedPair(uint32_t bytes)
     return bytePerm(bytes, 0u, 0x0404 | (Lo << 4) | (Hi << 12));
 }
 
-// The same for bf16 (e2m1 * 2^-126): the pair {element of byte Lo, element of byte Hi}, their low
-// nibbles (High false: elements 2 Lo, 2 Hi) or high nibbles (true: 2 Lo + 1, 2 Hi + 1).
-template <int Lo, int Hi, bool High>
-NVFP4_BITS_HD uint32_t bf16StridedPair(uint32_t w)
+// The strided bf16 decode (e2m1 * 2^-126: sign -> bit 15, magnitude -> bits 6..8, so each element
+// spans both bytes of its bf16): every nibble's high byte (sign -> bit 7, e1 -> bit 0) in one word
+// and its low byte (e0 -> bit 7, m -> bit 6) in another, for the low nibbles (byte j: element 2j)
+// or the high ones (2j + 1). One byte permute of the two then builds any pair (bf16StridedPair).
+struct Bf16Bytes
 {
-    uint32_t const v = bytePerm(w, 0u, 0x4040 | Lo | (Hi << 8)); // byte Lo at bits 0..7, Hi at 16..23
-    constexpr int kMag = High ? 2 : 6;                           // magnitude to bits 6..8 / 22..24
-    return ((v << kMag) & 0x01C001C0u) | ((v << (kMag + 6)) & 0x80008000u);
+    uint32_t hi;
+    uint32_t lo;
+};
+
+NVFP4_BITS_HD Bf16Bytes fp4LowNibblesToBf16Bytes(uint32_t w)
+{
+    return {((w << 4) & 0x80808080u) | ((w >> 2) & 0x01010101u), (w << 6) & 0xC0C0C0C0u};
+}
+
+NVFP4_BITS_HD Bf16Bytes fp4HighNibblesToBf16Bytes(uint32_t w)
+{
+    return {(w & 0x80808080u) | ((w >> 6) & 0x01010101u), (w << 2) & 0xC0C0C0C0u};
+}
+
+// bf16 pair {element of byte Lo, element of byte Hi} from the two byte words above.
+template <int Lo, int Hi>
+NVFP4_BITS_HD uint32_t bf16StridedPair(Bf16Bytes b)
+{
+    return bytePerm(b.hi, b.lo, (4 + Lo) | (Lo << 4) | ((4 + Hi) << 8) | (Hi << 12));
 }
 
 // The wide GEMV's activation order at w4a4 (x-hat written so by the quantization): elements 1 and
