@@ -30,13 +30,7 @@ def test_no_plan_where_the_kernel_cannot_run():
 @pytest.mark.parametrize("M", [41, 48, 64])
 def test_256_weight_rows_where_measured_faster(K, N, M):
     plan = kernels.wgmma_plan(M, N, K, SMS)
-    assert (plan.bn, plan.ctas_per_sm, plan.weight_rows) == (64, 1, 256)
-
-
-@pytest.mark.parametrize("M", [41, 48])
-def test_128_weight_rows_where_256_measured_slower(M):
-    # 14336->4096 as 8 splits of 256 rows: +2...+4 % (H100)
-    assert kernels.wgmma_plan(M, 4096, 14336, SMS).weight_rows == 128
+    assert (plan.bn, plan.ctas_per_sm, plan.weight_rows) == (48 if M <= 48 else 64, 1, 256)
 
 
 @pytest.mark.parametrize("M", [9, 16, 17, 24, 32])
@@ -45,6 +39,15 @@ def test_small_activation_tiles_unsplit_on_the_largest_weight(M):
     # tile split 4 ways ran 158 us at M = 16 (unsplit 147 us at M = 24)
     plan = kernels.wgmma_plan(M, 57344, 8192, SMS)
     assert (plan.bn, plan.weight_rows, plan.splits) == (16 if M <= 16 else 32, 256, 1)
+
+
+@pytest.mark.parametrize("K,N", [(8192, 57344), (28672, 8192), (4096, 28672)])
+@pytest.mark.parametrize("M,bn", [(33, 48), (48, 48), (65, 96), (96, 96), (128, 128)])
+def test_activation_tile_height_where_measured(K, N, M, bn):
+    # H100: BN = 48 at M = 33-48 -2...-6 % against BN = 64; BN = 96 (256 rows) at M = 65-96
+    # -11...-31 % against BN = 128 (128 rows), which stays at M = 128
+    plan = kernels.wgmma_plan(M, N, K, SMS)
+    assert (plan.bn, plan.weight_rows) == (bn, 256 if bn < 128 else 128)
 
 
 def test_split_k_only_below_one_wave():
@@ -61,8 +64,8 @@ def test_gpu_check_reaches_every_tile():
     plans = [kernels.wgmma_plan(c.M, c.N, c.K, SMS) for c in gpu_check.build_cases(quick=False)
              if c.name.startswith("wgmma")]
     tiles = {(p.bn, p.ctas_per_sm, p.weight_rows) for p in plans if p is not None}
-    assert tiles == {(256, 1, 128), (128, 1, 128), (64, 1, 128), (64, 2, 128), (64, 1, 256), (32, 1, 256),
-                     (16, 1, 256)}
+    assert tiles == {(256, 1, 128), (128, 1, 128), (64, 1, 128), (64, 2, 128), (96, 1, 256), (64, 1, 256),
+                     (48, 1, 256), (32, 1, 256), (16, 1, 256)}
     # each 256-row tile both whole and split along K
-    for bn in (16, 32, 64):
+    for bn in (16, 32, 48, 64, 96):
         assert {p.splits > 1 for p in plans if p is not None and (p.bn, p.weight_rows) == (bn, 256)} == {False, True}

@@ -149,6 +149,11 @@ def build_cases(quick: bool) -> list[Case]:
             Case("wgmma-n32", 20, 6000, 4096, dt, edges=("inf",)),
             Case("wgmma-n16", 9, 30000, 768, dt, edges=("zero", "subnormal_scales"), bias=True),
             Case("wgmma-n16", 5, 8200, 4096, dt, edges=("nan", "ties"), per_channel=True),
+            # BN = 48 and 96 (256 weight rows), unsplit and split K
+            Case("wgmma-n48", 40, 20000, 512, dt, edges=("zero", "subnormal_scales"), bias=True),
+            Case("wgmma-n48", 45, 6000, 4096, dt, edges=("nan",), per_channel=True),
+            Case("wgmma-n96", 70, 20000, 512, dt, edges=("zero", "inf"), per_channel=True),
+            Case("wgmma-n96", 90, 6000, 4096, dt, edges=("ties",), bias=True),
             Case("wgmma-64", 24, 40000, 1024, dt, mode="w4a16" if dt != torch.float32 else "w4a4"),
         ]
         for M in (1, 16, 40, 300, 1024):

@@ -44,7 +44,7 @@ def main() -> None:
         "#pragma once\n\n#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n\n#include <cstdint>\n\n"
         "namespace nvfp4\n{\nnamespace detail\n{\n\ntemplate <int N, typename E>\nstruct WgmmaRs;\n"
     ]
-    for n in (16, 32, 64, 128, 256):
+    for n in (16, 32, 48, 64, 96, 128, 256):
         parts.append(op(n, "__half", "f16"))
         parts.append(op(n, "__nv_bfloat16", "bf16"))
     parts.append("\n} // namespace detail\n} // namespace nvfp4\n")

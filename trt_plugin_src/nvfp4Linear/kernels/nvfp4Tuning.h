@@ -110,9 +110,12 @@ constexpr TiledShape kTiledLargeM{128, 256, 2, 4, 4};
 // warpgroups within 112 registers) puts those warps on one activation tile, read from L2 once
 // for twice the weights: 1330 cycles per stage (H100, M = 41-64: 8192->57344 and 28672->8192
 // -8...-13 %, 4096->28672 -5...-8 %; 1290 would fit those, but then the planner also takes
-// 14336->4096 at M <= 48 as 8 splits of 256 rows, measured +2...+4 %). Below M = 33 the same
-// 256 rows at BN = 32 and 16 (half and a quarter of the tensor time and activation bytes):
-// against the BN = 64 tile on the same splits (H100, M = 16-32) 0.90-0.94 and 0.81-0.90 of its time.
+// 14336->4096 at M <= 48 as 8 splits of 256 rows, measured +2...+4 %). The same 256 rows at other
+// BN (the consumers' 112 registers hold up to 48 accumulators): against the BN = 64 tile on the
+// same splits (H100), BN = 48 at M = 33-48 0.95-0.98 of its time, BN = 32 at M = 17-32 0.90-0.94,
+// BN = 16 at M <= 16 0.81-0.90; BN = 96 at M = 65-96 against BN = 128 x 128 rows -11...-31 % on
+// the three largest shapes (1520-1600 cycles fit; at 1520 the planner also takes 14336->4096 at
+// M = 65-73 as 7 splits, not measured).
 // Plans within kWgmmaTieFactor of the best go to the earlier entry (taller tile, then one CTA
 // per SM, then 128 weight rows).
 struct WgmmaTile
@@ -124,7 +127,7 @@ struct WgmmaTile
 };
 constexpr WgmmaTile kWgmmaTiles[] = {{256, 1, 128, 4.0 * 256 + 500}, {128, 1, 128, 4.0 * 128 + 500},
     {64, 1, 128, 4.0 * 64 + 500}, {64, 2, 128, 1400.0}, {64, 1, 256, 1330.0}, {32, 1, 256, 1230.0},
-    {16, 1, 256, 1150.0}};
+    {16, 1, 256, 1150.0}, {48, 1, 256, 1280.0}, {96, 1, 256, 1600.0}};
 constexpr int kWgmmaTileCount = static_cast<int>(sizeof(kWgmmaTiles) / sizeof(kWgmmaTiles[0]));
 constexpr double kWgmmaClockMHz = 1700.0;
 constexpr double kWgmmaTieFactor = 0.97;
