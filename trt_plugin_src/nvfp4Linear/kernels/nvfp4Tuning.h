@@ -116,8 +116,7 @@ constexpr TiledShape kTiledLargeM{128, 256, 2, 4, 4};
 // BN = 16 at M <= 16 0.81-0.90; BN = 96 at M = 65-96 against BN = 128 x 128 rows -11...-31 % on
 // the three largest shapes (1520-1600 cycles fit; at 1520 the planner also takes 14336->4096 at
 // M = 65-73 as 7 splits, not measured).
-// Plans within kWgmmaTieFactor of the best go to the earlier entry (taller tile, then one CTA
-// per SM, then 128 weight rows).
+// Plans within kWgmmaTieFactor of the best go to the earlier entry of the table.
 struct WgmmaTile
 {
     int bn;

@@ -10,7 +10,7 @@
 //     (activation tile, packed FP4 weights; the FP8 scales of 4 stages with the first of them, as
 //     one 16-byte row per weight row) into a ring of stages, each with a "full" (TMA bytes landed)
 //     and an "empty" (consumers done) mbarrier;
-//   * kWgs consumer warpgroups (2, or 4 at BN <= 64: each activation tile read from L2 then serves
+//   * kWgs consumer warpgroups (2, or 4 at BN <= 96: each activation tile read from L2 then serves
 //     twice the weights), 64 weight rows each: per stage every thread reads its
 //     rows' packed bytes and scales from shared memory, decodes them in registers to the m64k16 A
 //     fragments (w' = ŵ * 2^-14 in fp16, ŵ * 2^-7 in bf16, exact; nvfp4Numerics.cuh's bit decode)
@@ -521,7 +521,7 @@ cudaError_t runRs(LinearParams const& p, void const* a, int splits, bool pdl, cu
 // grid in waves of the resident CTAs, each 64-deep stage costing the tuning table's cycles (tensor
 // time plus the decode and barrier latency it does not hide), plus for split-K the partials'
 // traffic and one reduction launch; the workspace bounds splits * M (partialBytes). Near-ties go
-// to the earlier table entry (the taller tile: fewer weight decodes and activation reads per FLOP).
+// to the earlier table entry, and to fewer splits.
 WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
 {
     int64_t const numChunks = K / kBK;
@@ -570,7 +570,8 @@ cudaError_t runTile(WgmmaPlan const& plan, LinearParams const& p, void const* a,
     if constexpr (I < tuning::kWgmmaTileCount)
     {
         constexpr tuning::WgmmaTile kTile = tuning::kWgmmaTiles[I];
-        static_assert(kTile.weightRows % 64 == 0 && kTile.bn % 16 == 0, "64 weight rows per consumer warpgroup");
+        static_assert(kTile.weightRows % 64 == 0 && kTile.bn % 16 == 0,
+            "64 weight rows per consumer warpgroup; BN a multiple of wgmma's N step and the epilogue's rows");
         if (plan.tile == I)
         {
             return runRs<Op, T, kTile.bn, kTile.ctasPerSm, kTile.weightRows / 64, kPermutedK>(
