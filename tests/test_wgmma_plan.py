@@ -26,13 +26,6 @@ def test_no_plan_where_the_kernel_cannot_run():
         kernels.wgmma_plan(64, 4096, 4096, 0)
 
 
-@pytest.mark.parametrize("K,N", [(8192, 57344), (28672, 8192), (4096, 28672)])
-@pytest.mark.parametrize("M", [41, 48, 64])
-def test_256_weight_rows_where_measured_faster(K, N, M):
-    plan = kernels.wgmma_plan(M, N, K, SMS)
-    assert (plan.bn, plan.ctas_per_sm, plan.weight_rows) == (48 if M <= 48 else 64, 1, 256)
-
-
 @pytest.mark.parametrize("M", [9, 16, 17, 24, 32])
 def test_small_activation_tiles_unsplit_on_the_largest_weight(M):
     # 8192->57344, 256 rows at BN = 16 / 32, unsplit: H100 128-135 us at M = 16-32; the BN = 64
@@ -42,12 +35,13 @@ def test_small_activation_tiles_unsplit_on_the_largest_weight(M):
 
 
 @pytest.mark.parametrize("K,N", [(8192, 57344), (28672, 8192), (4096, 28672)])
-@pytest.mark.parametrize("M,bn", [(33, 48), (48, 48), (65, 96), (96, 96), (128, 128)])
-def test_activation_tile_height_where_measured(K, N, M, bn):
-    # H100: BN = 48 at M = 33-48 -2...-6 % against BN = 64; BN = 96 (256 rows) at M = 65-96
-    # -11...-31 % against BN = 128 (128 rows), which stays at M = 128
+@pytest.mark.parametrize("M,bn", [(33, 48), (41, 48), (48, 48), (64, 64), (65, 96), (96, 96), (128, 128)])
+def test_tile_where_measured_faster(K, N, M, bn):
+    # H100: one CTA of 256 weight rows: BN = 64 at M = 41-64 -5...-13 % against 128 rows; BN = 48 at
+    # M = 33-48 -2...-6 % against BN = 64; BN = 96 at M = 65-96 -11...-31 % against BN = 128 of
+    # 128 rows, which stays at M = 128
     plan = kernels.wgmma_plan(M, N, K, SMS)
-    assert (plan.bn, plan.weight_rows) == (bn, 256 if bn < 128 else 128)
+    assert (plan.bn, plan.ctas_per_sm, plan.weight_rows) == (bn, 1, 256 if bn < 128 else 128)
 
 
 def test_split_k_only_below_one_wave():
