@@ -533,13 +533,12 @@ WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
         tuning::WgmmaTile const& tile = tuning::kWgmmaTiles[index];
         int64_t const tiles = (N + tile.weightRows - 1) / tile.weightRows * ((M + tile.bn - 1) / tile.bn);
         double const resident = static_cast<double>(tile.ctasPerSm) * smCount;
-        for (int s = 1; s <= tuning::kWgmmaMaxSplits; ++s)
+        // Split K only to fill SMs that a grid of less than one wave leaves idle: above that it
+        // adds waves, each with its ring's start-up, which the model does not count.
+        int const maxSplits = static_cast<double>(tiles) < resident ? tuning::kWgmmaMaxSplits : 1;
+        for (int s = 1; s <= maxSplits; ++s)
         {
-            // Split K only to fill SMs that a grid of less than one wave leaves idle: above that it
-            // adds waves, each with its ring's start-up, which the model does not count.
-            if (s > 1
-                && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit
-                    || static_cast<double>(tiles) >= resident))
+            if (s > 1 && (s * M > partialRows || numChunks / s < tuning::kWgmmaMinChunksPerSplit))
             {
                 break;
             }
