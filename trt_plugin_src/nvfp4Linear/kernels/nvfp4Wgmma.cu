@@ -111,6 +111,21 @@ struct RsScales<Bf16Operand>
     }
 };
 
+// Whether the stage of K chunk `chunk`, the split's `it`-th, brings the scales: a TMA box's innermost
+// start must be 16-byte aligned, so the 16 scale bytes of chunks 4(c/4)..+3 come with the first of
+// them (or with the split's first stage), and the consumers keep them in registers for the others.
+template <typename Index>
+__device__ __forceinline__ bool stageCarriesScales(Index chunk, Index it)
+{
+    return chunk % 4 == 0 || it == 0;
+}
+
+// w[j] for a j known only at run time, by selects: indexing would put w in local memory.
+__device__ __forceinline__ uint32_t wordAt(uint32_t const (&w)[4], uint32_t j)
+{
+    return j & 2 ? (j & 1 ? w[3] : w[2]) : (j & 1 ? w[1] : w[0]);
+}
+
 // Byte `t` (0..3) of each of the 4 words of v, gathered into one word (byte i from word i).
 __device__ __forceinline__ uint32_t gatherByte(uint4 v, uint32_t sel)
 {
@@ -257,9 +272,7 @@ __global__ void __launch_bounds__(RsConfig<BN, kCtas, kWgs>::kThreads, kCtas) wg
                 int const s = it % S;
                 uint8_t* const st = smem + s * Cfg::kStageBytes;
                 int const c = cBeg + it;
-                // The TMA's innermost start must be 16-byte aligned: the 16 scale bytes of chunks
-                // 4(c/4)..+3, loaded with the first of them (the consumers keep them in registers).
-                bool const scales = c % 4 == 0 || it == 0;
+                bool const scales = stageCarriesScales(c, it);
                 sm90::mbarArriveExpectTx(&full[s], Cfg::kStageBytes - (scales ? 0 : Cfg::kSBytes));
                 sm90::tmaLoad2d(st + Cfg::kActBytes, &mapW, c * (kBK / 2), n0, &full[s]);
                 if (scales)
@@ -331,16 +344,14 @@ __global__ void __launch_bounds__(RsConfig<BN, kCtas, kWgs>::kThreads, kCtas) wg
     auto decode = [&](uint32_t it, uint32_t(&frag)[4][4]) {
         uint32_t const stage = ring + it % S * Cfg::kStageBytes;
         uint32_t const j = (firstChunk + it) % 4;
-        if (j == 0 || it == 0)
+        if (stageCarriesScales(firstChunk + it, it))
         {
             uint4 const a = sm90::ldShared128(stage + sRowA);
             uint4 const b = sm90::ldShared128(stage + sRowB);
             scalesA[0] = a.x, scalesA[1] = a.y, scalesA[2] = a.z, scalesA[3] = a.w;
             scalesB[0] = b.x, scalesB[1] = b.y, scalesB[2] = b.z, scalesB[3] = b.w;
         }
-        uint32_t const sa = j & 2 ? (j & 1 ? scalesA[3] : scalesA[2]) : (j & 1 ? scalesA[1] : scalesA[0]);
-        uint32_t const sb = j & 2 ? (j & 1 ? scalesB[3] : scalesB[2]) : (j & 1 ? scalesB[1] : scalesB[0]);
-        decodeStage<Op, kPermutedK>(stage + wRowA, stage + wRowB, sa, sb, sel, frag);
+        decodeStage<Op, kPermutedK>(stage + wRowA, stage + wRowB, wordAt(scalesA, j), wordAt(scalesB, j), sel, frag);
     };
     // wgmmas of stage `it` from `cur`; then (wait_group 1: stage it-1's wgmmas, the readers of
     // `next`, are done; they were issued a whole stage earlier, so this rarely waits) frees stage
