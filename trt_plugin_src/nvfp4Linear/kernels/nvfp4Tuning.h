@@ -131,6 +131,9 @@ constexpr int kWgmmaTileCount = static_cast<int>(sizeof(kWgmmaTiles) / sizeof(kW
 constexpr double kWgmmaClockMHz = 1700.0;
 constexpr double kWgmmaTieFactor = 0.97;
 constexpr int kWgmmaMaxSplits = 8;
+// Stages in the wgmma kernel's ring where shared memory holds more: a power of two keeps a stage's
+// slot and barrier phase a mask and a shift. At 256 weight rows the 200 KB would hold 10-14.
+constexpr int kWgmmaMaxStages = 8;
 constexpr int kWgmmaMinChunksPerSplit = 4;
 
 // W4A16 moves x into the wgmma kernel's K order first (launchPermuteActivation) where N >= minN or

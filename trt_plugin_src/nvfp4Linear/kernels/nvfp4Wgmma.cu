@@ -54,9 +54,10 @@ struct RsConfig
     static constexpr int kWBytes = kRows * 32;           // 64 FP4 per row
     static constexpr int kSBytes = kRows * 16;           // 16-byte aligned TMA rows: scales of 4 stages
     static constexpr int kStageBytes = kActBytes + kWBytes + kSBytes; // a multiple of 1024
-    // The ring fills the SM's shared memory (227 KB, less 1 KB reserved per CTA), at most 8 deep.
+    // The ring fills the SM's shared memory (227 KB, less 1 KB reserved per CTA), at most
+    // tuning::kWgmmaMaxStages deep.
     static constexpr int kRingBudget = (kCtasPerSm == 1 ? 200 : 110) * 1024;
-    static constexpr int kStages = kRingBudget / kStageBytes < 8 ? kRingBudget / kStageBytes : 8;
+    static constexpr int kStages = std::min(kRingBudget / kStageBytes, tuning::kWgmmaMaxStages);
     static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024; // +barriers, alignment
     // Registers: the producer warpgroup gives its share to the consumers (setmaxnreg). The launch
     // gives every thread the launch bounds' share (in units of 8: 168, 80 with two CTAs, 96 with 4
