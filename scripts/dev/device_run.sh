@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One GPU session: correctness, sanitizers, variant timings and the benchmarks, in one command.
 # Usage (from the repo root, on the GPU machine): scripts/dev/device_run.sh STEPS...
+#   unpack      every *.so.xz under $UNPACK_DIR (default build/dev) decompressed next to itself:
+#               variant builds travel to the GPU machine xz-compressed (~10 MB each, ~0.6 MB packed)
 #   build       the kernels library: $NVFP4_KERNELS_LIB if it loads with both op families, else the
 #               product's CMake build of it (sm_${ARCHS:-90a}) into build-device/
 #   check       scripts/check/gpu_check.py, every NVFP4Linear kernel family
@@ -111,6 +113,15 @@ for step in "$@"; do
   t0=$SECONDS
   echo "== $(date -u +%T) step $step (at ${SECONDS}s)"
   case $step in
+    unpack)
+      python3 - "${UNPACK_DIR:-build/dev}" <<'PY'
+import lzma, pathlib, shutil, sys
+for packed in sorted(pathlib.Path(sys.argv[1]).rglob("*.so.xz")):
+    with lzma.open(packed) as src, open(packed.with_suffix(""), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    print("unpacked", packed.with_suffix(""))
+PY
+      ;;
     build) build_kernels ;;
     check)
       timeout 300 python3 scripts/check/gpu_check.py --report "$out/correctness-$card-$day.txt" | tail -5 ;;
