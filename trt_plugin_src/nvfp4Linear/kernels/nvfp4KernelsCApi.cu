@@ -2,6 +2,7 @@
 #include "nvfp4KernelsCApi.h"
 #include "nvfp4Launch.cuh"
 #include "nvfp4ScaleLayout.h"
+#include "nvfp4Tuning.h"
 
 using nvfp4::ActType;
 
@@ -102,9 +103,10 @@ int32_t nvfp4_wgmma_plan(int64_t M, int64_t N, int64_t K, int32_t sm_count, int3
         return cudaErrorNotSupported;
     }
     nvfp4::detail::WgmmaPlan const w = nvfp4::detail::planWgmma(M, N, K, sm_count);
-    plan[0] = w.bn;
-    plan[1] = w.ctasPerSm;
-    plan[2] = w.weightRows;
+    nvfp4::detail::tuning::WgmmaTile const& tile = nvfp4::detail::tuning::kWgmmaTiles[w.tile];
+    plan[0] = tile.bn;
+    plan[1] = tile.ctasPerSm;
+    plan[2] = tile.weightRows;
     plan[3] = w.splits;
     return cudaSuccess;
 }

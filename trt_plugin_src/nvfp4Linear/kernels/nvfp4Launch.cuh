@@ -142,10 +142,7 @@ bool wgmmaPermutesW4a16(LinearParams const& p);
 // the tuning table's kWgmmaTiles), the same as launchWgmma picks.
 struct WgmmaPlan
 {
-    int tile = 0;         // index into the tuning table's kWgmmaTiles
-    int bn = 256;         // activation rows per tile
-    int ctasPerSm = 1;
-    int weightRows = 128; // per CTA
+    int tile = 0; // index into the tuning table's kWgmmaTiles (its BN, CTAs per SM, weight rows)
     int splits = 1;
 };
 WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount);

@@ -562,7 +562,7 @@ WgmmaPlan planWgmma(int64_t M, int64_t N, int64_t K, int smCount)
             }
             if (bestUs == 0.0 || us < tuning::kWgmmaTieFactor * bestUs)
             {
-                best = {index, tile.bn, tile.ctasPerSm, tile.weightRows, s};
+                best = {index, s};
                 bestUs = us;
             }
         }
