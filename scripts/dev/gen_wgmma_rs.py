@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes trt_plugin_src/nvfp4Linear/kernels/nvfp4WgmmaRs.cuh: the inline-PTX wrappers of
 wgmma.mma_async m64nNk16 with A from registers (RS form), B from shared memory (descriptor),
-fp32 accumulators, for N in (16, 32, 64, 128, 256) and fp16/bf16 operands. Asm operand lists this long
-are not worth writing by hand:  python3 scripts/dev/gen_wgmma_rs.py"""
+fp32 accumulators, for each N of TILE_N (the BN values of the tuning table's kWgmmaTiles) and
+fp16/bf16 operands. Asm operand lists this long are not worth writing by hand:
+    python3 scripts/dev/gen_wgmma_rs.py"""
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ sys.path.insert(0, str(REPO))  # the export/ package
 from export.outputs import replace_file  # noqa: E402
 
 OUT = REPO / "trt_plugin_src/nvfp4Linear/kernels/nvfp4WgmmaRs.cuh"
+TILE_N = (16, 32, 48, 64, 96, 128, 256)
 
 
 def op(n: int, elem: str, ptx: str) -> str:
@@ -44,7 +46,7 @@ def main() -> None:
         "#pragma once\n\n#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n\n#include <cstdint>\n\n"
         "namespace nvfp4\n{\nnamespace detail\n{\n\ntemplate <int N, typename E>\nstruct WgmmaRs;\n"
     ]
-    for n in (16, 32, 48, 64, 96, 128, 256):
+    for n in TILE_N:
         parts.append(op(n, "__half", "f16"))
         parts.append(op(n, "__nv_bfloat16", "bf16"))
     parts.append("\n} // namespace detail\n} // namespace nvfp4\n")
