@@ -324,6 +324,7 @@ __global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT, MT>::kMinCtas * 
     // conversion, no x 2^7): exact in fp16 (>= 2^-24, <= 6 significant bits, <= 0.17); the epilogue
     // multiplies by alpha * 2^14.
     constexpr bool kFast = std::is_same<Op, HalfOperand>::value;
+    constexpr bool kStrided = kFast || NT <= tuning::kGemvBf16StridedMaxNt;
     constexpr float kOperandScale = kFast ? kWeightOperandScale * kWeightOperandScale : kWeightOperandScale;
     static_assert(kCtaWarps % kWideWarps == 0 && Shape::kMinCtas * kWideWarps / kCtaWarps >= 1, "CTAs per SM");
     __shared__ float red[kCtaWarps][MT * NT * 4][32];
@@ -451,7 +452,7 @@ __global__ void __launch_bounds__(kCtaWarps * 32, WideShape<NT, MT>::kMinCtas * 
                         }
                     }
                 }
-                mmaChunk128<Op, MT, NT, kPerWord, kFast, kFast && ActPairs>(wv[p], sc, aCur, aRow, p * 16, acc);
+                mmaChunk128<Op, MT, NT, kPerWord, kStrided, kFast && ActPairs>(wv[p], sc, aCur, aRow, p * 16, acc);
                 if (i0 + p + kDepth < nLocal)
                 {
                     loadWeights(p, p + kDepth);
@@ -596,6 +597,13 @@ cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount
             if (p.N * p.K >= tuning::kGemvFourTilesMinWeights)
             {
                 return launchGemvWide<Op, T, NT, 4, ActPairs>(p, a, smCount, pdl, stream);
+            }
+        }
+        if constexpr (NT == 1)
+        {
+            if (p.N * p.K < tuning::kGemvOneTileMaxWeights)
+            {
+                return launchGemvWide<Op, T, NT, 1, ActPairs>(p, a, smCount, pdl, stream);
             }
         }
         return launchGemvWide<Op, T, NT, 2, ActPairs>(p, a, smCount, pdl, stream);

@@ -12,30 +12,45 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace nvfp4
 {
 namespace detail
 {
 
-// fp16 weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
+// Weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
 // (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: nvfp4OperandBits.h's strided
-// decode (11 integer ops + 4 HMUL2 per 8 weights; the natural decode: 18 + 4).
+// decode (fp16: 11 integer ops + 4 HMUL2 per 8 weights, the natural decode 18 + 4; bf16: one byte
+// permute per pair from the word's two byte words).
+template <typename Op>
 __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, uint32_t (&b)[4])
 {
-    uint32_t const l = fp4LowNibblesToHalfHighBytes(w);
-    uint32_t const h = fp4HighNibblesToHalfHighBytes(w);
-    b[0] = HalfOperand::scaled(fp16StridedPair<0, 1>(l), scale);
-    b[1] = HalfOperand::scaled(fp16StridedPair<2, 3>(l), scale);
-    b[2] = HalfOperand::scaled(fp16StridedPair<0, 1>(h), scale);
-    b[3] = HalfOperand::scaled(fp16StridedPair<2, 3>(h), scale);
+    if constexpr (std::is_same<Op, HalfOperand>::value)
+    {
+        uint32_t const l = fp4LowNibblesToHalfHighBytes(w);
+        uint32_t const h = fp4HighNibblesToHalfHighBytes(w);
+        b[0] = Op::scaled(fp16StridedPair<0, 1>(l), scale);
+        b[1] = Op::scaled(fp16StridedPair<2, 3>(l), scale);
+        b[2] = Op::scaled(fp16StridedPair<0, 1>(h), scale);
+        b[3] = Op::scaled(fp16StridedPair<2, 3>(h), scale);
+    }
+    else
+    {
+        Bf16Bytes const l = fp4LowNibblesToBf16Bytes(w);
+        Bf16Bytes const h = fp4HighNibblesToBf16Bytes(w);
+        b[0] = Op::scaled(bf16StridedPair<0, 1>(l), scale);
+        b[1] = Op::scaled(bf16StridedPair<2, 3>(l), scale);
+        b[2] = Op::scaled(bf16StridedPair<0, 1>(h), scale);
+        b[3] = Op::scaled(bf16StridedPair<2, 3>(h), scale);
+    }
 }
 
 // The MMAs of one 128-element chunk: `wv` holds the 16 weight bytes of the thread's MT x 2 weight
 // rows (m16 tiles of rows g and g + 8), `sc` their two decoded block-scale pairs, `aCur` the
 // activation words of the NT n8 tiles. With kPerWord the activation words are loaded here, word q
 // of each row from aRow[j] + aWord + q, just before its MMAs (fewer registers at large NT); else
-// `aCur` holds all four already. kStrided: the strided fp16 decode (decodeWordStrided), which pairs
+// `aCur` holds all four already. kStrided: the strided decode (decodeWordStrided), which pairs
 // weight elements (4e, 4e+2) and (4e+1, 4e+3) of each word and permutes the activation pairs alike
 // (two byte permutes per activation word), unless kActPairs: the activation is stored in that
 // pair order already (gemvPairPos). Else the natural decode (decodeWeightWord), weight bytes 2e
@@ -66,7 +81,7 @@ __device__ __forceinline__ void mmaChunk128(uint4 const (&wv)[MT][2], uint32_t c
                 uint32_t const word = q == 0 ? v.x : (q == 1 ? v.y : (q == 2 ? v.z : v.w));
                 if constexpr (kStrided)
                 {
-                    decodeWordStrided(word, sc[mt][h][q >> 1], b[mt][h]);
+                    decodeWordStrided<Op>(word, sc[mt][h][q >> 1], b[mt][h]);
                 }
                 else
                 {

@@ -64,6 +64,13 @@ struct GemvWide
 };
 constexpr GemvWide kGemvWide{8, 8, 16};
 
+// bf16 activations take the strided decode (one byte permute per weight pair from two byte words,
+// and two per activation word to meet its pairs) up to this NT; above it the activation permutes
+// outweigh the decode's savings and the registers spill (sm_90a SASS: loop -17 % at NT = 1, -10 %
+// at NT = 3, +5 % at NT = 8; 164 bytes spilled at NT = 4 with four m16 tiles). H100, bf16 W4A16:
+// NT = 1 -1..-5 % on every shape; NT = 2-3 -5..+4 % (no gain), hence NT = 1.
+constexpr int kGemvBf16StridedMaxNt = 1;
+
 // m16 weight tiles per warp (16 weight rows each). Every warp reads its activation rows through L1
 // once per group of weight tiles, so from NT = 2 the L1 is the busiest unit (H200, 8192->57344,
 // M = 16: L1/TEX 87 %, DRAM 42 %); four tiles (64 rows) halve those reads per weight (L1/TEX 61 %)
@@ -86,8 +93,15 @@ constexpr int gemvRingDepth(int /*nt*/)
 }
 constexpr int gemvMinCtasPerSm(int nt, int mTiles)
 {
-    return nt <= 2 && mTiles <= 2 ? 4 : 2;
+    return mTiles == 1 ? 8 : (nt <= 2 && mTiles <= 2 ? 4 : 2);
 }
+
+// One m16 tile per warp at NT = 1 (M <= 8) below this many weights: half the per-chunk chain per
+// warp and, within 64 registers, 8 CTAs per SM instead of 4, for short streams that are latency
+// chains. H100 against two tiles, M = 1-8: 4096->6144 -2..-18 %, 2048->4096 and 4096->2048
+// -1..-21 %, 4096->4096 -6..+4 % (worst at M = 8). Larger weights keep two tiles (not measured with
+// one: their streams are long, and they already stream at 1.7-2.4 TB/s).
+constexpr int64_t kGemvOneTileMaxWeights = int64_t{32} << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Tiled mma.sync GEMM (nvfp4Tiled.cu): CTA tile BM x BN (activation rows x weight rows) on a
