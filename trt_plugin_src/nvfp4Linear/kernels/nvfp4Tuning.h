@@ -86,7 +86,8 @@ constexpr int64_t kGemvFourTilesMinWeights = int64_t{32} << 20;
 // Register ring depth (chunks of 128 in flight per warp) and the CTAs per SM the launch bounds
 // ask for, by NT and m16 tiles per warp. With two tiles, NT = 1, 2 fit 128 registers (4 CTAs per
 // SM); NT = 3 fits 168 (3 CTAs) but ran 18 % slower on 4096->14336 than at 2 CTAs; NT >= 4 needs
-// 170-254 registers. Four tiles need more than 128 from NT = 1.
+// 170-254 registers. Four tiles need more than 128 from NT = 1; one tile at NT = 1 fits 64 (8
+// CTAs).
 constexpr int gemvRingDepth(int /*nt*/)
 {
     return 2; // a third chunk in flight gained nothing (H100, M <= 16)
