@@ -99,7 +99,7 @@ constexpr int gemvMinCtasPerSm(int nt, int mTiles)
 
 // One m16 tile per warp at NT = 1 (M <= 8) below this many weights: half the per-chunk chain per
 // warp and, within 64 registers, 8 CTAs per SM instead of 4, for short streams that are latency
-// chains. H100 against two tiles, M = 1-8: 4096->6144 -2..-18 %, 2048->4096 and 4096->2048
+// chains. H100 against two tiles, M = 1-8: 4096->6144 -2..-19 %, 2048->4096 and 4096->2048
 // -1..-21 %, 4096->4096 -6..+4 % (worst at M = 8). Larger weights keep two tiles (not measured with
 // one: their streams are long, and they already stream at 1.7-2.4 TB/s).
 constexpr int64_t kGemvOneTileMaxWeights = int64_t{32} << 20;
