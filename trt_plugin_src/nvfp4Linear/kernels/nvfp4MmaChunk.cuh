@@ -12,7 +12,6 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <type_traits>
 
 namespace nvfp4
 {
@@ -20,30 +19,16 @@ namespace detail
 {
 
 // Weight decode of one word (8 E2M1 nibbles e0..e7, even element = low nibble) into the pairs
-// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: nvfp4OperandBits.h's strided
-// decode (fp16: 11 integer ops + 4 HMUL2 per 8 weights, the natural decode 18 + 4; bf16: one byte
-// permute per pair from the word's two byte words).
+// (e0, e2), (e4, e6), (e1, e3), (e5, e7), times the block scale pair: the operand's strided pairs
+// (nvfp4Numerics.cuh; fp16: 11 integer ops + 4 HMUL2 per 8 weights, the natural decode 18 + 4;
+// bf16: one byte permute per pair from the word's two byte words).
 template <typename Op>
 __device__ __forceinline__ void decodeWordStrided(uint32_t w, uint32_t scale, uint32_t (&b)[4])
 {
-    if constexpr (std::is_same<Op, HalfOperand>::value)
-    {
-        uint32_t const l = fp4LowNibblesToHalfHighBytes(w);
-        uint32_t const h = fp4HighNibblesToHalfHighBytes(w);
-        b[0] = Op::scaled(fp16StridedPair<0, 1>(l), scale);
-        b[1] = Op::scaled(fp16StridedPair<2, 3>(l), scale);
-        b[2] = Op::scaled(fp16StridedPair<0, 1>(h), scale);
-        b[3] = Op::scaled(fp16StridedPair<2, 3>(h), scale);
-    }
-    else
-    {
-        Bf16Bytes const l = fp4LowNibblesToBf16Bytes(w);
-        Bf16Bytes const h = fp4HighNibblesToBf16Bytes(w);
-        b[0] = Op::scaled(bf16StridedPair<0, 1>(l), scale);
-        b[1] = Op::scaled(bf16StridedPair<2, 3>(l), scale);
-        b[2] = Op::scaled(bf16StridedPair<0, 1>(h), scale);
-        b[3] = Op::scaled(bf16StridedPair<2, 3>(h), scale);
-    }
+    b[0] = Op::template stridedPair<0, 1, false>(w, scale);
+    b[1] = Op::template stridedPair<2, 3, false>(w, scale);
+    b[2] = Op::template stridedPair<0, 1, true>(w, scale);
+    b[3] = Op::template stridedPair<2, 3, true>(w, scale);
 }
 
 // The MMAs of one 128-element chunk: `wv` holds the 16 weight bytes of the thread's MT x 2 weight
