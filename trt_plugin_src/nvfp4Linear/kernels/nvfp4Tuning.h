@@ -100,9 +100,9 @@ constexpr int gemvMinCtasPerSm(int nt, int mTiles)
 // One m16 tile per warp at NT = 1 (M <= 8) below this many weights: half the per-chunk chain per
 // warp and, within 64 registers, 8 CTAs per SM instead of 4, for short streams that are latency
 // chains. H100 against two tiles, M = 1-8: 4096->6144 -2..-19 %, 2048->4096 and 4096->2048
-// -1..-21 %, 4096->4096 -6..+4 % (worst at M = 8). Larger weights keep two tiles (not measured with
-// one: their streams are long, and they already stream at 1.7-2.4 TB/s).
-constexpr int64_t kGemvOneTileMaxWeights = int64_t{32} << 20;
+// -1..-21 %, 4096->4096 -6..+4 % (worst at M = 8), 4096->14336 and 14336->4096 -6..0 %; above
+// 64 M weights one tile lost (28672->8192 and 8192->57344: +1..+15 %).
+constexpr int64_t kGemvOneTileMaxWeights = int64_t{64} << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Tiled mma.sync GEMM (nvfp4Tiled.cu): CTA tile BM x BN (activation rows x weight rows) on a
