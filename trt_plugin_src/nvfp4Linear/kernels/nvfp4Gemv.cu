@@ -582,7 +582,8 @@ cudaError_t launchGemvWide(LinearParams const& p, void const* a, int smCount, bo
 }
 
 // The wide kernel instantiated for NT = ceil(M / 8): tries NT, NT + 1, ... up to the table's maxNt;
-// four m16 tiles per warp where the tuning table asks for them.
+// m16 tiles per warp by the tuning table: four (large weights, NT = 3-4), one (small weights, NT = 1),
+// else two.
 template <typename Op, typename T, bool ActPairs, int NT = 1>
 cudaError_t launchGemvWideForM(LinearParams const& p, void const* a, int smCount, bool pdl, cudaStream_t stream)
 {
